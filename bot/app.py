@@ -1,0 +1,82 @@
+"""Builds the object graph once from Settings: database, image store, editor, scheduler, service."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from bot.config import Settings
+from bot.conversation import Admission, ConversationService
+from editor.base import Editor
+from editor.images import ImageLimits
+from editor.scheduler import EmbeddedScheduler
+from storage.database import Database
+from storage.images import FileImageStore
+from storage.limits import LimitPolicy
+from storage.migrate import upgrade
+
+
+@dataclass(frozen=True, slots=True)
+class Components:
+    """Everything a frontend needs; built by `build` and valid inside its context."""
+
+    settings: Settings
+    database: Database
+    images: FileImageStore
+    editor: Editor
+    scheduler: EmbeddedScheduler
+    service: ConversationService
+
+
+def make_editor(settings: Settings) -> Editor:
+    """The diffusers editor as configured (imported here: torch is slow to import)."""
+    from editor.pix2pix import DiffusersEditor
+
+    return DiffusersEditor(
+        settings.model,
+        lora=settings.lora,
+        device=settings.device,
+        safety_checker=settings.safety_checker,
+    )
+
+
+@asynccontextmanager
+async def build(settings: Settings, editor: Editor | None = None) -> AsyncIterator[Components]:
+    """Migrate, load the model, resume queued jobs, and yield the running service."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    url = settings.resolved_database_url()
+    await asyncio.to_thread(upgrade, url)
+    editor = editor or make_editor(settings)
+    images = FileImageStore(settings.data_dir / "images")
+    async with Database(url) as database:
+        scheduler = EmbeddedScheduler(
+            database,
+            images,
+            editor,
+            max_batch=settings.max_batch,
+            max_wait_ms=settings.max_wait_ms,
+            max_attempts=settings.max_attempts,
+        )
+        service = ConversationService(
+            database,
+            images,
+            scheduler,
+            editor,
+            defaults=settings.default_params(),
+            admission=Admission(
+                max_pending_per_user=settings.max_pending_per_user,
+                queue_cap=settings.queue_cap,
+                rate=LimitPolicy(
+                    burst=settings.rate_burst,
+                    per_minute=settings.rate_per_minute,
+                    daily_quota=settings.daily_quota,
+                ),
+            ),
+            image_limits=ImageLimits(
+                max_bytes=settings.max_upload_bytes, max_pixels=settings.max_image_pixels
+            ),
+        )
+        async with scheduler:
+            yield Components(settings, database, images, editor, scheduler, service)

@@ -1,0 +1,72 @@
+"""Settings from the environment (prefix PIX2CHAT_) or a .env file; read once at start-up."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from editor.params import EditParams
+
+
+class Settings(BaseSettings):
+    """Everything configurable. Tokens are SecretStr so they never show up in logs or reprs."""
+
+    model_config = SettingsConfigDict(env_prefix="PIX2CHAT_", env_file=".env", extra="ignore")
+
+    # Frontends
+    telegram_token: SecretStr | None = None
+    telegram_api_url: str = "https://api.telegram.org/bot"
+    telegram_file_url: str = "https://api.telegram.org/file/bot"
+    discord_token: SecretStr | None = None
+
+    # Storage
+    data_dir: Path = Path("data")
+    database_url: str | None = Field(
+        default=None, description="SQLAlchemy URL; default SQLite file in data_dir"
+    )
+
+    # Model
+    model: str = "timbrooks/instruct-pix2pix"
+    lora: str | None = None
+    device: Literal["auto", "cuda", "mps", "cpu"] = "auto"
+    safety_checker: bool = False
+
+    # Defaults for new conversations (users may change theirs with /settings)
+    default_steps: int = 20
+    default_guidance_scale: float = 7.5
+    default_image_guidance_scale: float = 1.5
+    default_resolution: int = 512
+
+    # Scheduler and admission
+    max_batch: int = 4
+    max_wait_ms: int = 20
+    max_pending_per_user: int = 3
+    rate_burst: int = 5
+    rate_per_minute: float = 6.0
+    daily_quota: int = 200
+    queue_cap: int = 200
+    max_attempts: int = 3
+
+    # Uploads
+    max_upload_bytes: int = 20 * 1024 * 1024
+    max_image_pixels: int = 40_000_000
+
+    def resolved_database_url(self) -> str:
+        """The configured URL, or a SQLite file inside the data folder."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'pix2chat.db').resolve()}"
+
+    def default_params(self) -> EditParams:
+        return EditParams(
+            num_inference_steps=self.default_steps,
+            guidance_scale=self.default_guidance_scale,
+            image_guidance_scale=self.default_image_guidance_scale,
+            resolution=self.default_resolution,
+        )
+
+    def has_frontend(self) -> bool:
+        return self.telegram_token is not None or self.discord_token is not None

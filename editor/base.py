@@ -1,0 +1,97 @@
+"""The editor boundary: what the scheduler needs from a model, plus a deterministic fake."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from PIL import Image
+
+from editor.params import EditParams
+
+
+@dataclass(frozen=True, slots=True)
+class EditRequest:
+    """One sample of a batch: an RGB image already fitted to its resolution, and what to do."""
+
+    image: Image.Image
+    instruction: str
+    params: EditParams
+
+
+class ProgressCallback(Protocol):
+    """Called from the model thread after each denoising step."""
+
+    def __call__(self, step: int, total: int) -> None: ...
+
+
+class Editor(Protocol):
+    """Runs InstructPix2Pix edits. Blocking; the scheduler calls it from one dedicated thread.
+
+    All requests of one call share image size, steps and both guidance scales
+    (`EditParams.batch_key`); each has its own seed and instruction.
+    """
+
+    max_instruction_tokens: int
+
+    def load(self) -> None:
+        """Load weights (slow; called once, from the model thread)."""
+
+    def count_tokens(self, instruction: str) -> int:
+        """Tokens the text encoder would see, without start/end markers."""
+
+    def edit_batch(
+        self, requests: Sequence[EditRequest], progress: ProgressCallback | None = None
+    ) -> list[Image.Image]:
+        """Edit every request in one pipeline call; results in request order."""
+
+    def describe(self) -> dict[str, str]:
+        """Facts for `pix2chat doctor`: device, dtype, model."""
+
+
+class NullEditor:
+    """Returns the input, slightly changed by the seed, instantly: for fast tests and benchmarks.
+
+    Deterministic: the same request gives the same pixels; `fail_on` makes an instruction raise
+    so tests can check failure isolation; `step_delay_s` makes each step take time, so tests can
+    interrupt a job mid-run.
+    """
+
+    max_instruction_tokens = 75
+
+    def __init__(self, fail_on: str | None = None, step_delay_s: float = 0.0) -> None:
+        self.fail_on = fail_on
+        self.step_delay_s = step_delay_s
+        self.calls: list[list[EditRequest]] = []
+
+    def load(self) -> None:
+        return None
+
+    def count_tokens(self, instruction: str) -> int:
+        return len(instruction.split())
+
+    def edit_batch(
+        self, requests: Sequence[EditRequest], progress: ProgressCallback | None = None
+    ) -> list[Image.Image]:
+        self.calls.append(list(requests))
+        steps = requests[0].params.num_inference_steps if requests else 0
+        for step in range(1, steps + 1):
+            if self.step_delay_s:
+                time.sleep(self.step_delay_s)
+            if progress is not None:
+                progress(step, steps)
+        results = []
+        for request in requests:
+            if self.fail_on is not None and self.fail_on in request.instruction:
+                raise RuntimeError(f"NullEditor told to fail on {self.fail_on!r}")
+            shade = request.params.seed % 256
+            tint = Image.new(
+                "RGB", request.image.size, (shade, 255 - shade, len(request.instruction) % 256)
+            )
+            results.append(Image.blend(request.image.convert("RGB"), tint, 0.25))
+        return results
+
+    def describe(self) -> dict[str, str]:
+        return {"editor": "null (no model)", "device": "none"}

@@ -1,0 +1,84 @@
+"""What flows between the conversation service and whichever scheduler runs the edits."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from editor.params import EditParams
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """One queued version to compute. The database row is the truth; this is its index entry.
+
+    Attributes:
+        version_id: the version (and job) id.
+        user_key: "platform:user_id"; fairness and per-user order are by user.
+        parent_id: the version whose image is edited.
+        parent_size: the parent's image size, or None while the parent is itself pending.
+        instruction: the edit instruction.
+        params: every generation parameter including the seed.
+    """
+
+    version_id: int
+    user_key: str
+    parent_id: int
+    parent_size: tuple[int, int] | None
+    instruction: str
+    params: EditParams
+
+
+@dataclass(frozen=True, slots=True)
+class JobStarted:
+    version_id: int
+    batch_size: int
+
+
+@dataclass(frozen=True, slots=True)
+class JobProgress:
+    version_id: int
+    step: int
+    total: int
+
+
+@dataclass(frozen=True, slots=True)
+class JobDone:
+    version_id: int
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class JobFailed:
+    """The version failed; `error_key` names the catalogue message (parent_failed for dependents)."""
+
+    version_id: int
+    error_key: str
+
+
+JobEvent = JobStarted | JobProgress | JobDone | JobFailed
+JobListener = Callable[[JobEvent], Awaitable[None]]
+
+
+class JobQueue(Protocol):
+    """The service's view of a scheduler: embedded here, procrastinate when scaled out.
+
+    Jobs are submitted after their version row is committed; a restart reloads them from the
+    database, so losing the process loses no work.
+    """
+
+    def subscribe(self, listener: JobListener) -> None:
+        """Receive every job event (progress, done, failed)."""
+
+    async def submit(self, job: Job) -> None:
+        """Queue a committed job (idempotent by version id)."""
+
+    def discard(self, version_ids: set[int]) -> None:
+        """Forget queued jobs that were cancelled or deleted in the database."""
+
+    def position(self, version_id: int) -> int | None:
+        """1-based place in line (0 = running now), None if unknown."""
+
+    def depth(self) -> int:
+        """Jobs waiting or running."""

@@ -1,0 +1,403 @@
+"""The edit-history tree: edit, undo, redo, regenerate, branch, reset and forget.
+
+Every function works inside the caller's transaction (an AsyncSession from `Database.write()`
+or `.read()`), so the service can combine them with admission checks atomically. Nothing here
+deletes a version except `forget`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from editor.errors import NothingToRedo, NothingToUndo, VersionNotFound
+from editor.params import EditParams
+from storage.models import PENDING_STATUSES, Conversation, Version, VersionStatus, utcnow
+from storage.types import Actor
+
+
+async def find_conversation(session: AsyncSession, actor: Actor) -> Conversation | None:
+    return await session.scalar(
+        select(Conversation).where(
+            Conversation.platform == actor.platform,
+            Conversation.chat_id == actor.chat_id,
+            Conversation.user_id == actor.user_id,
+        )
+    )
+
+
+async def get_or_create_conversation(session: AsyncSession, actor: Actor) -> Conversation:
+    """The actor's conversation, created empty on first contact (write transaction)."""
+    conversation = await find_conversation(session, actor)
+    if conversation is None:
+        conversation = Conversation(
+            platform=actor.platform, chat_id=actor.chat_id, user_id=actor.user_id, settings={}
+        )
+        session.add(conversation)
+        await session.flush()
+    return conversation
+
+
+async def conversations_of_user(
+    session: AsyncSession, platform: str, user_id: str
+) -> Sequence[Conversation]:
+    """All of a user's conversations on one platform (one per chat)."""
+    return (
+        await session.scalars(
+            select(Conversation).where(
+                Conversation.platform == platform, Conversation.user_id == user_id
+            )
+        )
+    ).all()
+
+
+async def get_version(
+    session: AsyncSession, conversation: Conversation, version_id: int
+) -> Version:
+    """A version of this conversation; another actor's version looks exactly like a missing one."""
+    version = await session.get(Version, version_id)
+    if version is None or version.conversation_id != conversation.id:
+        raise VersionNotFound(version_id=version_id)
+    return version
+
+
+async def head(session: AsyncSession, conversation: Conversation) -> Version | None:
+    if conversation.head_id is None:
+        return None
+    return await session.get(Version, conversation.head_id)
+
+
+async def find_by_request_key(
+    session: AsyncSession, conversation: Conversation, request_key: str
+) -> Version | None:
+    """The version a platform update already created (updates may be delivered twice)."""
+    return await session.scalar(
+        select(Version).where(
+            Version.conversation_id == conversation.id, Version.request_key == request_key
+        )
+    )
+
+
+async def add_root(
+    session: AsyncSession,
+    conversation: Conversation,
+    image_sha: str,
+    size: tuple[int, int],
+    request_key: str | None = None,
+) -> Version:
+    """A new photo (or a reset): a done root that becomes the head at once."""
+    now = utcnow()
+    root = Version(
+        conversation_id=conversation.id,
+        status=VersionStatus.DONE,
+        image_sha=image_sha,
+        width=size[0],
+        height=size[1],
+        request_key=request_key,
+        delivered=True,
+        attempts=0,
+        created_at=now,
+        finished_at=now,
+    )
+    session.add(root)
+    await session.flush()
+    conversation.head_id = root.id
+    return root
+
+
+async def add_edit(
+    session: AsyncSession,
+    conversation: Conversation,
+    parent: Version,
+    instruction: str,
+    params: EditParams,
+    request_key: str | None = None,
+) -> Version:
+    """A queued child of `parent`; it becomes the head when its job is done."""
+    version = Version(
+        conversation_id=conversation.id,
+        parent_id=parent.id,
+        instruction=instruction,
+        params=params.to_dict(),
+        status=VersionStatus.QUEUED,
+        request_key=request_key,
+        attempts=0,
+        delivered=False,
+        created_at=utcnow(),
+    )
+    session.add(version)
+    await session.flush()
+    return version
+
+
+async def move_head(session: AsyncSession, conversation: Conversation, version: Version) -> None:
+    """Point the head at `version` and remember it as its parent's redo target."""
+    conversation.head_id = version.id
+    if version.parent_id is not None:
+        await session.execute(
+            update(Version).where(Version.id == version.parent_id).values(redo_child_id=version.id)
+        )
+
+
+async def undo(session: AsyncSession, conversation: Conversation) -> Version:
+    """Head moves to its parent; the child stays, as the parent's redo target."""
+    current = await head(session, conversation)
+    if current is None or current.parent_id is None:
+        raise NothingToUndo()
+    parent = await session.get(Version, current.parent_id)
+    assert parent is not None
+    conversation.head_id = parent.id
+    return parent
+
+
+async def redo(session: AsyncSession, conversation: Conversation) -> Version:
+    """Head moves back down to the child it was most recently on."""
+    current = await head(session, conversation)
+    if current is None or current.redo_child_id is None:
+        raise NothingToRedo()
+    child = await session.get(Version, current.redo_child_id)
+    if child is None or child.status != VersionStatus.DONE:
+        raise NothingToRedo()
+    conversation.head_id = child.id
+    return child
+
+
+async def path_to(session: AsyncSession, version_id: int) -> list[Version]:
+    """The chain root -> version, in one recursive query."""
+    chain = (
+        select(Version.id, Version.parent_id).where(Version.id == version_id).cte(recursive=True)
+    )
+    chain = chain.union_all(
+        select(Version.id, Version.parent_id).join(chain, Version.id == chain.c.parent_id)
+    )
+    versions = (await session.scalars(select(Version).join(chain, Version.id == chain.c.id))).all()
+    by_id = {v.id: v for v in versions}
+    ordered: list[Version] = []
+    cursor: int | None = version_id
+    while cursor is not None and cursor in by_id:
+        ordered.append(by_id[cursor])
+        cursor = by_id[cursor].parent_id
+    ordered.reverse()
+    return ordered
+
+
+async def pending(session: AsyncSession, conversation: Conversation) -> Sequence[Version]:
+    """Queued and running edits of this conversation, oldest first."""
+    return (
+        await session.scalars(
+            select(Version)
+            .where(Version.conversation_id == conversation.id, Version.status.in_(PENDING_STATUSES))
+            .order_by(Version.id)
+        )
+    ).all()
+
+
+async def latest_pending(session: AsyncSession, conversation: Conversation) -> Version | None:
+    """The newest queued or running edit: chained instructions build on it, not on the head."""
+    return await session.scalar(
+        select(Version)
+        .where(Version.conversation_id == conversation.id, Version.status.in_(PENDING_STATUSES))
+        .order_by(Version.id.desc())
+        .limit(1)
+    )
+
+
+async def count_pending_for_user(session: AsyncSession, platform: str, user_id: str) -> int:
+    """Pending edits of one user across all their chats (for the per-user cap)."""
+    return (
+        await session.scalar(
+            select(func.count(Version.id))
+            .join(Conversation, Conversation.id == Version.conversation_id)
+            .where(
+                Conversation.platform == platform,
+                Conversation.user_id == user_id,
+                Version.status.in_(PENDING_STATUSES),
+            )
+        )
+    ) or 0
+
+
+async def count_queued(session: AsyncSession) -> int:
+    return (
+        await session.scalar(
+            select(func.count(Version.id)).where(Version.status.in_(PENDING_STATUSES))
+        )
+    ) or 0
+
+
+async def mark_running(session: AsyncSession, version_ids: Sequence[int]) -> list[int]:
+    """Claim queued versions for a run; returns the ids actually claimed (cancelled ones drop out)."""
+    if not version_ids:
+        return []
+    claimed = await session.scalars(
+        update(Version)
+        .where(Version.id.in_(version_ids), Version.status == VersionStatus.QUEUED)
+        .values(status=VersionStatus.RUNNING, started_at=utcnow(), attempts=Version.attempts + 1)
+        .returning(Version.id)
+    )
+    return list(claimed.all())
+
+
+async def mark_done(
+    session: AsyncSession, version_id: int, image_sha: str, size: tuple[int, int]
+) -> Version | None:
+    """Record a result and make it the head; None if the version vanished (forgotten)."""
+    version = await session.get(Version, version_id)
+    if version is None or version.status != VersionStatus.RUNNING:
+        return None
+    version.status = VersionStatus.DONE
+    version.image_sha = image_sha
+    version.width, version.height = size
+    version.finished_at = utcnow()
+    conversation = await session.get(Conversation, version.conversation_id)
+    assert conversation is not None
+    await move_head(session, conversation, version)
+    return version
+
+
+async def mark_failed(
+    session: AsyncSession, version_id: int, error_key: str, detail: str | None = None
+) -> list[Version]:
+    """Fail a version and every queued edit built on it; returns all that failed."""
+    version = await session.get(Version, version_id)
+    if version is None or not version.is_pending:
+        return []
+    failed = [version]
+    frontier = [version.id]
+    while frontier:
+        children = (
+            await session.scalars(
+                select(Version).where(
+                    Version.parent_id.in_(frontier), Version.status == VersionStatus.QUEUED
+                )
+            )
+        ).all()
+        failed.extend(children)
+        frontier = [child.id for child in children]
+    now = utcnow()
+    for index, item in enumerate(failed):
+        item.status = VersionStatus.FAILED
+        item.error_key = error_key if index == 0 else "error.parent_failed"
+        item.error_detail = detail if index == 0 else None
+        item.finished_at = now
+    return failed
+
+
+async def cancel_latest(session: AsyncSession, conversation: Conversation) -> list[Version]:
+    """Cancel the newest queued edit and the queued edits built on it."""
+    target = await session.scalar(
+        select(Version)
+        .where(Version.conversation_id == conversation.id, Version.status == VersionStatus.QUEUED)
+        .order_by(Version.id.desc())
+        .limit(1)
+    )
+    if target is None:
+        return []
+    cancelled = [target]
+    frontier = [target.id]
+    while frontier:
+        children = (
+            await session.scalars(
+                select(Version).where(
+                    Version.parent_id.in_(frontier), Version.status == VersionStatus.QUEUED
+                )
+            )
+        ).all()
+        cancelled.extend(children)
+        frontier = [child.id for child in children]
+    for item in cancelled:
+        item.status = VersionStatus.CANCELLED
+        item.finished_at = utcnow()
+        item.delivered = True
+    return cancelled
+
+
+async def requeue_interrupted(session: AsyncSession) -> int:
+    """After a crash, running jobs go back to the queue (their results never landed)."""
+    result = await session.execute(
+        update(Version)
+        .where(Version.status == VersionStatus.RUNNING)
+        .values(status=VersionStatus.QUEUED, started_at=None)
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+async def queued_jobs(session: AsyncSession) -> Sequence[tuple[Version, Conversation]]:
+    """Every queued version with its conversation, oldest first (for scheduler start-up)."""
+    rows = await session.execute(
+        select(Version, Conversation)
+        .join(Conversation, Conversation.id == Version.conversation_id)
+        .where(Version.status == VersionStatus.QUEUED)
+        .order_by(Version.id)
+    )
+    return [(version, conversation) for version, conversation in rows.tuples()]
+
+
+async def undelivered(
+    session: AsyncSession, platform: str
+) -> Sequence[tuple[Version, Conversation]]:
+    """Finished or failed edits whose reply never reached the chat (e.g. a crash in between)."""
+    rows = await session.execute(
+        select(Version, Conversation)
+        .join(Conversation, Conversation.id == Version.conversation_id)
+        .where(
+            Conversation.platform == platform,
+            Version.delivered.is_(False),
+            Version.status.in_((VersionStatus.DONE, VersionStatus.FAILED)),
+        )
+        .order_by(Version.id)
+    )
+    return [(version, conversation) for version, conversation in rows.tuples()]
+
+
+async def mark_delivered(session: AsyncSession, version_id: int) -> None:
+    await session.execute(update(Version).where(Version.id == version_id).values(delivered=True))
+
+
+async def update_settings(
+    session: AsyncSession, conversation: Conversation, settings: dict[str, Any]
+) -> None:
+    conversation.settings = dict(settings)
+
+
+async def forget(session: AsyncSession, platform: str, user_id: str) -> set[str]:
+    """Delete every conversation and version of a user on a platform.
+
+    Returns the image digests that no remaining version references, for the caller to delete
+    from the image store after the transaction commits.
+    """
+    conversation_ids = (
+        await session.scalars(
+            select(Conversation.id).where(
+                Conversation.platform == platform, Conversation.user_id == user_id
+            )
+        )
+    ).all()
+    if not conversation_ids:
+        return set()
+    shas = {
+        sha
+        for sha in (
+            await session.scalars(
+                select(Version.image_sha).where(Version.conversation_id.in_(conversation_ids))
+            )
+        ).all()
+        if sha is not None
+    }
+    await session.execute(
+        update(Conversation).where(Conversation.id.in_(conversation_ids)).values(head_id=None)
+    )
+    await session.execute(
+        update(Version)
+        .where(Version.conversation_id.in_(conversation_ids))
+        .values(redo_child_id=None, parent_id=None)
+    )
+    await session.execute(delete(Version).where(Version.conversation_id.in_(conversation_ids)))
+    await session.execute(delete(Conversation).where(Conversation.id.in_(conversation_ids)))
+    still_used = set(
+        (await session.scalars(select(Version.image_sha).where(Version.image_sha.in_(shas)))).all()
+    )
+    return {sha for sha in shas if sha not in still_used}

@@ -1,0 +1,78 @@
+"""Per-user admission state, persisted: a token bucket for bursts and a daily quota."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from editor.errors import QuotaExceeded, RateLimited
+from storage.models import UserLimit
+
+
+@dataclass(frozen=True, slots=True)
+class LimitPolicy:
+    """burst edits at once, refilled at per_minute; at most daily_quota per UTC day (0 = off)."""
+
+    burst: int = 5
+    per_minute: float = 6.0
+    daily_quota: int = 200
+
+
+def _day(now: float) -> str:
+    return datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%d")
+
+
+def _seconds_to_midnight(now: float) -> int:
+    moment = datetime.fromtimestamp(now, UTC)
+    midnight = (moment + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+    return math.ceil((midnight - moment).total_seconds())
+
+
+async def consume(
+    session: AsyncSession, platform: str, user_id: str, policy: LimitPolicy, now: float
+) -> None:
+    """Take one edit from the user's allowance or raise RateLimited / QuotaExceeded.
+
+    Must run inside the write transaction that records the edit, so a refused edit costs
+    nothing and two concurrent requests cannot both take the last token (the row is locked
+    FOR UPDATE on PostgreSQL; SQLite's IMMEDIATE transaction serialises writers).
+    """
+    row = await session.scalar(
+        select(UserLimit)
+        .where(UserLimit.platform == platform, UserLimit.user_id == user_id)
+        .with_for_update()
+    )
+    if row is None:
+        row = UserLimit(
+            platform=platform,
+            user_id=user_id,
+            tokens=float(policy.burst),
+            refilled_at=now,
+            quota_day=_day(now),
+            quota_used=0,
+        )
+        session.add(row)
+    refill = max(0.0, now - row.refilled_at) * policy.per_minute / 60.0
+    row.tokens = min(float(policy.burst), row.tokens + refill)
+    row.refilled_at = now
+    if row.quota_day != _day(now):
+        row.quota_day, row.quota_used = _day(now), 0
+    if policy.daily_quota and row.quota_used >= policy.daily_quota:
+        raise QuotaExceeded(resets_in_s=_seconds_to_midnight(now), quota=policy.daily_quota)
+    if row.tokens < 1.0:
+        wait = (1.0 - row.tokens) * 60.0 / policy.per_minute if policy.per_minute > 0 else 3600.0
+        raise RateLimited(retry_after_s=max(1, math.ceil(wait)))
+    row.tokens -= 1.0
+    row.quota_used += 1
+
+
+async def refund(session: AsyncSession, platform: str, user_id: str) -> None:
+    """Give back one edit (a cancelled or failed edit should not count against the user)."""
+    row = await session.get(UserLimit, (platform, user_id))
+    if row is not None:
+        row.tokens += 1.0
+        row.quota_used = max(0, row.quota_used - 1)

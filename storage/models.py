@@ -1,0 +1,133 @@
+"""Typed SQLAlchemy models: conversations, their version trees, and per-user limits."""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Enum,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from editor.params import EditParams
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON, datetime: DateTime(timezone=True)}  # noqa: RUF012
+
+
+class VersionStatus(enum.StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+PENDING_STATUSES = (VersionStatus.QUEUED, VersionStatus.RUNNING)
+
+
+class Conversation(Base):
+    """One actor's editing session: (platform, chat, user), a head pointer and settings."""
+
+    __tablename__ = "conversations"
+    __table_args__ = (UniqueConstraint("platform", "chat_id", "user_id", name="uq_actor"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    platform: Mapped[str] = mapped_column(String(32))
+    chat_id: Mapped[str] = mapped_column(String(64))
+    user_id: Mapped[str] = mapped_column(String(64), index=True)
+    head_id: Mapped[int | None] = mapped_column(
+        ForeignKey("versions.id", use_alter=True, name="fk_conversation_head", ondelete="SET NULL")
+    )
+    settings: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Version(Base):
+    """A node of the tree: an uploaded photo (root) or one instruction applied to its parent.
+
+    Holds every generation parameter and the seed so a result can be reproduced exactly, and
+    doubles as the durable job record (status, attempts) for the scheduler.
+    """
+
+    __tablename__ = "versions"
+    __table_args__ = (
+        Index("ix_versions_conversation", "conversation_id", "id"),
+        Index("ix_versions_status", "status", "id"),
+        UniqueConstraint("conversation_id", "request_key", name="uq_version_request"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    conversation_id: Mapped[int] = mapped_column(ForeignKey("conversations.id", ondelete="CASCADE"))
+    parent_id: Mapped[int | None] = mapped_column(
+        ForeignKey("versions.id", ondelete="CASCADE"), index=True
+    )
+    redo_child_id: Mapped[int | None] = mapped_column(
+        ForeignKey("versions.id", use_alter=True, name="fk_version_redo", ondelete="SET NULL")
+    )
+    instruction: Mapped[str | None] = mapped_column(Text)
+    params: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    status: Mapped[VersionStatus] = mapped_column(
+        Enum(
+            VersionStatus,
+            native_enum=False,
+            length=16,
+            values_callable=lambda e: [m.value for m in e],
+        )
+    )
+    error_key: Mapped[str | None] = mapped_column(String(64))
+    error_detail: Mapped[str | None] = mapped_column(Text)
+    image_sha: Mapped[str | None] = mapped_column(String(64), index=True)
+    width: Mapped[int | None] = mapped_column(Integer)
+    height: Mapped[int | None] = mapped_column(Integer)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    delivered: Mapped[bool] = mapped_column(Boolean, default=False)
+    request_key: Mapped[str | None] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column()
+    finished_at: Mapped[datetime | None] = mapped_column()
+
+    @property
+    def is_root(self) -> bool:
+        return self.parent_id is None
+
+    @property
+    def is_pending(self) -> bool:
+        return self.status in PENDING_STATUSES
+
+    def edit_params(self) -> EditParams:
+        """The stored parameters (roots have none: they are photos, not edits)."""
+        if self.params is None:
+            raise ValueError(f"version {self.id} is a photo, not an edit")
+        return EditParams.from_dict(self.params)
+
+
+class UserLimit(Base):
+    """Token bucket and daily quota per (platform, user), persisted so restarts don't reset them."""
+
+    __tablename__ = "user_limits"
+
+    platform: Mapped[str] = mapped_column(String(32), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    tokens: Mapped[float] = mapped_column(Float)
+    refilled_at: Mapped[float] = mapped_column(Float)
+    quota_day: Mapped[str] = mapped_column(String(10))
+    quota_used: Mapped[int] = mapped_column(Integer, default=0)
