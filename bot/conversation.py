@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any, ParamSpec
 
 from PIL import Image
+from sqlalchemy.exc import IntegrityError
 
 from bot.messages import format_wait
 from bot.preferences import Preferences, new_seed
@@ -72,7 +73,7 @@ class Admission:
     rate: limits.LimitPolicy = dataclasses.field(default_factory=limits.LimitPolicy)
 
 
-def _error_reply(error: UserError) -> Reply:
+def error_reply(error: UserError) -> Reply:
     args = dict(error.args_for_message)
     if isinstance(error, RateLimited | QuotaExceeded):
         args["wait"] = format_wait(args.get("retry_after_s") or args.get("resets_in_s") or 1)
@@ -94,7 +95,7 @@ def replies_to_errors(
         try:
             return await method(*args, **kwargs)
         except UserError as error:
-            return _error_reply(error)
+            return error_reply(error)
 
     return wrapper
 
@@ -158,9 +159,17 @@ class ConversationService:
             if duplicate is not None:
                 return duplicate
         sha, size = await asyncio.to_thread(self._store_upload, data)
-        async with self.database.write() as session:
-            conversation = await tree.get_or_create_conversation(session, actor)
-            root = await tree.add_root(session, conversation, sha, size, request_key=request_key)
+        try:
+            async with self.database.write() as session:
+                conversation = await tree.get_or_create_conversation(session, actor)
+                root = await tree.add_root(
+                    session, conversation, sha, size, request_key=request_key
+                )
+        except IntegrityError:
+            duplicate = await self._raced_duplicate(actor, request_key)
+            if duplicate is None:
+                raise
+            return duplicate
         if caption and caption.strip():
             reply = await self.instruct(actor, caption, base_version_id=root.id)
             # The photo is kept even when its caption is refused; the reply says why.
@@ -188,13 +197,19 @@ class ConversationService:
             duplicate = await self._duplicate(actor, request_key)
             if duplicate is not None:
                 return duplicate
-        async with self.database.write() as session:
-            conversation = await tree.get_or_create_conversation(session, actor)
-            base = await self._edit_base(session, conversation, base_version_id)
-            prefs = Preferences.load(conversation.settings, self.defaults)
-            version = await self._admit_edit(
-                session, actor, conversation, base, instruction, prefs.params(), request_key
-            )
+        try:
+            async with self.database.write() as session:
+                conversation = await tree.get_or_create_conversation(session, actor)
+                base = await self._edit_base(session, conversation, base_version_id)
+                prefs = Preferences.load(conversation.settings, self.defaults)
+                version = await self._admit_edit(
+                    session, actor, conversation, base, instruction, prefs.params(), request_key
+                )
+        except IntegrityError:
+            duplicate = await self._raced_duplicate(actor, request_key)
+            if duplicate is None:
+                raise
+            return duplicate
         return await self._queue(actor, version, base)
 
     @replies_to_errors
@@ -305,6 +320,12 @@ class ConversationService:
         if version is None:
             return None
         return Reply(key="edit.duplicate", version_id=version.id)
+
+    async def _raced_duplicate(self, actor: Actor, request_key: str | None) -> Reply | None:
+        """After a unique-key clash: the reply for the copy of the update that won the race."""
+        if request_key is None:
+            return None
+        return await self._duplicate(actor, request_key)
 
     # ----- navigation --------------------------------------------------------------------------
 

@@ -57,7 +57,7 @@ async def _done_sizes(session: AsyncSession, version_ids: set[int]) -> dict[int,
             Version.id.in_(version_ids), Version.status == VersionStatus.DONE
         )
     )
-    return {vid: (w, h) for vid, w, h in rows.tuples() if w is not None and h is not None}
+    return {vid: (w, h) for vid, w, h in rows.all() if w is not None and h is not None}
 
 
 def _is_out_of_memory(error: BaseException) -> bool:

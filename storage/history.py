@@ -11,6 +11,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import delete, func, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from editor.errors import NothingToRedo, NothingToUndo, VersionNotFound
@@ -30,14 +32,29 @@ async def find_conversation(session: AsyncSession, actor: Actor) -> Conversation
 
 
 async def get_or_create_conversation(session: AsyncSession, actor: Actor) -> Conversation:
-    """The actor's conversation, created empty on first contact (write transaction)."""
+    """The actor's conversation, created empty on first contact (write transaction).
+
+    The insert skips on conflict, so two first messages racing on PostgreSQL both end up with
+    the one row instead of one of them failing on the unique constraint.
+    """
     conversation = await find_conversation(session, actor)
-    if conversation is None:
-        conversation = Conversation(
-            platform=actor.platform, chat_id=actor.chat_id, user_id=actor.user_id, settings={}
+    if conversation is not None:
+        return conversation
+    dialect = session.get_bind().dialect.name
+    insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+    await session.execute(
+        insert(Conversation)
+        .values(
+            platform=actor.platform,
+            chat_id=actor.chat_id,
+            user_id=actor.user_id,
+            settings={},
+            created_at=utcnow(),
         )
-        session.add(conversation)
-        await session.flush()
+        .on_conflict_do_nothing(index_elements=["platform", "chat_id", "user_id"])
+    )
+    conversation = await find_conversation(session, actor)
+    assert conversation is not None
     return conversation
 
 
@@ -149,6 +166,7 @@ async def undo(session: AsyncSession, conversation: Conversation) -> Version:
         raise NothingToUndo()
     parent = await session.get(Version, current.parent_id)
     assert parent is not None
+    parent.redo_child_id = current.id  # redo retraces this undo, even after a branch elsewhere
     conversation.head_id = parent.id
     return parent
 
@@ -333,7 +351,7 @@ async def queued_jobs(session: AsyncSession) -> Sequence[tuple[Version, Conversa
         .where(Version.status == VersionStatus.QUEUED)
         .order_by(Version.id)
     )
-    return [(version, conversation) for version, conversation in rows.tuples()]
+    return [(version, conversation) for version, conversation in rows.all()]
 
 
 async def undelivered(
@@ -350,7 +368,7 @@ async def undelivered(
         )
         .order_by(Version.id)
     )
-    return [(version, conversation) for version, conversation in rows.tuples()]
+    return [(version, conversation) for version, conversation in rows.all()]
 
 
 async def mark_delivered(session: AsyncSession, version_id: int) -> None:

@@ -19,7 +19,9 @@ from sqlalchemy import text
 from storage.database import Database
 from storage.migrate import upgrade
 
-ADMIN_URL = os.environ.get("PIX2CHAT_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+ADMIN_URL = os.environ.get(
+    "PIX2CHAT_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
+)
 TABLES = ("versions", "conversations", "user_limits")
 
 

@@ -1,0 +1,30 @@
+# pix2chat: `docker build -t pix2chat .` then
+#   GPU:  docker run --gpus all --env-file .env -v pix2chat-data:/data -v pix2chat-models:/models pix2chat
+#   CPU:  docker run --env-file .env -v pix2chat-data:/data -v pix2chat-models:/models pix2chat
+# PyPI's Linux torch wheels bundle the CUDA runtime, so one image serves both; the host only
+# needs the NVIDIA driver and container toolkit. For a smaller CPU-only image, build with
+#   --build-arg TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
+FROM python:3.11-slim
+
+ARG TORCH_INDEX_URL=""
+ENV PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIX2CHAT_DATA_DIR=/data \
+    HF_HOME=/models
+
+RUN useradd --create-home --uid 1000 pix2chat \
+    && mkdir -p /data /models /app \
+    && chown pix2chat:pix2chat /data /models
+
+WORKDIR /app
+RUN if [ -n "$TORCH_INDEX_URL" ]; then pip install torch --index-url "$TORCH_INDEX_URL"; fi
+COPY pyproject.toml README.md ./
+COPY bot ./bot
+COPY editor ./editor
+COPY storage ./storage
+RUN pip install ".[postgres]"
+
+USER pix2chat
+VOLUME ["/data", "/models"]
+CMD ["pix2chat", "run"]

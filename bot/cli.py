@@ -1,0 +1,216 @@
+"""The `pix2chat` command: run, migrate, doctor, edit, bench."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from bot.config import Settings
+from editor.errors import UserError
+
+app = typer.Typer(
+    help="pix2chat: edit photos by chatting with an InstructPix2Pix model.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+bench_app = typer.Typer(help="Benchmarks that print figures (see docs/BENCHMARKS.md).")
+app.add_typer(bench_app, name="bench")
+
+NO_FRONTEND = """\
+No chat frontend is configured, so there is nobody to talk to.
+
+Set at least one bot token, in the environment or in a .env file in this folder:
+  PIX2CHAT_TELEGRAM_TOKEN=123456:ABC...   (from @BotFather on Telegram)
+  PIX2CHAT_DISCORD_TOKEN=...              (Discord developer portal -> Bot -> Token)
+then run `pix2chat run` again.
+
+To try the model without a chat: pix2chat edit photo.jpg "make it night"
+"""
+
+
+def _settings() -> Settings:
+    try:
+        return Settings()
+    except Exception as error:  # pydantic's ValidationError lists every bad variable
+        typer.secho(f"Invalid configuration:\n{error}", fg="red", err=True)
+        raise typer.Exit(2) from error
+
+
+def _configure_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    for noisy in ("httpx", "httpcore", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+@app.command()
+def run(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
+    """Start every frontend whose token is set, plus the embedded GPU worker."""
+    from bot.frontends import configured
+
+    settings = _settings()
+    specs = configured(settings)
+    if not specs:
+        typer.echo(NO_FRONTEND, err=True)
+        raise typer.Exit(2)
+    missing = [spec for spec in specs if spec.factory is None]
+    if missing:
+        names = ", ".join(f"{s.name} ({s.token_setting})" for s in missing)
+        typer.secho(
+            f"This version of pix2chat does not include the {names} frontend yet; "
+            "unset that token or upgrade pix2chat.",
+            fg="red",
+            err=True,
+        )
+        raise typer.Exit(2)
+    _configure_logging(verbose)
+    from editor.pix2pix import ModelLoadError
+
+    try:
+        asyncio.run(_serve(settings))
+    except ModelLoadError as error:
+        typer.secho(str(error), fg="red", err=True)
+        raise typer.Exit(1) from error
+    except KeyboardInterrupt:
+        pass
+
+
+async def _serve(settings: Settings) -> None:
+    from bot.app import build
+    from bot.frontends import configured
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    async with build(settings) as components:
+        frontends = [spec.factory(settings) for spec in configured(settings) if spec.factory]
+        logging.getLogger("pix2chat").info(
+            "serving %s; model %s", ", ".join(f.name for f in frontends), settings.model
+        )
+        await asyncio.gather(*(frontend.run(components, stop) for frontend in frontends))
+
+
+@app.command()
+def migrate() -> None:
+    """Create or upgrade the database schema (also done automatically on start)."""
+    from storage.migrate import current, upgrade
+
+    settings = _settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    url = settings.resolved_database_url()
+    upgrade(url)
+    typer.echo(f"Database is at revision {current(url)}.")
+
+
+@app.command()
+def doctor() -> None:
+    """Check the device, model, database and data folder, and say what is wrong."""
+    from bot.doctor import run_checks
+
+    checks = run_checks(_settings())
+    for check in checks:
+        mark = typer.style("ok  ", fg="green") if check.ok else typer.style("FAIL", fg="red")
+        typer.echo(f"{mark} {check.name:<10} {check.detail}")
+    if not all(check.ok for check in checks):
+        raise typer.Exit(1)
+
+
+@app.command()
+def edit(
+    image: Annotated[Path, typer.Argument(help="Photo to edit (JPEG, PNG, WebP, HEIC...).")],
+    instruction: Annotated[str, typer.Argument(help='What to change, e.g. "make it night".')],
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Result file (PNG).")
+    ] = None,
+    steps: Annotated[int | None, typer.Option(help="Denoising steps.")] = None,
+    guidance: Annotated[float | None, typer.Option(help="Text guidance scale.")] = None,
+    image_guidance: Annotated[float | None, typer.Option(help="Image guidance scale.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed (random if omitted).")] = None,
+    resolution: Annotated[int | None, typer.Option(help="Long side in pixels.")] = None,
+) -> None:
+    """Edit one photo with the real pipeline, no chat needed."""
+    from bot.conversation import error_reply
+    from bot.oneshot import OneShotRequest, edit_file
+    from editor.pix2pix import ModelLoadError
+
+    settings = _settings()
+    request = OneShotRequest(
+        image=image,
+        instruction=instruction,
+        output=output or image.with_name(f"{image.stem}-edited.png"),
+        steps=steps,
+        guidance=guidance,
+        image_guidance=image_guidance,
+        seed=seed,
+        resolution=resolution,
+    )
+    try:
+        result = edit_file(settings, request, progress=_print_progress)
+    except UserError as error:
+        typer.secho(error_reply(error).text(), fg="red", err=True)
+        raise typer.Exit(2) from error
+    except FileNotFoundError as error:
+        typer.secho(f"No such file: {image}", fg="red", err=True)
+        raise typer.Exit(2) from error
+    except ModelLoadError as error:
+        typer.secho(str(error), fg="red", err=True)
+        raise typer.Exit(1) from error
+    typer.echo(
+        f"\nSaved {result.output} ({result.size[0]}x{result.size[1]}, seed {result.seed}, "
+        f"{result.seconds:.1f} s)"
+    )
+
+
+def _print_progress(step: int, total: int) -> None:
+    sys.stderr.write(f"\rEditing… {step}/{total}")
+    sys.stderr.flush()
+
+
+@bench_app.command("service")
+def bench_service(
+    conversations: Annotated[
+        int, typer.Option(help="Conversations in the history table.")
+    ] = 10_000,
+    versions: Annotated[int, typer.Option(help="Versions per conversation.")] = 100,
+    edits: Annotated[int, typer.Option(help="Edits timed end to end.")] = 500,
+    jobs: Annotated[int, typer.Option(help="Jobs for the dispatch rate.")] = 20_000,
+) -> None:
+    """Service overhead, scheduler dispatch and history latency with a null editor."""
+    from bot.bench import run_service_benchmark
+
+    started = time.perf_counter()
+    asyncio.run(run_service_benchmark(conversations, versions, edits, jobs, echo=typer.echo))
+    typer.echo(f"(total {time.perf_counter() - started:.0f} s)")
+
+
+@bench_app.command("batch")
+def bench_batch(
+    size: Annotated[int, typer.Option(help="Long side of the test image.")] = 256,
+    steps: Annotated[int, typer.Option(help="Denoising steps.")] = 10,
+    batch: Annotated[int, typer.Option(help="Batch size.")] = 4,
+    model: Annotated[
+        str | None, typer.Option(help="Model id or folder (default: tiny random).")
+    ] = None,
+) -> None:
+    """Throughput of one batched pipeline call against the same edits one by one."""
+    from bot.bench import run_batch_benchmark
+
+    run_batch_benchmark(size, steps, batch, model, echo=typer.echo)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,136 @@
+"""`pix2chat doctor`: what an operator needs to know before users arrive."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import platform
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from bot.config import Settings
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+
+
+def run_checks(settings: Settings) -> list[Check]:
+    """Each check runs on its own; one failing does not hide the others."""
+    checks: list[Callable[[Settings], Check]] = [
+        check_device,
+        check_model,
+        check_lora,
+        check_database,
+        check_data_dir,
+        check_frontends,
+    ]
+    results = []
+    for check in checks:
+        try:
+            results.append(check(settings))
+        except Exception as error:  # a doctor reports, it does not crash
+            results.append(Check(check.__name__.removeprefix("check_"), False, f"{error}"))
+    return results
+
+
+def check_device(settings: Settings) -> Check:
+    import torch
+
+    from editor.pix2pix import ModelLoadError, select_device
+
+    try:
+        device = select_device(settings.device)
+    except ModelLoadError as error:
+        return Check("device", False, str(error))
+    detail = f"{device} (torch {torch.__version__}, Python {platform.python_version()})"
+    if device == "cuda":
+        props = torch.cuda.get_device_properties(0)
+        detail += f", {props.name}, {props.total_memory / 2**30:.0f} GiB"
+    elif device == "cpu":
+        detail += ": no GPU found, edits will be slow (minutes each at 512 px)"
+    return Check("device", True, detail)
+
+
+def _model_check(name: str, reference: str, required_file: str) -> Check:
+    """A folder must hold `required_file`; a hub id is either cached or downloaded on start."""
+    path = Path(reference).expanduser()
+    if path.exists():
+        if (path / required_file).exists() or any(path.glob(required_file)):
+            return Check(name, True, f"{reference} (local folder)")
+        return Check(name, False, f"{reference} has no {required_file}")
+    from huggingface_hub import try_to_load_from_cache
+
+    cached = try_to_load_from_cache(reference, required_file)
+    if isinstance(cached, str):
+        return Check(name, True, f"{reference} (in the local hub cache)")
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
+        return Check(name, False, f"{reference} is not cached and HF_HUB_OFFLINE is set")
+    return Check(name, True, f"{reference} (not cached yet: downloaded on first start)")
+
+
+def check_model(settings: Settings) -> Check:
+    return _model_check("model", settings.model, "model_index.json")
+
+
+def check_lora(settings: Settings) -> Check:
+    if not settings.lora:
+        return Check("lora", True, "none")
+    return _model_check("lora", settings.lora, "*.safetensors")
+
+
+def check_database(settings: Settings) -> Check:
+    from alembic.script import ScriptDirectory
+    from sqlalchemy.engine import make_url
+
+    from storage.migrate import alembic_config, current
+
+    url = settings.resolved_database_url()
+    head = ScriptDirectory.from_config(alembic_config(url)).get_current_head()
+    revision = current(url)
+    shown = make_url(url).render_as_string(hide_password=True)
+    if revision != head:
+        return Check(
+            "database", False, f"{shown} at {revision}, needs {head}: run `pix2chat migrate`"
+        )
+    depth = asyncio.run(_queue_depth(url))
+    return Check(
+        "database", True, f"{shown} (revision {revision}, {depth} edit(s) queued or running)"
+    )
+
+
+async def _queue_depth(url: str) -> int:
+    from storage import history
+    from storage.database import Database
+
+    async with Database(url) as database, database.read() as session:
+        return await history.count_queued(session)
+
+
+def check_data_dir(settings: Settings) -> Check:
+    from storage.images import FileImageStore
+
+    folder = settings.data_dir.resolve()
+    folder.mkdir(parents=True, exist_ok=True)
+    if not os.access(folder, os.W_OK):
+        return Check("data", False, f"{folder} is not writable")
+    free = shutil.disk_usage(folder).free / 2**30
+    files, size = FileImageStore(folder / "images").count()
+    detail = f"{folder} ({files} images, {size / 2**20:.1f} MiB; {free:.1f} GiB free)"
+    return Check("data", free > 1.0, detail + ("" if free > 1.0 else ": less than 1 GiB free"))
+
+
+def check_frontends(settings: Settings) -> Check:
+    from bot.frontends import FRONTENDS
+
+    enabled = [spec.name for spec in FRONTENDS if spec.enabled(settings)]
+    if not enabled:
+        return Check(
+            "frontends", False, "no token set (PIX2CHAT_TELEGRAM_TOKEN or PIX2CHAT_DISCORD_TOKEN)"
+        )
+    return Check("frontends", True, ", ".join(enabled) + " (token set)")

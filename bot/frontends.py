@@ -1,0 +1,42 @@
+"""The chat frontends `pix2chat run` can start, and which ones the settings enable."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from bot.app import Components
+from bot.config import Settings
+
+
+class Frontend(Protocol):
+    """A thin adapter: platform events in, service calls out, replies rendered back."""
+
+    name: str
+
+    async def run(self, components: Components, stop: asyncio.Event) -> None:
+        """Serve until `stop` is set; deliver results that finished while it was away first."""
+
+
+@dataclass(frozen=True, slots=True)
+class FrontendSpec:
+    name: str
+    token_setting: str
+    enabled: Callable[[Settings], bool]
+    factory: Callable[[Settings], Frontend] | None
+    """None until the frontend ships (Telegram and Discord arrive with their own issues)."""
+
+
+FRONTENDS: tuple[FrontendSpec, ...] = (
+    FrontendSpec(
+        "Telegram", "PIX2CHAT_TELEGRAM_TOKEN", lambda s: s.telegram_token is not None, None
+    ),
+    FrontendSpec("Discord", "PIX2CHAT_DISCORD_TOKEN", lambda s: s.discord_token is not None, None),
+)
+
+
+def configured(settings: Settings) -> list[FrontendSpec]:
+    """Frontends whose token is set."""
+    return [spec for spec in FRONTENDS if spec.enabled(settings)]

@@ -1,0 +1,30 @@
+"""Fixtures with the tiny random-weight InstructPix2Pix pipeline, built once per test session."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from editor.pix2pix import DiffusersEditor
+from editor.testing import build_tiny_lora, build_tiny_pipeline
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A saved tiny pipeline folder, loadable like any local model (PIX2CHAT_MODEL=<path>)."""
+    return build_tiny_pipeline(tmp_path_factory.mktemp("tiny-pix2pix"))
+
+
+@pytest.fixture(scope="session")
+def tiny_lora_dir(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random LoRA for the tiny pipeline, in diffusers' LoRA format."""
+    return build_tiny_lora(tiny_model_dir, tmp_path_factory.mktemp("tiny-lora"))
+
+
+@pytest.fixture(scope="session")
+def tiny_editor(tiny_model_dir: Path) -> DiffusersEditor:
+    """The production editor on the CPU, loaded through its own `load()`; share, do not mutate."""
+    editor = DiffusersEditor(str(tiny_model_dir), device="cpu")
+    editor.load()
+    return editor
