@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import sys
@@ -14,6 +15,8 @@ import typer
 
 from bot.config import Settings
 from editor.errors import UserError
+from editor.images import MIN_FITTED_SIDE
+from editor.params import GUIDANCE_RANGE, IMAGE_GUIDANCE_RANGE, MAX_SEED, STEPS_RANGE
 
 app = typer.Typer(
     help="pix2chat: edit photos by chatting with an InstructPix2Pix model.",
@@ -117,7 +120,13 @@ def doctor() -> None:
     """Check the device, model, database and data folder, and say what is wrong."""
     from bot.doctor import run_checks
 
-    checks = run_checks(_settings())
+    settings = _settings()
+    # The database check opens a SQLite file inside the data folder: on a fresh install that
+    # folder must exist for it to say "run `pix2chat migrate`" rather than "unable to open".
+    # A folder that cannot be created is what the data check reports, so go on without it.
+    with contextlib.suppress(OSError):
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    checks = run_checks(settings)
     for check in checks:
         mark = typer.style("ok  ", fg="green") if check.ok else typer.style("FAIL", fg="red")
         typer.echo(f"{mark} {check.name:<10} {check.detail}")
@@ -132,11 +141,25 @@ def edit(
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Result file (PNG).")
     ] = None,
-    steps: Annotated[int | None, typer.Option(help="Denoising steps.")] = None,
-    guidance: Annotated[float | None, typer.Option(help="Text guidance scale.")] = None,
-    image_guidance: Annotated[float | None, typer.Option(help="Image guidance scale.")] = None,
-    seed: Annotated[int | None, typer.Option(help="Seed (random if omitted).")] = None,
-    resolution: Annotated[int | None, typer.Option(help="Long side in pixels.")] = None,
+    steps: Annotated[
+        int | None, typer.Option(help="Denoising steps.", min=STEPS_RANGE[0], max=STEPS_RANGE[1])
+    ] = None,
+    guidance: Annotated[
+        float | None,
+        typer.Option(help="Text guidance scale.", min=GUIDANCE_RANGE[0], max=GUIDANCE_RANGE[1]),
+    ] = None,
+    image_guidance: Annotated[
+        float | None,
+        typer.Option(
+            help="Image guidance scale.", min=IMAGE_GUIDANCE_RANGE[0], max=IMAGE_GUIDANCE_RANGE[1]
+        ),
+    ] = None,
+    seed: Annotated[
+        int | None, typer.Option(help="Seed (random if omitted).", min=0, max=MAX_SEED)
+    ] = None,
+    resolution: Annotated[
+        int | None, typer.Option(help="Long side in pixels.", min=MIN_FITTED_SIDE)
+    ] = None,
 ) -> None:
     """Edit one photo with the real pipeline, no chat needed."""
     from bot.conversation import error_reply
@@ -160,7 +183,10 @@ def edit(
         typer.secho(error_reply(error).text(), fg="red", err=True)
         raise typer.Exit(2) from error
     except FileNotFoundError as error:
-        typer.secho(f"No such file: {image}", fg="red", err=True)
+        typer.secho(f"No such file: {error.filename or image}", fg="red", err=True)
+        raise typer.Exit(2) from error
+    except OSError as error:  # a folder, no permission, a full disk...
+        typer.secho(f"{error.filename or image}: {error.strerror or error}", fg="red", err=True)
         raise typer.Exit(2) from error
     except ModelLoadError as error:
         typer.secho(str(error), fg="red", err=True)

@@ -46,7 +46,7 @@ from editor.images import (
     fit_to_resolution,
     load_image,
 )
-from editor.jobs import Job, JobDone, JobEvent, JobFailed, JobProgress, JobQueue, JobStarted
+from editor.jobs import Job, JobDone, JobEvent, JobProgress, JobQueue, JobStarted
 from editor.params import RESOLUTIONS, EditParams
 from storage import history as tree
 from storage import limits
@@ -62,6 +62,25 @@ STORED_LONG_SIDE = 2 * max(RESOLUTIONS)
 """Uploads are kept losslessly but no larger than twice the largest edit resolution."""
 
 P = ParamSpec("P")
+
+
+@dataclass(frozen=True, slots=True)
+class _Owner:
+    """What the service remembers about a queued version to report on it without a query."""
+
+    actor: Actor
+    instruction: str
+    seed: int | None
+
+
+def _done_reply(version_id: int, instruction: str, seed: int | None) -> Reply:
+    return Reply(
+        key="edit.done",
+        args={"instruction": instruction, "seed": seed},
+        version_id=version_id,
+        show_image=True,
+        actions=(Action.UNDO, Action.REGENERATE, Action.FULL_RESOLUTION),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,7 +143,7 @@ class ConversationService:
         self.image_limits = image_limits or ImageLimits()
         self.clock = clock
         self._listeners: dict[str, list[UpdateListener]] = {}
-        self._actors: dict[int, tuple[Actor, str]] = {}
+        self._owners: dict[int, _Owner] = {}
         queue.subscribe(self._on_job_event)
 
     # ----- subscriptions ---------------------------------------------------------------------
@@ -285,7 +304,7 @@ class ConversationService:
     async def _queue(self, actor: Actor, version: Version, parent: Version) -> Reply:
         """Hand the committed version to the scheduler and say where it stands."""
         instruction = version.instruction or ""
-        self._actors[version.id] = (actor, instruction)
+        self._owners[version.id] = _Owner(actor, instruction, version.edit_params().seed)
         parent_size = (
             (parent.width, parent.height)
             if parent.status == VersionStatus.DONE and parent.width and parent.height
@@ -489,27 +508,30 @@ class ConversationService:
         owner = await self._owner(event.version_id)
         if owner is None:
             return
-        actor, instruction = owner
         if isinstance(event, JobProgress):
             reply = Reply(
                 key="edit.progress",
-                args={"step": event.step, "total": event.total, "instruction": instruction},
+                args={"step": event.step, "total": event.total, "instruction": owner.instruction},
                 version_id=event.version_id,
             )
-            await self._publish(actor, reply)
+            await self._publish(owner.actor, reply)
+            return
+        self._owners.pop(event.version_id, None)
+        if isinstance(event, JobDone):
+            # Everything the reply needs is known since submit: no query on the result path.
+            reply = _done_reply(event.version_id, owner.instruction, owner.seed)
+            await self._publish(owner.actor, reply)
             return
         async with self.database.write() as session:
             version = await session.get(Version, event.version_id)
             if version is None:
                 return
-            if isinstance(event, JobFailed):
-                await limits.refund(session, actor.platform, actor.user_id)
-        self._actors.pop(event.version_id, None)
-        if isinstance(event, JobDone | JobFailed):
-            await self._publish(actor, self._result_reply(version))
+            await limits.refund(session, owner.actor.platform, owner.actor.user_id)
+        await self._publish(owner.actor, self._result_reply(version))
 
-    async def _owner(self, version_id: int) -> tuple[Actor, str] | None:
-        cached = self._actors.get(version_id)
+    async def _owner(self, version_id: int) -> _Owner | None:
+        """Who to tell about a version: cached since submit, else (after a restart) loaded."""
+        cached = self._owners.get(version_id)
         if cached is not None:
             return cached
         async with self.database.read() as session:
@@ -518,23 +540,18 @@ class ConversationService:
                 return None
             conversation = await session.get(Conversation, version.conversation_id)
         assert conversation is not None
-        owner = (
+        owner = _Owner(
             Actor(conversation.platform, conversation.chat_id, conversation.user_id),
             version.instruction or "",
+            (version.params or {}).get("seed"),
         )
-        self._actors[version_id] = owner
+        self._owners[version_id] = owner
         return owner
 
     def _result_reply(self, version: Version) -> Reply:
         if version.status == VersionStatus.DONE:
             seed = (version.params or {}).get("seed")
-            return Reply(
-                key="edit.done",
-                args={"instruction": version.instruction or "", "seed": seed},
-                version_id=version.id,
-                show_image=True,
-                actions=(Action.UNDO, Action.REGENERATE, Action.FULL_RESOLUTION),
-            )
+            return _done_reply(version.id, version.instruction or "", seed)
         return Reply(
             key=version.error_key or "error.edit_failed",
             args={"instruction": version.instruction or ""},

@@ -95,9 +95,8 @@ def check_database(settings: Settings) -> Check:
     revision = current(url)
     shown = make_url(url).render_as_string(hide_password=True)
     if revision != head:
-        return Check(
-            "database", False, f"{shown} at {revision}, needs {head}: run `pix2chat migrate`"
-        )
+        state = f"at revision {revision}" if revision else "not created yet"
+        return Check("database", False, f"{shown} {state}, needs {head}: run `pix2chat migrate`")
     depth = asyncio.run(_queue_depth(url))
     return Check(
         "database", True, f"{shown} (revision {revision}, {depth} edit(s) queued or running)"

@@ -10,6 +10,7 @@ from bot.app import make_editor
 from bot.config import Settings
 from bot.preferences import new_seed
 from editor.base import EditRequest, ProgressCallback
+from editor.errors import EmptyInstruction, InstructionTooLong
 from editor.images import ImageLimits, encode_png, fit_to_resolution, load_image
 from editor.params import EditParams
 
@@ -39,11 +40,21 @@ class OneShotResult:
 def edit_file(
     settings: Settings, request: OneShotRequest, progress: ProgressCallback | None = None
 ) -> OneShotResult:
-    """Validate the photo like a chat upload, edit it, write a lossless PNG."""
+    """Validate the photo and the instruction like a chat message, edit, write a lossless PNG.
+
+    Raises:
+        UserError: the photo or the instruction is refused (before the model is loaded, except
+            for an instruction too long for the text encoder).
+        OSError: the photo cannot be read or the result cannot be written.
+        ModelLoadError: the configured model cannot be loaded.
+    """
     data = request.image.read_bytes()
     image = load_image(
         data, ImageLimits(max_bytes=settings.max_upload_bytes, max_pixels=settings.max_image_pixels)
     )
+    instruction = " ".join(request.instruction.split())
+    if not instruction:
+        raise EmptyInstruction()
     defaults = settings.default_params()
     params = EditParams(
         num_inference_steps=request.steps or defaults.num_inference_steps,
@@ -55,8 +66,12 @@ def edit_file(
     editor = make_editor(settings)
     started = time.perf_counter()
     editor.load()
+    # The pipeline would silently drop what the text encoder cannot read; say so instead.
+    tokens = editor.count_tokens(instruction)
+    if tokens > editor.max_instruction_tokens:
+        raise InstructionTooLong(tokens=tokens, max_tokens=editor.max_instruction_tokens)
     fitted = fit_to_resolution(image, params.resolution)
-    [result] = editor.edit_batch([EditRequest(fitted, request.instruction, params)], progress)
+    [result] = editor.edit_batch([EditRequest(fitted, instruction, params)], progress)
     request.output.parent.mkdir(parents=True, exist_ok=True)
     request.output.write_bytes(encode_png(result))
     return OneShotResult(request.output, result.size, params.seed, time.perf_counter() - started)

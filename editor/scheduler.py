@@ -93,7 +93,9 @@ class EmbeddedScheduler:
         self.max_attempts = max_attempts
         self._queues: dict[str, deque[Job]] = {}
         self._line: deque[str] = deque()
+        self._served: set[str] = set()  # users in line who have had a turn since joining it
         self._pending_ids: set[int] = set()
+        self._awaiting_parent: dict[int, set[str]] = {}  # pending parent id -> users waiting
         self._running_users: set[str] = set()
         self._running_ids: set[int] = set()
         self._listeners: list[JobListener] = []
@@ -220,13 +222,19 @@ class EmbeddedScheduler:
         self._pending_ids.add(job.version_id)
         queue = self._queues.setdefault(job.user_key, deque())
         queue.append(job)
+        if job.parent_size is None:
+            self._awaiting_parent.setdefault(job.parent_id, set()).add(job.user_key)
         if job.user_key not in self._line:
-            self._line.append(job.user_key)
+            # Behind users still waiting for their first turn, ahead of those already served:
+            # the next job of a served user is a second one, which must not go first.
+            served = (i for i, user in enumerate(self._line) if user in self._served)
+            self._line.insert(next(served, len(self._line)), job.user_key)
         self._wakeup.set()
 
     def _drop_user_if_idle(self, user_key: str) -> None:
         if not self._queues.get(user_key) and user_key not in self._running_users:
             self._queues.pop(user_key, None)
+            self._served.discard(user_key)
             if user_key in self._line:
                 self._line.remove(user_key)
 
@@ -265,6 +273,7 @@ class EmbeddedScheduler:
             self._queues[job.user_key].popleft()
             self._line.remove(job.user_key)
             self._line.append(job.user_key)
+            self._served.add(job.user_key)
             self._running_users.add(job.user_key)
             self._running_ids.add(job.version_id)
 
@@ -371,25 +380,24 @@ class EmbeddedScheduler:
             task.add_done_callback(self._background.discard)
 
     async def _complete(self, outputs: Sequence[_Output], seconds: float) -> None:
-        orphans: list[str] = []
         async with self.database.write() as session:
-            for output in outputs:
-                version = await history.mark_done(
-                    session, output.version_id, output.image_sha, output.size
-                )
-                if version is None:
-                    orphans.append(output.image_sha)
+            recorded = await history.mark_done_many(
+                session,
+                [history.Result(o.version_id, o.image_sha, o.size) for o in outputs],
+            )
         for output in outputs:
             self._fill_parent_size(output.version_id, output.size)
+        orphans = [o.image_sha for o in outputs if o.version_id not in recorded]
         if orphans:
             await self._delete_unreferenced(orphans)
         for output in outputs:
-            if output.image_sha not in orphans:
+            if output.version_id in recorded:
                 await self._emit(JobDone(output.version_id, seconds))
 
     def _fill_parent_size(self, parent_id: int, size: tuple[int, int]) -> None:
         """Dependents of a finished version learn their input size and become runnable."""
-        for queue in self._queues.values():
+        for user_key in self._awaiting_parent.pop(parent_id, set()):
+            queue = self._queues.get(user_key, deque())
             for index, job in enumerate(queue):
                 if job.parent_id == parent_id and job.parent_size is None:
                     queue[index] = dataclasses.replace(job, parent_size=size)
@@ -415,6 +423,8 @@ class EmbeddedScheduler:
             failed = await history.mark_failed(session, job.version_id, key, repr(error)[:2000])
         dead = {version.id for version in failed}
         self.discard(dead - {job.version_id})
+        for version_id in dead:
+            self._awaiting_parent.pop(version_id, None)
         for version in failed:
             await self._emit(JobFailed(version.id, version.error_key or key))
 

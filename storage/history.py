@@ -8,6 +8,7 @@ deletes a version except `forget`.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import delete, func, select, update
@@ -259,20 +260,75 @@ async def mark_running(session: AsyncSession, version_ids: Sequence[int]) -> lis
     return list(claimed.all())
 
 
+@dataclass(frozen=True, slots=True)
+class Result:
+    """A computed image for a running version."""
+
+    version_id: int
+    image_sha: str
+    size: tuple[int, int]
+
+
+async def mark_done_many(session: AsyncSession, results: Sequence[Result]) -> set[int]:
+    """Record a batch of results and make each the head of its conversation.
+
+    A few set-based statements per batch rather than several per version, so recording results
+    stays cheap next to the model. Versions that are no longer running (forgotten, or already
+    recorded by another run) are skipped; returns the ids that were recorded.
+    """
+    if not results:
+        return set()
+    rows = (
+        await session.execute(
+            select(Version.id, Version.conversation_id, Version.parent_id).where(
+                Version.id.in_([result.version_id for result in results]),
+                Version.status == VersionStatus.RUNNING,
+            )
+        )
+    ).all()
+    running = {row.id: row for row in rows}
+    recorded = [result for result in results if result.version_id in running]
+    if not recorded:
+        return set()
+    now = utcnow()
+    await session.execute(
+        update(Version),
+        [
+            {
+                "id": result.version_id,
+                "status": VersionStatus.DONE,
+                "image_sha": result.image_sha,
+                "width": result.size[0],
+                "height": result.size[1],
+                "finished_at": now,
+            }
+            for result in recorded
+        ],
+    )
+    await session.execute(
+        update(Conversation),
+        [
+            {"id": running[result.version_id].conversation_id, "head_id": result.version_id}
+            for result in recorded
+        ],
+    )
+    parents = [
+        {"id": running[result.version_id].parent_id, "redo_child_id": result.version_id}
+        for result in recorded
+        if running[result.version_id].parent_id is not None
+    ]
+    if parents:
+        await session.execute(update(Version), parents)
+    return {result.version_id for result in recorded}
+
+
 async def mark_done(
     session: AsyncSession, version_id: int, image_sha: str, size: tuple[int, int]
 ) -> Version | None:
-    """Record a result and make it the head; None if the version vanished (forgotten)."""
-    version = await session.get(Version, version_id)
-    if version is None or version.status != VersionStatus.RUNNING:
+    """Record one result and make it the head; None if the version is not running."""
+    if not await mark_done_many(session, [Result(version_id, image_sha, size)]):
         return None
-    version.status = VersionStatus.DONE
-    version.image_sha = image_sha
-    version.width, version.height = size
-    version.finished_at = utcnow()
-    conversation = await session.get(Conversation, version.conversation_id)
-    assert conversation is not None
-    await move_head(session, conversation, version)
+    version = await session.get(Version, version_id, populate_existing=True)
     return version
 
 

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from editor.errors import QuotaExceeded, RateLimited
@@ -41,21 +43,31 @@ async def consume(
     nothing and two concurrent requests cannot both take the last token (the row is locked
     FOR UPDATE on PostgreSQL; SQLite's IMMEDIATE transaction serialises writers).
     """
-    row = await session.scalar(
+    locked = (
         select(UserLimit)
         .where(UserLimit.platform == platform, UserLimit.user_id == user_id)
         .with_for_update()
     )
+    row = await session.scalar(locked)
     if row is None:
-        row = UserLimit(
-            platform=platform,
-            user_id=user_id,
-            tokens=float(policy.burst),
-            refilled_at=now,
-            quota_day=_day(now),
-            quota_used=0,
+        # A user's first requests race to create the row: insert-if-absent, then lock it, so
+        # the losers wait for the winner instead of failing on the primary key.
+        dialect = session.get_bind().dialect.name
+        insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+        await session.execute(
+            insert(UserLimit)
+            .values(
+                platform=platform,
+                user_id=user_id,
+                tokens=float(policy.burst),
+                refilled_at=now,
+                quota_day=_day(now),
+                quota_used=0,
+            )
+            .on_conflict_do_nothing(index_elements=["platform", "user_id"])
         )
-        session.add(row)
+        row = await session.scalar(locked)
+        assert row is not None
     refill = max(0.0, now - row.refilled_at) * policy.per_minute / 60.0
     row.tokens = min(float(policy.burst), row.tokens + refill)
     row.refilled_at = now
