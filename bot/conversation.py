@@ -386,8 +386,7 @@ class ConversationService:
             conversation = await tree.find_conversation(session, actor)
             if conversation is None or conversation.head_id is None:
                 return Reply(key="history.empty")
-            path = await tree.path_to(session, conversation.head_id)
-            pending = await tree.pending(session, conversation)
+            path, pending = await tree.history_steps(session, conversation)
         entries = tuple(
             HistoryEntry(
                 version_id=v.id,

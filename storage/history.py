@@ -15,6 +15,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from editor.errors import NothingToRedo, NothingToUndo, VersionNotFound
 from editor.params import EditParams
@@ -162,23 +163,28 @@ async def move_head(session: AsyncSession, conversation: Conversation, version: 
 
 async def undo(session: AsyncSession, conversation: Conversation) -> Version:
     """Head moves to its parent; the child stays, as the parent's redo target."""
-    current = await head(session, conversation)
-    if current is None or current.parent_id is None:
+    current = aliased(Version)
+    parent = await session.scalar(
+        select(Version)
+        .join(current, current.parent_id == Version.id)
+        .where(current.id == conversation.head_id)
+    )
+    if conversation.head_id is None or parent is None:
         raise NothingToUndo()
-    parent = await session.get(Version, current.parent_id)
-    assert parent is not None
-    parent.redo_child_id = current.id  # redo retraces this undo, even after a branch elsewhere
+    parent.redo_child_id = conversation.head_id  # redo retraces this undo, even after a branch
     conversation.head_id = parent.id
     return parent
 
 
 async def redo(session: AsyncSession, conversation: Conversation) -> Version:
     """Head moves back down to the child it was most recently on."""
-    current = await head(session, conversation)
-    if current is None or current.redo_child_id is None:
-        raise NothingToRedo()
-    child = await session.get(Version, current.redo_child_id)
-    if child is None or child.status != VersionStatus.DONE:
+    current = aliased(Version)
+    child = await session.scalar(
+        select(Version)
+        .join(current, current.redo_child_id == Version.id)
+        .where(current.id == conversation.head_id, Version.status == VersionStatus.DONE)
+    )
+    if conversation.head_id is None or child is None:
         raise NothingToRedo()
     conversation.head_id = child.id
     return child
@@ -201,6 +207,49 @@ async def path_to(session: AsyncSession, version_id: int) -> list[Version]:
         cursor = by_id[cursor].parent_id
     ordered.reverse()
     return ordered
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One line of a history listing: what to show, without loading a full ORM row."""
+
+    id: int
+    instruction: str | None
+    params: dict[str, Any] | None
+    status: VersionStatus
+
+
+_STEP_COLUMNS = (Version.id, Version.instruction, Version.params, Version.status)
+
+
+async def history_steps(
+    session: AsyncSession, conversation: Conversation
+) -> tuple[list[Step], list[Step]]:
+    """The path root -> head and the pending edits, as plain column rows.
+
+    `/history` on a long chain reads many rows; plain rows skip the ORM's per-object cost. A
+    parent is always created before its children, so ordering by id orders the path.
+    """
+    path: list[Step] = []
+    if conversation.head_id is not None:
+        chain = (
+            select(Version.id, Version.parent_id)
+            .where(Version.id == conversation.head_id)
+            .cte(recursive=True)
+        )
+        chain = chain.union_all(
+            select(Version.id, Version.parent_id).join(chain, Version.id == chain.c.parent_id)
+        )
+        rows = await session.execute(
+            select(*_STEP_COLUMNS).join(chain, Version.id == chain.c.id).order_by(Version.id)
+        )
+        path = [Step(*row) for row in rows]
+    rows = await session.execute(
+        select(*_STEP_COLUMNS)
+        .where(Version.conversation_id == conversation.id, Version.status.in_(PENDING_STATUSES))
+        .order_by(Version.id)
+    )
+    return path, [Step(*row) for row in rows]
 
 
 async def pending(session: AsyncSession, conversation: Conversation) -> Sequence[Version]:
