@@ -20,6 +20,7 @@ class Settings(BaseSettings):
     telegram_token: SecretStr | None = None
     telegram_api_url: str = "https://api.telegram.org/bot"
     telegram_file_url: str = "https://api.telegram.org/file/bot"
+    telegram_poll_timeout: int = Field(default=30, ge=0, description="getUpdates long-poll seconds")
     discord_token: SecretStr | None = None
 
     # Storage

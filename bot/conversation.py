@@ -349,11 +349,18 @@ class ConversationService:
     # ----- navigation --------------------------------------------------------------------------
 
     @replies_to_errors
-    async def undo(self, actor: Actor) -> Reply:
-        """Show the previous version; the undone one stays, ready for redo."""
+    async def undo(self, actor: Actor, version_id: int | None = None) -> Reply:
+        """Show the version before the head, or before `version_id` (an older result's button).
+
+        The undone version stays, ready for redo.
+        """
         async with self.database.write() as session:
             conversation = await self._conversation(session, actor)
-            version = await tree.undo(session, conversation)
+            if version_id is None:
+                version = await tree.undo(session, conversation)
+            else:
+                undone = await tree.get_version(session, conversation, version_id)
+                version = await tree.undo_from(session, conversation, undone)
         return self._image_reply("undo.done", version)
 
     @replies_to_errors

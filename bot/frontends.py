@@ -29,9 +29,15 @@ class FrontendSpec:
     """None until the frontend ships (Telegram and Discord arrive with their own issues)."""
 
 
+def _telegram(settings: Settings) -> Frontend:
+    from bot.telegram.frontend import TelegramFrontend  # imports python-telegram-bot
+
+    return TelegramFrontend(settings)
+
+
 FRONTENDS: tuple[FrontendSpec, ...] = (
     FrontendSpec(
-        "Telegram", "PIX2CHAT_TELEGRAM_TOKEN", lambda s: s.telegram_token is not None, None
+        "Telegram", "PIX2CHAT_TELEGRAM_TOKEN", lambda s: s.telegram_token is not None, _telegram
     ),
     FrontendSpec("Discord", "PIX2CHAT_DISCORD_TOKEN", lambda s: s.discord_token is not None, None),
 )

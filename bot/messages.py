@@ -40,6 +40,32 @@ ENGLISH: dict[str, str] = {
         "Each instruction edits the latest result. Commands: /undo, /redo, /regenerate, "
         "/history, /reset, /settings, /cancel, /status, /forget."
     ),
+    "welcome": (
+        "Hi! I edit photos by instruction. Send me a photo, then tell me what to change, "
+        "for example " + EXAMPLES + ". Each instruction edits the latest result; reply to an "
+        "older result to branch from it."
+    ),
+    "history.line_photo": "{number}. Your photo",
+    "history.line_edit": "{number}. “{instruction}” (seed {seed})",
+    "history.line_pending": "{number}. “{instruction}” ({status})",
+    "history.head": "  ← now",
+    "settings.choose": "Tap a value to change it.",
+    "album.first": "You sent an album: I'm using its first photo.",
+    "media.unsupported": "I can only edit photos. Please send a JPEG, PNG, WebP or HEIC image.",
+    "button.not_yours": "Only the person who made this edit can use its buttons.",
+    "button.expired": "That button no longer works. Send a new instruction instead.",
+    "full.caption": "Full resolution, lossless ({width}x{height}).",
+    "full.as_document": "The result is too large for a photo, so here it is as a file.",
+    # Button labels
+    "button.undo": "↩ Undo",
+    "button.redo": "↪ Redo",
+    "button.regenerate": "🎲 Regenerate",
+    "button.full": "⬇ Full resolution",
+    "button.cancel": "✖ Cancel",
+    "button.forget_yes": "Yes, delete everything",
+    "button.forget_no": "No, keep it",
+    "button.defaults": "Defaults",
+    "forget.kept": "Nothing was deleted.",
     # Errors
     "error.generic": "Something went wrong. Please try again.",
     "error.no_image": "Send me a photo first, then tell me what to change.",

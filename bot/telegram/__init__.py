@@ -1,0 +1,1 @@
+"""The Telegram frontend (python-telegram-bot): thin handlers over the conversation service."""

@@ -1,0 +1,281 @@
+"""Turns service replies and job events into Telegram messages.
+
+One status message per pending edit shows its place in line, then its progress, edited in
+place no more often than Telegram allows (about once a second in private chats, every three
+seconds in groups); the result photo replaces it. Send failures never escape: a user who
+blocked the bot keeps their data, and the result is marked delivered so it is not retried.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from PIL import Image
+from telegram import Bot, InputFile, InputMediaPhoto, Message
+from telegram.constants import ChatAction, ChatType
+from telegram.error import BadRequest, Forbidden, TelegramError
+
+from bot.conversation import ConversationService
+from bot.messages import render
+from bot.replies import Reply
+from bot.telegram import keyboards
+from editor.errors import UserError
+from storage.types import Actor
+
+log = logging.getLogger(__name__)
+
+PLATFORM = "telegram"
+PRIVATE_EDIT_INTERVAL_S = 1.0
+GROUP_EDIT_INTERVAL_S = 3.0
+MAX_PHOTO_BYTES = 10 * 1024 * 1024
+MAX_PHOTO_SIDE_SUM = 10_000
+MAX_PHOTO_RATIO = 20
+ALBUM_SIZE = 10
+
+
+@dataclass
+class StatusMessage:
+    """The message that tracks one pending edit."""
+
+    chat_id: int
+    message_id: int
+    reply_to: int | None
+    is_group: bool
+    text: str
+    edited_at: float
+
+
+def actor_for(chat_id: int, user_id: int) -> Actor:
+    return Actor(PLATFORM, str(chat_id), str(user_id))
+
+
+def fits_as_photo(data: bytes) -> bool:
+    """Telegram's sendPhoto limits: 10 MB, width + height <= 10,000, ratio <= 20."""
+    if len(data) > MAX_PHOTO_BYTES:
+        return False
+    with Image.open(io.BytesIO(data)) as image:
+        width, height = image.size
+    return width + height <= MAX_PHOTO_SIDE_SUM and max(width, height) <= MAX_PHOTO_RATIO * min(
+        width, height
+    )
+
+
+class Delivery:
+    """Sends what the service says to the chat it concerns."""
+
+    def __init__(
+        self, bot: Bot, service: ConversationService, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.bot = bot
+        self.service = service
+        self.clock = clock
+        self._status: dict[int, StatusMessage] = {}
+
+    # ----- answers to the user's own actions ---------------------------------------------------
+
+    async def answer(
+        self, chat_id: int, chat_type: str, reply_to: int | None, actor: Actor, reply: Reply
+    ) -> None:
+        """Render the service's immediate answer to a message, command or button."""
+        if reply.key in ("edit.queued", "edit.queued_next") and reply.version_id is not None:
+            await self._open_status(chat_id, chat_type, reply_to, actor, reply)
+        elif reply.show_image and reply.version_id is not None:
+            await self.send_version(chat_id, reply_to, actor, reply)
+        elif reply.history:
+            await self._send_history(chat_id, reply_to, actor, reply)
+        elif reply.settings is not None:
+            await self.send_text(
+                chat_id,
+                f"{reply.text()}\n{render('settings.choose')}",
+                reply_to,
+                keyboards.settings(reply.settings, actor.user_id),
+            )
+        else:
+            markup = keyboards.for_actions(reply.actions, reply.version_id, actor.user_id)
+            await self.send_text(chat_id, reply.text(), reply_to, markup)
+
+    async def send_text(
+        self, chat_id: int, text: str, reply_to: int | None = None, markup: object = None
+    ) -> Message | None:
+        return await self.safely(
+            self.bot.send_message(
+                chat_id,
+                text,
+                reply_to_message_id=reply_to,
+                reply_markup=markup,  # type: ignore[arg-type]
+                allow_sending_without_reply=True,
+            )
+        )
+
+    async def send_version(
+        self, chat_id: int, reply_to: int | None, actor: Actor, reply: Reply
+    ) -> None:
+        """A version's picture with its caption and buttons (a file if too big for a photo)."""
+        assert reply.version_id is not None
+        try:
+            data = await self.service.image(actor, reply.version_id)
+        except UserError as error:
+            await self.send_text(chat_id, render(error.key, error.args_for_message), reply_to)
+            return
+        markup = keyboards.for_actions(reply.actions, reply.version_id, actor.user_id)
+        await self.safely(self.bot.send_chat_action(chat_id, ChatAction.UPLOAD_PHOTO))
+        if fits_as_photo(data):
+            await self.safely(
+                self.bot.send_photo(
+                    chat_id,
+                    InputFile(data, filename=f"pix2chat-{reply.version_id}.jpg"),
+                    caption=reply.text(),
+                    reply_to_message_id=reply_to,
+                    reply_markup=markup,
+                    allow_sending_without_reply=True,
+                )
+            )
+        else:
+            await self.safely(
+                self.bot.send_document(
+                    chat_id,
+                    InputFile(data, filename=f"pix2chat-{reply.version_id}.jpg"),
+                    caption=f"{reply.text()}\n{render('full.as_document')}",
+                    reply_to_message_id=reply_to,
+                    reply_markup=markup,
+                    allow_sending_without_reply=True,
+                )
+            )
+
+    async def send_full_resolution(
+        self, chat_id: int, reply_to: int | None, actor: Actor, version_id: int
+    ) -> None:
+        """The lossless PNG as a document (Telegram would recompress a photo)."""
+        try:
+            data = await self.service.image(actor, version_id, full=True)
+        except UserError as error:
+            await self.send_text(chat_id, render(error.key, error.args_for_message), reply_to)
+            return
+        with Image.open(io.BytesIO(data)) as image:
+            width, height = image.size
+        await self.safely(self.bot.send_chat_action(chat_id, ChatAction.UPLOAD_DOCUMENT))
+        await self.safely(
+            self.bot.send_document(
+                chat_id,
+                InputFile(data, filename=f"pix2chat-{version_id}.png"),
+                caption=render("full.caption", {"width": width, "height": height}),
+                reply_to_message_id=reply_to,
+                allow_sending_without_reply=True,
+            )
+        )
+
+    async def _send_history(
+        self, chat_id: int, reply_to: int | None, actor: Actor, reply: Reply
+    ) -> None:
+        """The chain of instructions as text, then the finished versions as an album."""
+        lines = [reply.text()]
+        for number, entry in enumerate(reply.history, start=1):
+            params = entry.params or {}
+            if entry.instruction is None:
+                line = render("history.line_photo", {"number": number})
+            elif entry.status == "done":
+                line = render(
+                    "history.line_edit",
+                    {
+                        "number": number,
+                        "instruction": entry.instruction,
+                        "seed": params.get("seed"),
+                    },
+                )
+            else:
+                line = render(
+                    "history.line_pending",
+                    {"number": number, "instruction": entry.instruction, "status": entry.status},
+                )
+            lines.append(line + (render("history.head") if entry.is_head else ""))
+        await self.send_text(chat_id, "\n".join(lines), reply_to)
+        done = [entry for entry in reply.history if entry.status == "done"][-ALBUM_SIZE:]
+        if len(done) < 2:
+            return
+        media = []
+        for entry in done:
+            try:
+                data = await self.service.image(actor, entry.version_id)
+            except UserError:
+                continue
+            media.append(
+                InputMediaPhoto(
+                    data, caption=entry.instruction or render("history.line_photo", {"number": 1})
+                )
+            )
+        if len(media) >= 2:
+            await self.safely(self.bot.send_media_group(chat_id, media))
+
+    # ----- events from the worker ----------------------------------------------------------------
+
+    async def on_event(self, actor: Actor, reply: Reply) -> None:
+        """Progress edits the status message; a result or failure replaces it."""
+        if reply.version_id is None:
+            return
+        if reply.key == "edit.progress":
+            await self._progress(reply)
+            return
+        status = self._status.pop(reply.version_id, None)
+        chat_id = int(actor.chat_id)
+        reply_to = status.reply_to if status is not None else None
+        if reply.show_image:
+            await self.send_version(chat_id, reply_to, actor, reply)
+        else:
+            markup = keyboards.for_actions(reply.actions, reply.version_id, actor.user_id)
+            await self.send_text(chat_id, reply.text(), reply_to, markup)
+        if status is not None:
+            await self.safely(self.bot.delete_message(status.chat_id, status.message_id))
+        await self.service.mark_delivered(reply.version_id)
+
+    async def _open_status(
+        self, chat_id: int, chat_type: str, reply_to: int | None, actor: Actor, reply: Reply
+    ) -> None:
+        assert reply.version_id is not None
+        markup = keyboards.for_actions(reply.actions, reply.version_id, actor.user_id)
+        text = reply.text()
+        message = await self.send_text(chat_id, text, reply_to, markup)
+        if message is not None:
+            self._status[reply.version_id] = StatusMessage(
+                chat_id=chat_id,
+                message_id=message.message_id,
+                reply_to=reply_to,
+                is_group=chat_type != ChatType.PRIVATE,
+                text=text,
+                edited_at=self.clock(),
+            )
+
+    async def _progress(self, reply: Reply) -> None:
+        assert reply.version_id is not None
+        status = self._status.get(reply.version_id)
+        if status is None:
+            return
+        interval = GROUP_EDIT_INTERVAL_S if status.is_group else PRIVATE_EDIT_INTERVAL_S
+        text = reply.text()
+        now = self.clock()
+        if text == status.text or now - status.edited_at < interval:
+            return
+        status.text, status.edited_at = text, now
+        await self.safely(self.bot.edit_message_text(text, status.chat_id, status.message_id))
+        await self.safely(self.bot.send_chat_action(status.chat_id, ChatAction.UPLOAD_PHOTO))
+
+    # ----- failure handling ----------------------------------------------------------------------
+
+    async def safely(self, call: Awaitable[Any]) -> Message | None:
+        """Await a Bot API call; log what Telegram refuses instead of crashing the bot."""
+        try:
+            result = await call
+        except Forbidden as error:
+            log.warning("Telegram refused (user blocked the bot or left the chat): %s", error)
+            return None
+        except BadRequest as error:
+            log.warning("Telegram rejected a request: %s", error)
+            return None
+        except TelegramError as error:
+            log.error("Telegram call failed: %s", error)
+            return None
+        return result if isinstance(result, Message) else None

@@ -1,0 +1,133 @@
+"""Wiring: the python-telegram-bot Application, its handlers, and the serve loop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from telegram import BotCommand, Update
+from telegram.ext import (
+    AIORateLimiter,
+    Application,
+    ApplicationBuilder,
+    BaseRateLimiter,
+    CallbackQueryHandler,
+    CommandHandler,
+    MessageHandler,
+    filters,
+)
+
+from bot.app import Components
+from bot.config import Settings
+from bot.telegram import handlers
+from bot.telegram.delivery import PLATFORM, Delivery
+from bot.telegram.handlers import BOT_API_DOWNLOAD_LIMIT, TelegramContext
+
+log = logging.getLogger(__name__)
+
+DEFAULT_API_URL = "https://api.telegram.org/bot"
+
+COMMANDS: tuple[tuple[str, str], ...] = (
+    ("start", "Welcome and examples"),
+    ("help", "How to use the bot"),
+    ("undo", "Back to the previous version"),
+    ("redo", "Forward again after an undo"),
+    ("regenerate", "Same instruction, new seed"),
+    ("history", "Your chain of edits"),
+    ("reset", "Start over from the original photo"),
+    ("settings", "Steps, guidance, seed, resolution"),
+    ("cancel", "Cancel the queued edit"),
+    ("status", "Where your edit is in the queue"),
+    ("forget", "Delete all your images and history"),
+)
+
+COMMAND_HANDLERS = {
+    "start": handlers.start,
+    "help": handlers.help_command,
+    "undo": handlers.undo,
+    "redo": handlers.redo,
+    "regenerate": handlers.regenerate,
+    "history": handlers.history,
+    "reset": handlers.reset,
+    "settings": handlers.settings,
+    "cancel": handlers.cancel,
+    "status": handlers.status,
+    "forget": handlers.forget,
+}
+
+
+def build_application(
+    settings: Settings, rate_limiter: BaseRateLimiter | None = None
+) -> Application:
+    """The PTB application with Telegram's flood limits and every handler registered.
+
+    The default rate limiter keeps under Telegram's limits (30 messages/s overall, 20 a minute
+    per group) and retries after a 429 for as long as Telegram asks.
+    """
+    assert settings.telegram_token is not None
+    application = (
+        ApplicationBuilder()
+        .token(settings.telegram_token.get_secret_value())
+        .base_url(settings.telegram_api_url)
+        .base_file_url(settings.telegram_file_url)
+        .rate_limiter(rate_limiter or AIORateLimiter(max_retries=3))
+        .build()
+    )
+    for name, callback in COMMAND_HANDLERS.items():
+        application.add_handler(CommandHandler(name, callback))
+    application.add_handler(MessageHandler(filters.PHOTO, handlers.photo))
+    application.add_handler(MessageHandler(filters.Document.ALL, handlers.document))
+    application.add_handler(
+        MessageHandler(
+            filters.Sticker.ALL
+            | filters.ANIMATION
+            | filters.VIDEO
+            | filters.VIDEO_NOTE
+            | filters.VOICE
+            | filters.AUDIO,
+            handlers.unsupported_media,
+        )
+    )
+    application.add_handler(MessageHandler(filters.TEXT & ~filters.COMMAND, handlers.text))
+    application.add_handler(CallbackQueryHandler(handlers.button))
+    application.add_error_handler(handlers.on_error)
+    return application
+
+
+class TelegramFrontend:
+    """Long-polls the Bot API and serves chats until told to stop."""
+
+    name = "Telegram"
+
+    def __init__(self, settings: Settings, rate_limiter: BaseRateLimiter | None = None) -> None:
+        self.settings = settings
+        self.rate_limiter = rate_limiter
+
+    async def run(self, components: Components, stop: asyncio.Event) -> None:
+        settings = self.settings
+        application = build_application(settings, self.rate_limiter)
+        delivery = Delivery(application.bot, components.service)
+        local_server = settings.telegram_api_url != DEFAULT_API_URL
+        application.bot_data["pix2chat"] = TelegramContext(
+            service=components.service,
+            delivery=delivery,
+            download_limit=settings.max_upload_bytes
+            if local_server
+            else min(settings.max_upload_bytes, BOT_API_DOWNLOAD_LIMIT),
+        )
+        components.service.subscribe(PLATFORM, delivery.on_event)
+        async with application:
+            await application.bot.set_my_commands([BotCommand(n, d) for n, d in COMMANDS])
+            await application.start()
+            assert application.updater is not None
+            await application.updater.start_polling(
+                timeout=settings.telegram_poll_timeout,
+                allowed_updates=Update.ALL_TYPES,
+            )
+            log.info("Telegram: serving as @%s", application.bot.username)
+            redelivered = await components.service.redeliver(PLATFORM)
+            if redelivered:
+                log.info("Telegram: delivered %d result(s) that finished while away", redelivered)
+            await stop.wait()
+            await application.updater.stop()
+            await application.stop()
