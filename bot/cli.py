@@ -76,11 +76,12 @@ def run(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> No
         )
         raise typer.Exit(2)
     _configure_logging(verbose)
+    from bot.frontends import FrontendError
     from editor.pix2pix import ModelLoadError
 
     try:
         asyncio.run(_serve(settings))
-    except ModelLoadError as error:
+    except (ModelLoadError, FrontendError) as error:
         typer.secho(str(error), fg="red", err=True)
         raise typer.Exit(1) from error
     except KeyboardInterrupt:
@@ -95,8 +96,10 @@ async def _serve(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
+    frontends = [spec.factory(settings) for spec in configured(settings) if spec.factory]
+    for frontend in frontends:
+        await frontend.preflight()
     async with build(settings) as components:
-        frontends = [spec.factory(settings) for spec in configured(settings) if spec.factory]
         logging.getLogger("pix2chat").info(
             "serving %s; model %s", ", ".join(f.name for f in frontends), settings.model
         )

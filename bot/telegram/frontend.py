@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
-from telegram import BotCommand, Update
+from telegram import Bot, BotCommand, Update
+from telegram.error import InvalidToken, NetworkError
 from telegram.ext import (
     AIORateLimiter,
     Application,
@@ -19,6 +21,7 @@ from telegram.ext import (
 
 from bot.app import Components
 from bot.config import Settings
+from bot.frontends import FrontendError
 from bot.telegram import handlers
 from bot.telegram.delivery import PLATFORM, Delivery
 from bot.telegram.handlers import BOT_API_DOWNLOAD_LIMIT, TelegramContext
@@ -103,6 +106,29 @@ class TelegramFrontend:
         self.settings = settings
         self.rate_limiter = rate_limiter
 
+    async def preflight(self) -> None:
+        """Ask Telegram who we are: a refused token fails now, not after loading the model."""
+        assert self.settings.telegram_token is not None
+        bot = Bot(
+            self.settings.telegram_token.get_secret_value(),
+            base_url=self.settings.telegram_api_url,
+            base_file_url=self.settings.telegram_file_url,
+        )
+        try:
+            async with bot:
+                log.info("Telegram: token accepted for @%s", bot.username)
+        except InvalidToken as error:
+            raise FrontendError(
+                "Telegram refused PIX2CHAT_TELEGRAM_TOKEN. Copy the token again from @BotFather "
+                f"(it looks like 123456:ABC...) and check PIX2CHAT_TELEGRAM_API_URL ({self.settings.telegram_api_url})."
+            ) from error
+        except NetworkError as error:
+            log.warning(
+                "Telegram: cannot reach %s yet (%s); will keep trying",
+                self.settings.telegram_api_url,
+                error,
+            )
+
     async def run(self, components: Components, stop: asyncio.Event) -> None:
         settings = self.settings
         application = build_application(settings, self.rate_limiter)
@@ -116,6 +142,8 @@ class TelegramFrontend:
             else min(settings.max_upload_bytes, BOT_API_DOWNLOAD_LIMIT),
         )
         components.service.subscribe(PLATFORM, delivery.on_event)
+        if not await _initialize(application, stop):
+            return
         async with application:
             await application.bot.set_my_commands([BotCommand(n, d) for n, d in COMMANDS])
             await application.start()
@@ -131,3 +159,20 @@ class TelegramFrontend:
             await stop.wait()
             await application.updater.stop()
             await application.stop()
+
+
+async def _initialize(application: Application, stop: asyncio.Event) -> bool:
+    """Connect, retrying while the network is down; False if stopped before connecting."""
+    delay = 1.0
+    while not stop.is_set():
+        try:
+            await application.initialize()
+            return True
+        except InvalidToken as error:
+            raise FrontendError("Telegram refused PIX2CHAT_TELEGRAM_TOKEN.") from error
+        except NetworkError as error:
+            log.warning("Telegram: cannot connect (%s); retrying in %.0f s", error, delay)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay)
+            delay = min(delay * 2, 60.0)
+    return False

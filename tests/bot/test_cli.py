@@ -10,12 +10,16 @@ import per case. A traceback reaching the user counts as a failure everywhere.
 from __future__ import annotations
 
 import io
+import json
 import os
 import re
 import shutil
 import sqlite3
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Protocol
 
@@ -124,14 +128,48 @@ def test_run_without_a_token_says_which_variables_to_set(tmp_path: Path) -> None
     assert "No chat frontend is configured" in completed.stderr
 
 
-def test_run_with_a_frontend_not_shipped_yet_refuses_without_leaking_the_token(
-    tmp_path: Path,
-) -> None:
-    completed = pix2chat(tmp_path, "run", telegram_token=TOKEN)
+class _RefusingBotAPI(BaseHTTPRequestHandler):
+    """Answers every Bot API call the way Telegram answers a revoked token."""
 
-    assert completed.returncode == 2
-    assert "Telegram" in completed.stderr
-    assert "PIX2CHAT_TELEGRAM_TOKEN" in completed.stderr
+    def do_POST(self) -> None:
+        body = json.dumps({"ok": False, "error_code": 401, "description": "Unauthorized"})
+        self.send_response(401)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body.encode())
+
+    do_GET = do_POST
+
+    def log_message(self, *_args: object) -> None:
+        return None
+
+
+@pytest.fixture
+def refusing_bot_api() -> Iterator[str]:
+    """A Bot API base URL on loopback that refuses every token."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _RefusingBotAPI)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/bot"
+    server.shutdown()
+    server.server_close()
+
+
+def test_run_with_a_refused_token_says_so_before_loading_the_model(
+    tmp_path: Path, refusing_bot_api: str
+) -> None:
+    completed = pix2chat(
+        tmp_path,
+        "run",
+        telegram_token=TOKEN,
+        telegram_api_url=refusing_bot_api,
+        model=str(tmp_path / "no-model-here"),  # never loaded: the token check comes first
+    )
+
+    assert completed.returncode == 1
+    assert "Telegram refused PIX2CHAT_TELEGRAM_TOKEN" in completed.stderr
+    assert "no-model-here" not in completed.stderr
     assert TOKEN not in completed.stdout + completed.stderr
     assert TOKEN.split(":")[1] not in completed.stdout + completed.stderr
 
