@@ -152,6 +152,12 @@ class ConversationService:
         """Receive progress, results and failures for this platform's chats."""
         self._listeners.setdefault(platform, []).append(listener)
 
+    def unsubscribe(self, platform: str, listener: UpdateListener) -> None:
+        """Stop receiving; results that finish meanwhile wait for `redeliver`."""
+        listeners = self._listeners.get(platform, [])
+        if listener in listeners:
+            listeners.remove(listener)
+
     async def redeliver(self, platform: str) -> int:
         """Re-send results that finished while nobody was there to deliver them (after a crash)."""
         async with self.database.read() as session:

@@ -176,6 +176,17 @@ async def undo(session: AsyncSession, conversation: Conversation) -> Version:
     return parent
 
 
+async def undo_from(session: AsyncSession, conversation: Conversation, version: Version) -> Version:
+    """Head moves to the parent of `version` (an older result's Undo button); redo returns to it."""
+    if version.parent_id is None:
+        raise NothingToUndo()
+    parent = await session.get(Version, version.parent_id)
+    assert parent is not None
+    parent.redo_child_id = version.id
+    conversation.head_id = parent.id
+    return parent
+
+
 async def redo(session: AsyncSession, conversation: Conversation) -> Version:
     """Head moves back down to the child it was most recently on."""
     current = aliased(Version)

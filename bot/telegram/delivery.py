@@ -75,6 +75,7 @@ class Delivery:
         self.service = service
         self.clock = clock
         self._status: dict[int, StatusMessage] = {}
+        self._delivered: set[int] = set()
 
     # ----- answers to the user's own actions ---------------------------------------------------
 
@@ -115,37 +116,39 @@ class Delivery:
     async def send_version(
         self, chat_id: int, reply_to: int | None, actor: Actor, reply: Reply
     ) -> None:
-        """A version's picture with its caption and buttons (a file if too big for a photo)."""
+        """A version's picture with its caption and buttons; refusals are logged, not raised."""
+        await self.safely(self._send_version(chat_id, reply_to, actor, reply))
+
+    async def _send_version(
+        self, chat_id: int, reply_to: int | None, actor: Actor, reply: Reply
+    ) -> Message | None:
+        """A version's picture (a file if too big for a photo); raises what Telegram refuses."""
         assert reply.version_id is not None
         try:
             data = await self.service.image(actor, reply.version_id)
         except UserError as error:
-            await self.send_text(chat_id, render(error.key, error.args_for_message), reply_to)
-            return
+            text = render(error.key, error.args_for_message)
+            return await self.bot.send_message(chat_id, text, reply_to_message_id=reply_to)
         markup = keyboards.for_actions(reply.actions, reply.version_id, actor.user_id)
         await self.safely(self.bot.send_chat_action(chat_id, ChatAction.UPLOAD_PHOTO))
+        file = InputFile(data, filename=f"pix2chat-{reply.version_id}.jpg")
         if fits_as_photo(data):
-            await self.safely(
-                self.bot.send_photo(
-                    chat_id,
-                    InputFile(data, filename=f"pix2chat-{reply.version_id}.jpg"),
-                    caption=reply.text(),
-                    reply_to_message_id=reply_to,
-                    reply_markup=markup,
-                    allow_sending_without_reply=True,
-                )
+            return await self.bot.send_photo(
+                chat_id,
+                file,
+                caption=reply.text(),
+                reply_to_message_id=reply_to,
+                reply_markup=markup,
+                allow_sending_without_reply=True,
             )
-        else:
-            await self.safely(
-                self.bot.send_document(
-                    chat_id,
-                    InputFile(data, filename=f"pix2chat-{reply.version_id}.jpg"),
-                    caption=f"{reply.text()}\n{render('full.as_document')}",
-                    reply_to_message_id=reply_to,
-                    reply_markup=markup,
-                    allow_sending_without_reply=True,
-                )
-            )
+        return await self.bot.send_document(
+            chat_id,
+            file,
+            caption=f"{reply.text()}\n{render('full.as_document')}",
+            reply_to_message_id=reply_to,
+            reply_markup=markup,
+            allow_sending_without_reply=True,
+        )
 
     async def send_full_resolution(
         self, chat_id: int, reply_to: int | None, actor: Actor, version_id: int
@@ -220,14 +223,31 @@ class Delivery:
         if reply.key == "edit.progress":
             await self._progress(reply)
             return
+        if reply.version_id in self._delivered:
+            return  # a live result and the start-up sweep can both name it
         status = self._status.pop(reply.version_id, None)
         chat_id = int(actor.chat_id)
         reply_to = status.reply_to if status is not None else None
-        if reply.show_image:
-            await self.send_version(chat_id, reply_to, actor, reply)
-        else:
-            markup = keyboards.for_actions(reply.actions, reply.version_id, actor.user_id)
-            await self.send_text(chat_id, reply.text(), reply_to, markup)
+        try:
+            if reply.show_image:
+                await self._send_version(chat_id, reply_to, actor, reply)
+            else:
+                markup = keyboards.for_actions(reply.actions, reply.version_id, actor.user_id)
+                await self.bot.send_message(
+                    chat_id,
+                    reply.text(),
+                    reply_to_message_id=reply_to,
+                    reply_markup=markup,
+                    allow_sending_without_reply=True,
+                )
+        except Forbidden as error:
+            # Blocked or removed: keep the user's data, stop trying to send this one.
+            log.warning("Telegram: cannot deliver to chat %s: %s", chat_id, error)
+        except (TelegramError, RuntimeError) as error:
+            # Network trouble or shutting down: the start-up sweep delivers it later.
+            log.warning("Telegram: delivery of version %s postponed: %s", reply.version_id, error)
+            return
+        self._delivered.add(reply.version_id)
         if status is not None:
             await self.safely(self.bot.delete_message(status.chat_id, status.message_id))
         await self.service.mark_delivered(reply.version_id)

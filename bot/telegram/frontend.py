@@ -79,7 +79,6 @@ def build_application(
     for name, callback in COMMAND_HANDLERS.items():
         application.add_handler(CommandHandler(name, callback))
     application.add_handler(MessageHandler(filters.PHOTO, handlers.photo))
-    application.add_handler(MessageHandler(filters.Document.ALL, handlers.document))
     application.add_handler(
         MessageHandler(
             filters.Sticker.ALL
@@ -91,6 +90,8 @@ def build_application(
             handlers.unsupported_media,
         )
     )
+    # After the media filter: Telegram also attaches GIFs as documents.
+    application.add_handler(MessageHandler(filters.Document.ALL, handlers.document))
     application.add_handler(MessageHandler(filters.TEXT & ~filters.COMMAND, handlers.text))
     application.add_handler(CallbackQueryHandler(handlers.button))
     application.add_error_handler(handlers.on_error)
@@ -141,9 +142,18 @@ class TelegramFrontend:
             if local_server
             else min(settings.max_upload_bytes, BOT_API_DOWNLOAD_LIMIT),
         )
-        components.service.subscribe(PLATFORM, delivery.on_event)
         if not await _initialize(application, stop):
             return
+        components.service.subscribe(PLATFORM, delivery.on_event)
+        try:
+            await self._serve(application, components, stop)
+        finally:
+            components.service.unsubscribe(PLATFORM, delivery.on_event)
+
+    async def _serve(
+        self, application: Application, components: Components, stop: asyncio.Event
+    ) -> None:
+        settings = self.settings
         async with application:
             await application.bot.set_my_commands([BotCommand(n, d) for n, d in COMMANDS])
             await application.start()

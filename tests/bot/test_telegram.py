@@ -1,0 +1,455 @@
+"""The Telegram frontend end to end.
+
+The real python-telegram-bot Application long-polls a fake Bot API server on loopback
+(tests/fakes/telegram_api.py, speaking Telegram's JSON and multipart formats), on top of the
+production object graph (`bot.app.build`): SQLite, image store, scheduler, and either the tiny
+random-weight diffusers pipeline or the NullEditor where the model is not the point. Every
+assertion is on what the fake server received: texts, buttons, decoded photos.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import threading
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from PIL import Image
+from telegram.ext import AIORateLimiter
+
+from bot.app import Components, build
+from bot.config import Settings
+from bot.telegram.frontend import COMMANDS, TelegramFrontend
+from editor.base import EditRequest, NullEditor, ProgressCallback
+from editor.pix2pix import DiffusersEditor
+from tests.bot.test_conversation import decompression_bomb, photo
+from tests.fakes.telegram_api import Call, FakeBotAPI, SentMessage
+
+TOKEN = "123456:TEST-token"
+ALICE, BOB = 1001, 1002
+GROUP = -100777
+TIMEOUT = 30.0
+
+
+class GatedNullEditor(NullEditor):
+    """The NullEditor, but batches wait for `gate` (closed: edits stay pending)."""
+
+    def __init__(self, step_delay_s: float = 0.0) -> None:
+        super().__init__(step_delay_s=step_delay_s)
+        self.gate = threading.Event()
+        self.gate.set()
+
+    def edit_batch(
+        self, requests: Sequence[EditRequest], progress: ProgressCallback | None = None
+    ) -> list[Image.Image]:
+        self.gate.wait(timeout=TIMEOUT)
+        return super().edit_batch(requests, progress)
+
+
+@pytest.fixture
+async def api() -> AsyncIterator[FakeBotAPI]:
+    async with FakeBotAPI(token=TOKEN, bot_username="pix2chat_bot") as server:
+        yield server
+
+
+def settings_for(api: FakeBotAPI, data_dir: Path, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "telegram_token": TOKEN,
+        "telegram_api_url": api.base_url,
+        "telegram_file_url": api.base_file_url,
+        "telegram_poll_timeout": 1,
+        "data_dir": data_dir,
+        "default_steps": 2,
+        "default_resolution": 256,
+        "max_wait_ms": 0,
+        "rate_burst": 100,
+        "rate_per_minute": 600.0,
+        "max_pending_per_user": 5,
+    }
+    values.update(overrides)
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+@asynccontextmanager
+async def running_bot(
+    api: FakeBotAPI, data_dir: Path, editor: Any, **overrides: Any
+) -> AsyncIterator[Components]:
+    """`pix2chat run` in-process: build the graph, serve Telegram until the block ends."""
+    settings = settings_for(api, data_dir, **overrides)
+    stop = asyncio.Event()
+    # No flood-control waits in tests (Telegram's 20 messages a minute per group would make
+    # group tests take minutes); 429 answers are still retried.
+    limiter = AIORateLimiter(overall_max_rate=0, group_max_rate=0, max_retries=3)
+    async with build(settings, editor=editor) as components:
+        since = len(api.calls)
+        task = asyncio.create_task(TelegramFrontend(settings, limiter).run(components, stop))
+        try:
+            await api.wait_for("getUpdates", timeout=TIMEOUT, since=since)
+            yield components
+        finally:
+            stop.set()
+            await asyncio.wait_for(task, TIMEOUT)
+
+
+def jpeg(size: tuple[int, int] = (320, 240), shade: int = 0) -> bytes:
+    return photo(size, shade=shade, fmt="JPEG")
+
+
+def decode(data: bytes) -> Image.Image:
+    image = Image.open(io.BytesIO(data))
+    image.load()
+    return image
+
+
+def buttons(message: SentMessage | Call) -> dict[str, str]:
+    """{button text: callback data} of a sent message's inline keyboard."""
+    markup = (
+        message.reply_markup
+        if isinstance(message, SentMessage)
+        else message.params.get("reply_markup")
+    )
+    if not markup:
+        return {}
+    return {
+        button["text"]: button["callback_data"]
+        for row in markup["inline_keyboard"]
+        for button in row
+    }
+
+
+def button_data(message: SentMessage, word: str) -> str:
+    for text, data in buttons(message).items():
+        if word.lower() in text.lower():
+            return data
+    raise AssertionError(f"no {word!r} button in {buttons(message)}")
+
+
+async def next_photo(api: FakeBotAPI, chat_id: int, since: int) -> SentMessage:
+    """The next photo the bot sends to `chat_id`, as the chat shows it."""
+    while True:  # skip flood-control refusals: the bot retries those
+        call = await api.wait_for(
+            "sendPhoto", lambda p: int(p["chat_id"]) == chat_id, timeout=TIMEOUT, since=since
+        )
+        if call.status != 429:
+            break
+        since = api.calls.index(call) + 1
+    assert call.ok, call.response
+    message_id = call.result["message_id"]
+    return next(m for m in api.sent(chat_id, include_deleted=True) if m.message_id == message_id)
+
+
+async def next_text(api: FakeBotAPI, chat_id: int, since: int, contains: str = "") -> str:
+    call = await api.wait_for(
+        "sendMessage",
+        lambda p: int(p["chat_id"]) == chat_id and contains in str(p.get("text", "")),
+        timeout=TIMEOUT,
+        since=since,
+    )
+    return str(call.params["text"])
+
+
+async def result_of(
+    api: FakeBotAPI, chat_id: int, user_id: int, text: str, **kw: Any
+) -> SentMessage:
+    """Send an instruction and wait for the result photo."""
+    since = len(api.calls)
+    api.send_text(chat_id, user_id, text, **kw)
+    return await next_photo(api, chat_id, since)
+
+
+# -- the main flow, with the real (tiny) diffusers pipeline -------------------------------------
+
+
+@pytest.mark.slow
+async def test_photo_instructions_undo_redo_regenerate_buttons_and_restart(
+    api: FakeBotAPI, tmp_path: Path, tiny_editor: DiffusersEditor
+) -> None:
+    data_dir = tmp_path / "data"
+    original = jpeg((320, 240))
+    async with running_bot(api, data_dir, tiny_editor):
+        assert [c["command"] for c in api.commands()] == [name for name, _ in COMMANDS]
+
+        since = len(api.calls)
+        api.send_text(ALICE, ALICE, "/start")
+        welcome = await next_text(api, ALICE, since)
+        assert "make it night" in welcome and "/undo" in welcome
+
+        since = len(api.calls)
+        api.send_photo(ALICE, ALICE, original)
+        assert "Got your photo" in await next_text(api, ALICE, since)
+
+        since = len(api.calls)
+        night = await result_of(api, ALICE, ALICE, "make it night")
+        status = await api.wait_for("sendMessage", lambda p: "On it" in p["text"], since=since)
+        assert "make it night" in (night.caption or "") and "seed" in (night.caption or "")
+        assert set(buttons(night)) == {"↩ Undo", "🎲 Regenerate", "⬇ Full resolution"}
+        night_image = decode(api.photo_bytes(night))
+        assert night_image.size == (256, 192)  # long side 256, aspect 4:3 kept
+        # The status message is replaced by the result.
+        await api.wait_for(
+            "deleteMessage", lambda p: p["message_id"] == status.result["message_id"]
+        )
+
+        snow = await result_of(api, ALICE, ALICE, "add snow")
+        assert "add snow" in (snow.caption or "")
+        assert api.photo_bytes(snow) != api.photo_bytes(night)
+
+        since = len(api.calls)
+        api.send_text(ALICE, ALICE, "/undo")
+        undone = await next_photo(api, ALICE, since)
+        assert api.photo_bytes(undone) == api.photo_bytes(night)  # the earlier pixels
+
+        since = len(api.calls)
+        api.send_text(ALICE, ALICE, "/redo")
+        redone = await next_photo(api, ALICE, since)
+        assert api.photo_bytes(redone) == api.photo_bytes(snow)
+
+        again = await result_of(api, ALICE, ALICE, "/regenerate")
+        assert "add snow" in (again.caption or "")
+        assert again.caption != snow.caption  # another seed
+        assert api.photo_bytes(again) != api.photo_bytes(snow)
+
+        # Full resolution: the lossless PNG as a document.
+        since = len(api.calls)
+        api.press_button(ALICE, ALICE, night.message_id, button_data(night, "full"))
+        document = await api.wait_for("sendDocument", since=since)
+        png = document.files[next(iter(document.files))]
+        assert png.startswith(b"\x89PNG")
+        assert decode(png).size == (256, 192)
+        await api.wait_for("answerCallbackQuery", since=since)
+
+        # Undo on an older message acts on that version: back to the photo before "night".
+        since = len(api.calls)
+        api.press_button(ALICE, ALICE, night.message_id, button_data(night, "undo"))
+        before_night = await next_photo(api, ALICE, since)
+        assert decode(api.photo_bytes(before_night)).size == (320, 240)
+
+        # Replying to an older result branches from it.
+        since = len(api.calls)
+        api.send_text(ALICE, ALICE, "add a moon", reply_to_message_id=snow.message_id)
+        branch = await next_photo(api, ALICE, since)
+        assert "add a moon" in (branch.caption or "")
+
+    # A restart: history and buttons still work.
+    async with running_bot(api, data_dir, tiny_editor):
+        since = len(api.calls)
+        api.send_text(ALICE, ALICE, "/history")
+        listing = await next_text(api, ALICE, since, contains="make it night")
+        assert (
+            listing.index("make it night") < listing.index("add snow") < listing.index("add a moon")
+        )
+        album = await api.wait_for("sendMediaGroup", since=since)
+        assert album.ok
+        since = len(api.calls)
+        api.press_button(ALICE, ALICE, snow.message_id, button_data(snow, "regenerate"))
+        regenerated = await next_photo(api, ALICE, since)
+        assert "add snow" in (regenerated.caption or "")
+
+
+# -- groups -------------------------------------------------------------------------------------
+
+
+async def test_group_members_have_their_own_histories_and_buttons(
+    api: FakeBotAPI, tmp_path: Path
+) -> None:
+    group = {"chat_type": "supergroup"}
+    async with running_bot(api, tmp_path / "data", NullEditor()):
+        since = len(api.calls)
+        api.send_photo(GROUP, ALICE, jpeg(shade=10), caption="make it night", **group)
+        alice_night = await next_photo(api, GROUP, since)
+        since = len(api.calls)
+        api.send_photo(GROUP, BOB, jpeg(shade=200), caption="add snow", **group)
+        bob_snow = await next_photo(api, GROUP, since)
+
+        # Plain chatter in a group is not for the bot.
+        since = len(api.calls)
+        api.send_text(GROUP, ALICE, "nice weather today", **group)
+        # A mention is.
+        mentioned = await result_of(api, GROUP, ALICE, "@pix2chat_bot add a hat", **group)
+        assert not api.calls_to("sendMessage", lambda p: "nice weather" in str(p), since=since)
+        assert "add a hat" in (mentioned.caption or "")
+
+        # Bob's undo moves Bob's head only.
+        since = len(api.calls)
+        api.send_text(GROUP, BOB, "/undo@pix2chat_bot", **group)
+        bob_back = await next_photo(api, GROUP, since)
+        assert decode(api.photo_bytes(bob_back)).getpixel((0, 0)) != decode(
+            api.photo_bytes(alice_night)
+        ).getpixel((0, 0))
+
+        # Bob pressing Alice's Undo gets a notice and changes nothing.
+        since = len(api.calls)
+        api.press_button(
+            GROUP, BOB, alice_night.message_id, button_data(alice_night, "undo"), **group
+        )
+        notice = await api.wait_for("answerCallbackQuery", since=since)
+        assert "Only the person" in notice.params.get("text", "")
+        await asyncio.sleep(0.3)
+        assert not api.calls_to("sendPhoto", since=since)
+
+        # Alice's chain is intact: her history has both of her edits.
+        since = len(api.calls)
+        api.send_text(GROUP, ALICE, "/history", **group)
+        listing = await next_text(api, GROUP, since, contains="make it night")
+        assert "add a hat" in listing and "add snow" not in listing
+
+        # A reply to the bot's result photo is an instruction that branches from it.
+        since = len(api.calls)
+        api.send_text(GROUP, BOB, "make it sunny", reply_to_message_id=bob_snow.message_id, **group)
+        sunny = await next_photo(api, GROUP, since)
+        assert "make it sunny" in (sunny.caption or "")
+
+
+# -- progress and robustness --------------------------------------------------------------------
+
+
+async def test_status_message_shows_progress_at_a_polite_cadence(
+    api: FakeBotAPI, tmp_path: Path
+) -> None:
+    editor = GatedNullEditor(step_delay_s=0.25)
+    async with running_bot(api, tmp_path / "data", editor, default_steps=12):
+        api.send_photo(ALICE, ALICE, jpeg())
+        await api.wait_for("sendMessage", lambda p: "Got your photo" in p["text"])
+        since = len(api.calls)
+        started = asyncio.get_running_loop().time()
+        result = await result_of(api, ALICE, ALICE, "make it night")
+        elapsed = asyncio.get_running_loop().time() - started
+        edits = api.calls_to("editMessageText", since=since)
+        assert edits, "no progress shown"
+        assert all("Editing…" in call.params["text"] for call in edits)
+        assert len(edits) <= elapsed / 1.0 + 1  # at most about once a second in a private chat
+        assert result.caption and "make it night" in result.caption
+        assert api.calls_to("sendChatAction", lambda p: p["action"] == "upload_photo", since=since)
+
+
+async def test_bad_input_gets_clear_replies_and_the_chat_stays_usable(
+    api: FakeBotAPI, tmp_path: Path
+) -> None:
+    async with running_bot(api, tmp_path / "data", NullEditor(), rate_burst=3, rate_per_minute=1.0):
+        cases: list[tuple[str, Any]] = [
+            ("Send me a photo first", lambda: api.send_text(ALICE, ALICE, "make it night")),
+            (
+                "isn't a photo",
+                lambda: api.send_document(
+                    ALICE, ALICE, b"hello", file_name="a.txt", mime_type="text/plain"
+                ),
+            ),
+            (
+                "couldn't read",
+                lambda: api.send_document(
+                    ALICE, ALICE, jpeg()[:300], file_name="b.jpg", mime_type="image/jpeg"
+                ),
+            ),
+            (
+                "too large",
+                lambda: api.send_document(
+                    ALICE, ALICE, decompression_bomb(), file_name="bomb.png", mime_type="image/png"
+                ),
+            ),
+            (
+                "too large",
+                lambda: api.send_document(
+                    ALICE,
+                    ALICE,
+                    b"x" * 100,
+                    file_name="huge.jpg",
+                    mime_type="image/jpeg",
+                    file_size=25 * 2**20,
+                ),
+            ),
+            ("only edit photos", lambda: api.send_sticker(ALICE, ALICE)),
+            ("only edit photos", lambda: api.send_video(ALICE, ALICE)),
+            ("only edit photos", lambda: api.send_animation(ALICE, ALICE)),
+        ]
+        for expected, act in cases:
+            since = len(api.calls)
+            act()
+            text = await next_text(api, ALICE, since)
+            assert expected in text, (expected, text)
+            assert "Traceback" not in text and "Error" not in text
+        assert not api.calls_to("getFile", lambda p: "huge" in str(p))
+
+        # An album: the first photo is used, and the user is told.
+        since = len(api.calls)
+        api.send_photo(ALICE, ALICE, jpeg(shade=1), media_group_id="album-1")
+        api.send_photo(ALICE, ALICE, jpeg(shade=2), media_group_id="album-1")
+        assert "first photo" in await next_text(api, ALICE, since, contains="album")
+        await next_text(api, ALICE, since, contains="Got your photo")
+        await asyncio.sleep(0.5)
+        assert len(api.calls_to("getFile", since=since)) == 1
+
+        # Rate limit: burst of 3, then a clear "wait" reply; the chat still works afterwards.
+        for instruction in ("one", "two", "three"):
+            await result_of(api, ALICE, ALICE, instruction)
+        since = len(api.calls)
+        api.send_text(ALICE, ALICE, "four")
+        assert "going fast" in await next_text(api, ALICE, since, contains="wait")
+        since = len(api.calls)
+        api.send_text(ALICE, ALICE, "/history")
+        assert "three" in await next_text(api, ALICE, since, contains="three")
+
+
+async def test_the_same_update_delivered_twice_starts_one_edit(
+    api: FakeBotAPI, tmp_path: Path
+) -> None:
+    editor = NullEditor()
+    async with running_bot(api, tmp_path / "data", editor):
+        since = len(api.calls)
+        api.send_photo(ALICE, ALICE, jpeg())
+        await next_text(api, ALICE, since, contains="Got your photo")
+        update = api.send_text(ALICE, ALICE, "make it night")
+        await next_photo(api, ALICE, since)
+        api.push_raw(update)  # Telegram re-sends it after a crash
+        await next_text(api, ALICE, len(api.calls) - 1, contains="already")
+        await asyncio.sleep(0.3)
+        assert sum(len(batch) for batch in editor.calls) == 1
+
+
+async def test_flood_control_blocked_users_and_a_restart_lose_nothing(
+    api: FakeBotAPI, tmp_path: Path
+) -> None:
+    data_dir = tmp_path / "data"
+    editor = GatedNullEditor()
+    async with running_bot(api, data_dir, editor):
+        since = len(api.calls)
+        api.send_photo(ALICE, ALICE, jpeg())
+        api.send_photo(BOB, BOB, jpeg(shade=99))
+        await next_text(api, BOB, since, contains="Got your photo")
+
+        # 429 on the result: retried after retry_after, the photo still arrives.
+        api.fail_next("sendPhoto", 429, retry_after=1)
+        night = await result_of(api, ALICE, ALICE, "make it night")
+        assert "make it night" in (night.caption or "")
+
+        # Bob blocks the bot: his result cannot be sent, the bot keeps serving Alice.
+        api.block_chat(BOB)
+        since = len(api.calls)
+        api.send_text(BOB, BOB, "add snow")
+        blocked = await api.wait_for("sendPhoto", lambda p: int(p["chat_id"]) == BOB, since=since)
+        assert blocked.status == 403
+        snow = await result_of(api, ALICE, ALICE, "add snow")
+        assert "add snow" in (snow.caption or "")
+
+        # An edit still running when the bot stops (the model finishes it during shutdown,
+        # after the frontend has gone)...
+        editor.gate.clear()
+        since = len(api.calls)
+        api.send_text(ALICE, ALICE, "add a moon")
+        await api.wait_for("sendMessage", lambda p: "On it" in p["text"], since=since)
+        asyncio.get_running_loop().call_later(1.5, editor.gate.set)
+
+    def moon_photos(params: dict[str, Any]) -> bool:
+        return "add a moon" in str(params.get("caption", ""))
+
+    # ...is delivered exactly once, after the restart at the latest.
+    async with running_bot(api, data_dir, editor):
+        await api.wait_for("sendPhoto", moon_photos)
+        api.unblock_chat(BOB)
+        since = len(api.calls)
+        api.send_text(BOB, BOB, "/history")
+        assert "add snow" in await next_text(api, BOB, since, contains="add snow")
+    assert len(api.calls_to("sendPhoto", moon_photos)) == 1
