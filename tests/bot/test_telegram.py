@@ -453,3 +453,67 @@ async def test_flood_control_blocked_users_and_a_restart_lose_nothing(
         api.send_text(BOB, BOB, "/history")
         assert "add snow" in await next_text(api, BOB, since, contains="add snow")
     assert len(api.calls_to("sendPhoto", moon_photos)) == 1
+
+
+async def test_settings_status_cancel_and_forget(api: FakeBotAPI, tmp_path: Path) -> None:
+    editor = GatedNullEditor()
+    async with running_bot(api, tmp_path / "data", editor) as components:
+        since = len(api.calls)
+        api.send_photo(ALICE, ALICE, jpeg())
+        await next_text(api, ALICE, since, contains="Got your photo")
+
+        # /settings shows the values with buttons; a tap changes one and ticks it.
+        since = len(api.calls)
+        api.send_text(ALICE, ALICE, "/settings")
+        await next_text(api, ALICE, since, contains="Settings")
+        panel = api.sent(ALICE)[-1]
+        api.press_button(ALICE, ALICE, panel.message_id, button_data(panel, "30 steps"))
+        edited = await api.wait_for("editMessageText", since=since)
+        assert "steps 30" in edited.params["text"]
+        assert "✓ 30 steps" in buttons(edited)
+        # Typed form, with a bad value first.
+        since = len(api.calls)
+        api.send_text(ALICE, ALICE, "/settings steps 500")
+        assert "1 to 100" in await next_text(api, ALICE, since, contains="steps")
+        since = len(api.calls)
+        api.send_text(ALICE, ALICE, "/settings resolution 384")
+        assert "resolution 384" in await next_text(api, ALICE, since, contains="384")
+        await result_of(api, ALICE, ALICE, "make it night")
+        request = editor.calls[-1][0]
+        assert request.params.num_inference_steps == 30
+        assert max(request.image.size) == 384
+
+        # /status and /cancel while an edit waits behind a running one.
+        editor.gate.clear()
+        since = len(api.calls)
+        api.send_text(ALICE, ALICE, "add snow")
+        api.send_text(ALICE, ALICE, "add a moon")
+        await api.wait_for("sendMessage", lambda p: "add a moon" in p["text"], since=since)
+        since = len(api.calls)
+        api.send_text(ALICE, ALICE, "/status")
+        assert "in progress" in await next_text(api, ALICE, since, contains="progress")
+        since = len(api.calls)
+        api.send_text(ALICE, ALICE, "/cancel")
+        assert "Cancelled 1" in await next_text(api, ALICE, since, contains="Cancelled")
+        editor.gate.set()
+        snow = await next_photo(api, ALICE, since)
+        assert "add snow" in (snow.caption or "")
+        await asyncio.sleep(0.3)
+        assert not api.calls_to("sendPhoto", lambda p: "moon" in str(p.get("caption")))
+
+        # /forget asks first; "No" keeps everything, "Yes" deletes it.
+        since = len(api.calls)
+        api.send_text(ALICE, ALICE, "/forget")
+        await next_text(api, ALICE, since, contains="Are you sure")
+        question = api.sent(ALICE)[-1]
+        api.press_button(ALICE, ALICE, question.message_id, button_data(question, "No"))
+        kept = await api.wait_for("editMessageText", since=since)
+        assert "Nothing was deleted" in kept.params["text"]
+        since = len(api.calls)
+        api.press_button(ALICE, ALICE, question.message_id, button_data(question, "Yes"))
+        gone = await api.wait_for("editMessageText", since=since)
+        assert "deleted" in gone.params["text"]
+        assert not list((components.settings.data_dir / "images").glob("??/*.png"))
+        since = len(api.calls)
+        api.send_text(ALICE, ALICE, "/undo")
+        assert "Send me a photo first" in await next_text(api, ALICE, since)
