@@ -259,7 +259,10 @@ class Delivery:
         markup = keyboards.for_actions(reply.actions, reply.version_id, actor.user_id)
         text = reply.text()
         message = await self.send_text(chat_id, text, reply_to, markup)
-        if message is not None:
+        if message is not None and reply.version_id in self._delivered:
+            # The result overtook its own status message: nothing left to show.
+            await self.safely(self.bot.delete_message(chat_id, message.message_id))
+        elif message is not None:
             self._status[reply.version_id] = StatusMessage(
                 chat_id=chat_id,
                 message_id=message.message_id,
