@@ -23,6 +23,7 @@ from telegram.ext import AIORateLimiter
 
 from bot.app import Components, build
 from bot.config import Settings
+from bot.telegram.delivery import fits_as_photo
 from bot.telegram.frontend import COMMANDS, TelegramFrontend
 from editor.base import EditRequest, NullEditor, ProgressCallback
 from editor.pix2pix import DiffusersEditor
@@ -373,6 +374,14 @@ async def test_bad_input_gets_clear_replies_and_the_chat_stays_usable(
             assert "Traceback" not in text and "Error" not in text
         assert not api.calls_to("getFile", lambda p: "huge" in str(p))
 
+        # A good image sent as a file (full resolution) works, in any accepted format.
+        for fmt, mime in (("PNG", "image/png"), ("WEBP", "image/webp")):
+            since = len(api.calls)
+            api.send_document(
+                ALICE, ALICE, photo((900, 600), fmt=fmt), file_name=f"p.{fmt}", mime_type=mime
+            )
+            assert "Got your photo" in await next_text(api, ALICE, since)
+
         # An album: the first photo is used, and the user is told.
         since = len(api.calls)
         api.send_photo(ALICE, ALICE, jpeg(shade=1), media_group_id="album-1")
@@ -517,3 +526,15 @@ async def test_settings_status_cancel_and_forget(api: FakeBotAPI, tmp_path: Path
         since = len(api.calls)
         api.send_text(ALICE, ALICE, "/undo")
         assert "Send me a photo first" in await next_text(api, ALICE, since)
+
+
+def test_results_over_telegrams_photo_limits_go_as_documents() -> None:
+    def encoded(size: tuple[int, int]) -> bytes:
+        buffer = io.BytesIO()
+        Image.new("RGB", size, (90, 120, 150)).save(buffer, "JPEG")
+        return buffer.getvalue()
+
+    assert fits_as_photo(encoded((768, 512)))
+    assert not fits_as_photo(encoded((4200, 200)))  # ratio over 20
+    assert not fits_as_photo(encoded((6000, 4100)))  # width + height over 10,000
+    assert not fits_as_photo(b"\xff\xd8" + bytes(11 * 2**20))  # over 10 MB
