@@ -21,6 +21,12 @@ class Settings(BaseSettings):
     telegram_api_url: str = "https://api.telegram.org/bot"
     telegram_file_url: str = "https://api.telegram.org/file/bot"
     telegram_poll_timeout: int = Field(default=30, ge=0, description="getUpdates long-poll seconds")
+    telegram_webhook_url: str | None = Field(
+        default=None, description="public HTTPS URL for webhook mode; polling when unset"
+    )
+    telegram_webhook_listen: str = "0.0.0.0"
+    telegram_webhook_port: int = 8443
+    telegram_webhook_secret: SecretStr | None = None
     discord_token: SecretStr | None = None
 
     # Storage

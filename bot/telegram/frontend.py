@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
+from urllib.parse import urlsplit
 
 from telegram import Bot, BotCommand, Update
 from telegram.error import InvalidToken, NetworkError
@@ -158,10 +160,26 @@ class TelegramFrontend:
             await application.bot.set_my_commands([BotCommand(n, d) for n, d in COMMANDS])
             await application.start()
             assert application.updater is not None
-            await application.updater.start_polling(
-                timeout=settings.telegram_poll_timeout,
-                allowed_updates=Update.ALL_TYPES,
-            )
+            if settings.telegram_webhook_url:
+                await application.updater.start_webhook(
+                    listen=settings.telegram_webhook_listen,
+                    port=settings.telegram_webhook_port,
+                    url_path=urlsplit(settings.telegram_webhook_url).path.lstrip("/"),
+                    webhook_url=settings.telegram_webhook_url,
+                    secret_token=_webhook_secret(settings),
+                    allowed_updates=Update.ALL_TYPES,
+                )
+                log.info(
+                    "Telegram: webhook %s, listening on %s:%d",
+                    settings.telegram_webhook_url,
+                    settings.telegram_webhook_listen,
+                    settings.telegram_webhook_port,
+                )
+            else:
+                await application.updater.start_polling(
+                    timeout=settings.telegram_poll_timeout,
+                    allowed_updates=Update.ALL_TYPES,
+                )
             log.info("Telegram: serving as @%s", application.bot.username)
             redelivered = await components.service.redeliver(PLATFORM)
             if redelivered:
@@ -186,3 +204,10 @@ async def _initialize(application: Application, stop: asyncio.Event) -> bool:
                 await asyncio.wait_for(stop.wait(), delay)
             delay = min(delay * 2, 60.0)
     return False
+
+
+def _webhook_secret(settings: Settings) -> str:
+    """Telegram sends it back with every update, so strangers cannot post fake ones."""
+    if settings.telegram_webhook_secret is not None:
+        return settings.telegram_webhook_secret.get_secret_value()
+    return secrets.token_urlsafe(32)

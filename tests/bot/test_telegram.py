@@ -17,12 +17,14 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from PIL import Image
 from telegram.ext import AIORateLimiter
 
 from bot.app import Components, build
 from bot.config import Settings
+from bot.messages import render
 from bot.telegram.delivery import fits_as_photo
 from bot.telegram.frontend import COMMANDS, TelegramFrontend
 from editor.base import EditRequest, NullEditor, ProgressCallback
@@ -89,7 +91,8 @@ async def running_bot(
         since = len(api.calls)
         task = asyncio.create_task(TelegramFrontend(settings, limiter).run(components, stop))
         try:
-            await api.wait_for("getUpdates", timeout=TIMEOUT, since=since)
+            ready = "setWebhook" if settings.telegram_webhook_url else "getUpdates"
+            await api.wait_for(ready, timeout=TIMEOUT, since=since)
             yield components
         finally:
             stop.set()
@@ -538,3 +541,49 @@ def test_results_over_telegrams_photo_limits_go_as_documents() -> None:
     assert not fits_as_photo(encoded((4200, 200)))  # ratio over 20
     assert not fits_as_photo(encoded((6000, 4100)))  # width + height over 10,000
     assert not fits_as_photo(b"\xff\xd8" + bytes(11 * 2**20))  # over 10 MB
+
+
+async def test_webhook_mode_accepts_only_updates_carrying_the_secret(
+    api: FakeBotAPI, tmp_path: Path, unused_tcp_port: int
+) -> None:
+    hook = f"http://127.0.0.1:{unused_tcp_port}/telegram-hook"
+    async with running_bot(
+        api,
+        tmp_path / "data",
+        NullEditor(),
+        telegram_webhook_url=hook,
+        telegram_webhook_listen="127.0.0.1",
+        telegram_webhook_port=unused_tcp_port,
+    ):
+        registration = api.calls_to("setWebhook")[-1]
+        registered = registration.params
+        assert registered["url"] == hook
+        secret = registered["secret_token"]
+        assert len(secret) >= 32
+        async with aiohttp.ClientSession() as http:
+            await _until_listening(http, hook)
+            forged = api.send_text(ALICE, ALICE, "/help")
+            async with http.post(
+                hook, json=forged, headers={"X-Telegram-Bot-Api-Secret-Token": "guess"}
+            ) as response:
+                assert response.status == 403
+            since = len(api.calls)
+            real = api.send_text(ALICE, ALICE, "make it night")
+            async with http.post(
+                hook, json=real, headers={"X-Telegram-Bot-Api-Secret-Token": secret}
+            ) as response:
+                assert response.status == 200
+            assert "Send me a photo first" in await next_text(api, ALICE, since)
+        assert not api.calls_to("sendMessage", lambda p: p.get("text") == render("help"))
+        assert not api.calls_to("getUpdates", since=api.calls.index(registration))
+
+
+async def _until_listening(http: aiohttp.ClientSession, url: str) -> None:
+    """PTB registers the webhook and starts its HTTP server concurrently: wait for the server."""
+    async with asyncio.timeout(TIMEOUT):
+        while True:
+            try:
+                async with http.get(url):
+                    return
+            except aiohttp.ClientConnectionError:
+                await asyncio.sleep(0.05)
