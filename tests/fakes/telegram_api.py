@@ -381,11 +381,7 @@ class FakeBotAPI:
         if chat is None:
             if chat_type == "private":
                 user = self._user(chat_id, username)
-                info: JSONDict = {
-                    "id": chat_id,
-                    "type": "private",
-                    "first_name": user["first_name"],
-                }
+                info = {"id": chat_id, "type": "private", "first_name": user["first_name"]}
                 info["username"] = user["username"]
             else:
                 info = {"id": chat_id, "type": chat_type, "title": title or f"Chat {chat_id}"}
@@ -518,6 +514,7 @@ class FakeBotAPI:
         chat_type: str = "private",
     ) -> JSONDict:
         """A user presses an inline button with callback ``data`` under a bot message."""
+        _check_private_chat(chat_id, user_id, chat_type)
         stored = self._find_message(chat_id, message_id)
         if stored is None or not stored.from_bot:
             raise ValueError(f"the bot sent no message {message_id} in chat {chat_id}")
@@ -710,19 +707,19 @@ class FakeBotAPI:
         if not path.startswith("/bot"):
             return _json(ApiError(404, "Not Found").body(), 404)
         token, _, method = path.removeprefix("/bot").partition("/")
-        params, files, names = await _read_params(request)
-        call = Call(method=method, params=params, files=files, file_names=names)
+        call = Call(method=method, params={})
         try:
+            call.params, call.files, call.file_names = await _read_params(request)
             if token != self.token:
                 raise ApiError(401, "Unauthorized")
-            result = await self._execute(method, params, files, names)
+            result = await self._execute(method, call.params, call.files, call.file_names)
         except ApiError as error:
             call.status, call.response = error.code, error.body()
         except Exception as exc:  # a bug in the fake or a request it cannot read
             # Answer like a broken server (PTB raises NetworkError) but keep the cause visible
             # in the recorded call rather than only in aiohttp's log.
-            error = ApiError(500, f"Internal Server Error: fake Bot API raised {exc!r}")
-            call.status, call.response = error.code, error.body()
+            failure = ApiError(500, f"Internal Server Error: fake Bot API raised {exc!r}")
+            call.status, call.response = failure.code, failure.body()
         else:
             call.response = {"ok": True, "result": result}
         self.calls.append(call)
@@ -1174,15 +1171,19 @@ class FakeBotAPI:
     # -----------------------------------------------------------------------------------------
 
     def _user(self, user_id: int, username: str | None = None) -> JSONDict:
-        user = self._users.get(user_id)
-        if user is None:
-            user = self._users[user_id] = {
+        """The User object for ``user_id``; a given ``username`` replaces the earlier one."""
+        user = self._users.setdefault(
+            user_id,
+            {
                 "id": user_id,
                 "is_bot": False,
                 "first_name": f"User{user_id}",
-                "username": username or f"user{user_id}",
+                "username": f"user{user_id}",
                 "language_code": "en",
-            }
+            },
+        )
+        if username is not None:
+            user["username"] = username
         return copy.deepcopy(user)
 
     def _user_update(
@@ -1196,8 +1197,7 @@ class FakeBotAPI:
         username: str | None = None,
     ) -> JSONDict:
         """Store a user's message and queue the Update carrying it."""
-        if chat_type == "private" and chat_id != user_id:
-            raise ValueError("in a private chat, chat_id is the user's id (Telegram's rule)")
+        _check_private_chat(chat_id, user_id, chat_type)
         sender = self._user(user_id, username)
         self.register_chat(chat_id, chat_type, username=username)
         if reply_to_message_id is not None:
@@ -1264,7 +1264,10 @@ async def _read_params(request: web.Request) -> tuple[Params, dict[str, bytes], 
     files: dict[str, bytes] = {}
     names: dict[str, str] = {}
     if request.can_read_body and request.content_type == "application/json":
-        body = await request.json()
+        try:
+            body = await request.json()
+        except ValueError as exc:
+            raise _bad_request("can't parse JSON object") from exc
         if isinstance(body, dict):
             params.update(body)
     elif request.can_read_body:
@@ -1375,6 +1378,12 @@ def _check_photo_dimensions(size: StoredFile) -> None:
     ratio = max(width, height) / max(min(width, height), 1)
     if width + height > MAX_PHOTO_SIDES_SUM or ratio > MAX_PHOTO_RATIO:
         raise _bad_request("PHOTO_INVALID_DIMENSIONS")
+
+
+def _check_private_chat(chat_id: int, user_id: int, chat_type: str) -> None:
+    """Catch a test mistake early: a private chat's id is its user's id on Telegram."""
+    if chat_type == "private" and chat_id != user_id:
+        raise ValueError(f"private chat {chat_id} must have chat_id == user_id ({user_id})")
 
 
 def _without_reply(raw: JSONDict) -> JSONDict:

@@ -174,12 +174,3 @@ def _read_image(data: bytes) -> tuple[int, int, bytes, tuple[int, int]]:
     buffer = io.BytesIO()
     small.save(buffer, format="JPEG", quality=80)
     return width, height, buffer.getvalue(), small.size
-
-
-def image_dimensions(data: bytes) -> tuple[int, int]:
-    """(width, height) of an image, for callers that need no thumbnail."""
-    try:
-        with Image.open(io.BytesIO(data)) as opened:
-            return ImageOps.exif_transpose(opened).size
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
-        raise ImageError(f"not an image Pillow can read: {exc}") from exc
