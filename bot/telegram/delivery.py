@@ -21,6 +21,7 @@ from telegram.constants import ChatAction, ChatType
 from telegram.error import BadRequest, Forbidden, TelegramError
 
 from bot.conversation import ConversationService
+from bot.mailboxes import Mailboxes
 from bot.messages import render
 from bot.replies import Reply
 from bot.telegram import keyboards
@@ -76,6 +77,7 @@ class Delivery:
         self.clock = clock
         self._status: dict[int, StatusMessage] = {}
         self._delivered: set[int] = set()
+        self._mailboxes: Mailboxes[tuple[Actor, Reply]] = Mailboxes(self._deliver)
 
     # ----- answers to the user's own actions ---------------------------------------------------
 
@@ -217,7 +219,16 @@ class Delivery:
     # ----- events from the worker ----------------------------------------------------------------
 
     async def on_event(self, actor: Actor, reply: Reply) -> None:
+        """Queue a job event for its chat and return at once (the scheduler is waiting)."""
+        self._mailboxes.post(actor.chat_id, (actor, reply))
+
+    async def close(self) -> None:
+        """Finish queued deliveries (briefly); undelivered results wait for the next start."""
+        await self._mailboxes.close()
+
+    async def _deliver(self, event: tuple[Actor, Reply]) -> None:
         """Progress edits the status message; a result or failure replaces it."""
+        actor, reply = event
         if reply.version_id is None:
             return
         if reply.key == "edit.progress":

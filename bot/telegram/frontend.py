@@ -148,12 +148,16 @@ class TelegramFrontend:
             return
         components.service.subscribe(PLATFORM, delivery.on_event)
         try:
-            await self._serve(application, components, stop)
+            await self._serve(application, components, stop, delivery)
         finally:
             components.service.unsubscribe(PLATFORM, delivery.on_event)
 
     async def _serve(
-        self, application: Application, components: Components, stop: asyncio.Event
+        self,
+        application: Application,
+        components: Components,
+        stop: asyncio.Event,
+        delivery: Delivery,
     ) -> None:
         settings = self.settings
         async with application:
@@ -186,6 +190,7 @@ class TelegramFrontend:
                 log.info("Telegram: delivered %d result(s) that finished while away", redelivered)
             await stop.wait()
             await application.updater.stop()
+            await delivery.close()
             await application.stop()
 
 

@@ -20,7 +20,7 @@ from bot.messages import render
 from bot.replies import Action, Reply
 from bot.telegram import keyboards
 from bot.telegram.delivery import Delivery, actor_for
-from editor.errors import ImageTooLarge
+from editor.errors import ImageError, ImageTooLarge
 from storage.types import Actor
 
 log = logging.getLogger(__name__)
@@ -61,6 +61,12 @@ async def _answer(update: Update, context: ContextTypes.DEFAULT_TYPE, reply: Rep
     )
 
 
+def _actor(update: Update) -> Actor:
+    """Who is asking, in which chat: in a group, every member has their own conversation."""
+    message, user = _who(update)
+    return actor_for(message.chat.id, user.id)
+
+
 def _who(update: Update) -> tuple[Message, User]:
     message, user = update.effective_message, update.effective_user
     assert message is not None and user is not None
@@ -86,48 +92,32 @@ async def help_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> No
 
 async def undo(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """/undo: back to the previous version."""
-    message, user = _who(update)
-    await _answer(
-        update, context, await _ctx(context).service.undo(actor_for(message.chat.id, user.id))
-    )
+    await _answer(update, context, await _ctx(context).service.undo(_actor(update)))
 
 
 async def redo(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """/redo: forward again to the version undo left."""
-    message, user = _who(update)
-    await _answer(
-        update, context, await _ctx(context).service.redo(actor_for(message.chat.id, user.id))
-    )
+    await _answer(update, context, await _ctx(context).service.redo(_actor(update)))
 
 
 async def regenerate(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """/regenerate: the same instruction again with a new seed."""
-    message, user = _who(update)
-    await _answer(
-        update, context, await _ctx(context).service.regenerate(actor_for(message.chat.id, user.id))
-    )
+    await _answer(update, context, await _ctx(context).service.regenerate(_actor(update)))
 
 
 async def history(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """/history: the chain of instructions and the versions as an album."""
-    message, user = _who(update)
-    await _answer(
-        update, context, await _ctx(context).service.history(actor_for(message.chat.id, user.id))
-    )
+    await _answer(update, context, await _ctx(context).service.history(_actor(update)))
 
 
 async def reset(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """/reset: start over from the original photo."""
-    message, user = _who(update)
-    await _answer(
-        update, context, await _ctx(context).service.reset(actor_for(message.chat.id, user.id))
-    )
+    await _answer(update, context, await _ctx(context).service.reset(_actor(update)))
 
 
 async def settings(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """/settings [name value]: show the settings with buttons, or set one by typing it."""
-    message, user = _who(update)
-    service, actor = _ctx(context).service, actor_for(message.chat.id, user.id)
+    service, actor = _ctx(context).service, _actor(update)
     args = context.args or []
     if len(args) >= 2:
         reply = await service.update_setting(actor, args[0], " ".join(args[1:]))
@@ -140,18 +130,12 @@ async def settings(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
 
 async def cancel(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """/cancel: drop the newest queued edit."""
-    message, user = _who(update)
-    await _answer(
-        update, context, await _ctx(context).service.cancel(actor_for(message.chat.id, user.id))
-    )
+    await _answer(update, context, await _ctx(context).service.cancel(_actor(update)))
 
 
 async def status(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """/status: where my edits stand in the queue."""
-    message, user = _who(update)
-    await _answer(
-        update, context, await _ctx(context).service.status(actor_for(message.chat.id, user.id))
-    )
+    await _answer(update, context, await _ctx(context).service.status(_actor(update)))
 
 
 async def forget(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -234,11 +218,8 @@ async def _receive(
         data = bytes(await file.download_as_bytearray())
     except BadRequest as error:
         log.info("download refused: %s", error)
-        await _answer(
-            update,
-            context,
-            too_large if "too big" in str(error).lower() else error_reply(ImageTooLarge(max_mb=20)),
-        )
+        refused = too_large if "too big" in str(error).lower() else error_reply(ImageError())
+        await _answer(update, context, refused)
         return
     except TelegramError as error:
         log.warning("download failed: %s", error)
