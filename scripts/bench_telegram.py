@@ -1,9 +1,12 @@
 """Telegram benchmark: many users chaining instructions through the fake Bot API.
 
-Runs the real frontend (python-telegram-bot, long polling) against the loopback fake Bot API
-from the test suite, on the production object graph, with the null editor and with the tiny
-random-weight model. Prints latency from update to result photo, bot-side overhead per edit,
-Bot API calls per edit and the fairness spread. Usage (from the repository root):
+The bot runs in its own process exactly as `pix2chat run` wires it (production object graph,
+python-telegram-bot long polling), with the null editor or the tiny random-weight model; this
+process plays Telegram with the loopback fake Bot API from the test suite. Keeping them apart
+means the bot's CPU time is its own, not the fake server's. Prints, for a burst of
+USERS x INSTRUCTIONS chained instructions sent at once: latency from update to result photo,
+the bot process's CPU time per edit, Bot API calls per edit and the fairness spread, plus the
+latency of one edit on an idle bot. Usage, from the repository root:
 
     .venv/bin/python scripts/bench_telegram.py [--users 50] [--instructions 5] [--steps 4]
 """
@@ -13,7 +16,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import io
+import json
 import os
+import signal
 import statistics
 import sys
 import tempfile
@@ -21,136 +26,178 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from PIL import Image
-from telegram.ext import AIORateLimiter
-
-from bot.app import build
-from bot.bench import product_photo
-from bot.config import Settings
-from bot.telegram.frontend import TelegramFrontend
-from editor.base import Editor, EditRequest, NullEditor, ProgressCallback
-from tests.fakes.telegram_api import FakeBotAPI
+from bot.bench import product_photo  # noqa: E402
+from tests.fakes.telegram_api import FakeBotAPI  # noqa: E402
 
 TOKEN = "123456:BENCH"
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
-class TimedEditor:
-    """Wraps an editor and adds up the time spent in the model."""
-
-    def __init__(self, inner: Editor) -> None:
-        self.inner = inner
-        self.max_instruction_tokens = inner.max_instruction_tokens
-        self.model_s = 0.0
-
-    def load(self) -> None:
-        self.inner.load()
-
-    def count_tokens(self, instruction: str) -> int:
-        return self.inner.count_tokens(instruction)
-
-    def edit_batch(
-        self, requests: Sequence[EditRequest], progress: ProgressCallback | None = None
-    ) -> list[Image.Image]:
-        started = time.perf_counter()
-        try:
-            return self.inner.edit_batch(requests, progress)
-        finally:
-            self.model_s += time.perf_counter() - started
-
-    def describe(self) -> dict[str, str]:
-        return self.inner.describe()
+# ----- the bot process ---------------------------------------------------------------------------
 
 
-def _percentile(values: Sequence[float], fraction: float) -> float:
+async def serve(args: argparse.Namespace) -> None:
+    """Run the Telegram frontend on the production graph until SIGTERM."""
+    from telegram.ext import AIORateLimiter
+
+    from bot.app import build
+    from bot.config import Settings
+    from bot.telegram.frontend import TelegramFrontend
+    from editor.base import Editor, NullEditor
+
+    editor: Editor = NullEditor()
+    if args.model:
+        from editor.pix2pix import DiffusersEditor
+
+        editor = DiffusersEditor(args.model, device="cpu")
+    settings = Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        telegram_token=TOKEN,
+        telegram_api_url=args.api_url,
+        telegram_file_url=args.file_url,
+        telegram_poll_timeout=1,
+        data_dir=Path(args.data_dir),
+        default_steps=args.steps,
+        default_resolution=256,
+        max_pending_per_user=args.instructions,
+        rate_burst=args.instructions,
+        rate_per_minute=60.0,
+        queue_cap=args.users * args.instructions,
+    )
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    # Telegram's own flood limits would dominate a burst from 50 private chats at once.
+    limiter = AIORateLimiter(overall_max_rate=0, group_max_rate=0)
+    async with build(settings, editor=editor) as components:
+        await TelegramFrontend(settings, limiter).run(components, stop)
+
+
+# ----- the driver ------------------------------------------------------------------------------
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process, all its threads, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def percentile(values: Sequence[float], fraction: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(len(ordered) * fraction))]
 
 
-async def _run(label: str, inner: Editor, users: int, instructions: int, steps: int) -> None:
-    editor = TimedEditor(inner)
+async def photos_done(api: FakeBotAPI, pushed: dict[str, float], since: int) -> dict[str, float]:
+    """Wait until every pushed instruction's result photo arrived; when each did."""
+    done_at: dict[str, float] = {}
+    seen = since
+    while len(done_at) < len(pushed):
+        await api.wait_for("sendPhoto", timeout=900, since=seen)
+        now = time.perf_counter()
+        for call in api.calls_to("sendPhoto", since=seen):
+            caption = str(call.params.get("caption", ""))
+            text = caption.partition("“")[2].partition("”")[0]
+            if call.ok and text in pushed:
+                done_at.setdefault(text, now)
+        seen = len(api.calls)
+    return done_at
+
+
+async def drive(label: str, args: argparse.Namespace, model: str | None) -> None:
+    users, instructions = args.users, args.instructions
     photo = io.BytesIO()
     product_photo(320).save(photo, "JPEG", quality=90)
     with tempfile.TemporaryDirectory(prefix="pix2chat-bench-") as folder:
         async with FakeBotAPI(token=TOKEN) as api:
-            settings = Settings(
-                _env_file=None,  # type: ignore[call-arg]
-                telegram_token=TOKEN,
-                telegram_api_url=api.base_url,
-                telegram_file_url=api.base_file_url,
-                telegram_poll_timeout=1,
-                data_dir=Path(folder),
-                default_steps=steps,
-                default_resolution=256,
-                max_pending_per_user=instructions,
-                rate_burst=instructions,
-                queue_cap=users * instructions,
-            )
-            stop = asyncio.Event()
-            limiter = AIORateLimiter(overall_max_rate=0, group_max_rate=0)
-            async with build(settings, editor=editor) as components:
-                task = asyncio.create_task(
-                    TelegramFrontend(settings, limiter).run(components, stop)
-                )
-                await api.wait_for("getUpdates", timeout=30)
-                for user in range(1, users + 1):
+            command = [
+                sys.executable,
+                __file__,
+                "--serve",
+                f"--api-url={api.base_url}",
+                f"--file-url={api.base_file_url}",
+                f"--data-dir={folder}",
+                f"--steps={args.steps}",
+                f"--users={users}",
+                f"--instructions={instructions}",
+                *([f"--model={model}"] if model else []),
+            ]
+            bot = await asyncio.create_subprocess_exec(*command, cwd=ROOT)
+            try:
+                await api.wait_for("getUpdates", timeout=300)
+                warm_up_user = users + 1  # not one of the measured users
+                for user in range(1, warm_up_user + 1):
                     api.send_photo(user, user, photo.getvalue())
                 await api.wait_for(
-                    "sendMessage", lambda p: "Got your photo" in p["text"], 60, count=users
+                    "sendMessage", lambda p: "Got your photo" in p["text"], 120, count=users + 1
                 )
+                # One edit on an idle bot (twice, the first warms up).
+                idle = []
+                for attempt in range(2):
+                    text = f"warm-up {attempt}"
+                    since = len(api.calls)
+                    pushed = {text: time.perf_counter()}
+                    api.send_text(warm_up_user, warm_up_user, text)
+                    idle.append((await photos_done(api, pushed, since))[text] - pushed[text])
+                # The burst: every user sends all instructions at once, each on the last.
+                await asyncio.sleep(1.0)
                 since = len(api.calls)
-                editor.model_s = 0.0
-                pushed: dict[str, float] = {}
+                cpu_before = cpu_seconds(bot.pid)
+                pushed = {}
                 started = time.perf_counter()
                 for round_number in range(instructions):
                     for user in range(1, users + 1):
                         text = f"edit {round_number} of user {user}"
                         pushed[text] = time.perf_counter()
                         api.send_text(user, user, text)
-                total = users * instructions
-                done_at: dict[str, float] = {}
-                seen = since
-                while len(done_at) < total:
-                    await api.wait_for("sendPhoto", timeout=600, since=seen)
-                    now = time.perf_counter()
-                    for call in api.calls_to("sendPhoto", since=seen):
-                        caption = str(call.params.get("caption", ""))
-                        text = caption.partition("“")[2].partition("”")[0]
-                        if call.ok and text in pushed:
-                            done_at.setdefault(text, now)
-                    seen = len(api.calls)
+                done_at = await photos_done(api, pushed, since)
                 elapsed = time.perf_counter() - started
                 await asyncio.sleep(1.0)  # let the last status messages be deleted
+                cpu = cpu_seconds(bot.pid) - cpu_before
                 calls = [c for c in api.calls[since:] if c.method.lower() != "getupdates"]
-                stop.set()
-                await task
+            finally:
+                bot.send_signal(signal.SIGTERM)
+                await asyncio.wait_for(bot.wait(), 120)
+    total = users * instructions
     latencies = [done_at[text] - pushed[text] for text in pushed]
     per_user = [
         max(done_at[f"edit {r} of user {u}"] for r in range(instructions)) - started
         for u in range(1, users + 1)
     ]
-    overhead_ms = (elapsed - editor.model_s) / total * 1000
-    print(f"== {label}: {users} users x {instructions} instructions, {steps} steps, 256 px ==")
-    print(f"edits                     {total} in {elapsed:.1f} s ({total / elapsed:.1f} edits/s)")
-    print(
-        f"update -> result photo    p50 {statistics.median(latencies):.2f} s   "
-        f"p95 {_percentile(latencies, 0.95):.2f} s"
-    )
-    print(
-        f"bot-side overhead         {overhead_ms:.1f} ms per edit "
-        f"(wall time minus model time {editor.model_s:.1f} s, divided by edits)"
-    )
     by_method: dict[str, int] = {}
     for call in calls:
         by_method[call.method] = by_method.get(call.method, 0) + 1
     detail = ", ".join(f"{name} {count / total:.2f}" for name, count in sorted(by_method.items()))
+    figures = {
+        "label": label,
+        "edits": total,
+        "seconds": elapsed,
+        "idle_latency_s": idle[-1],
+        "p50_s": statistics.median(latencies),
+        "p95_s": percentile(latencies, 0.95),
+        "bot_cpu_ms_per_edit": cpu / total * 1000,
+        "api_calls_per_edit": len(calls) / total,
+        "fairness_min_s": min(per_user),
+        "fairness_max_s": max(per_user),
+    }
+    print(f"== {label}: {users} users x {instructions} instructions, {args.steps} steps, 256 px ==")
+    print(f"one edit, idle bot        {idle[-1]:.2f} s from update to result photo")
+    print(
+        f"burst                     {total} edits in {elapsed:.1f} s ({total / elapsed:.1f} edits/s)"
+    )
+    print(f"update -> result photo    p50 {figures['p50_s']:.2f} s   p95 {figures['p95_s']:.2f} s")
+    print(
+        f"bot process CPU           {figures['bot_cpu_ms_per_edit']:.1f} ms per edit"
+        + ("" if model is None else " (includes the model's own CPU time)")
+    )
     print(f"Bot API calls per edit    {len(calls) / total:.2f}   ({detail})")
     print(
-        f"fairness spread           per-user completion min {min(per_user):.2f} s, "
+        f"fairness spread           last result per user: min {min(per_user):.2f} s, "
         f"max {max(per_user):.2f} s, max/min {max(per_user) / min(per_user):.2f}"
     )
+    print(json.dumps(figures))
 
 
 def main() -> None:
@@ -159,16 +206,28 @@ def main() -> None:
     parser.add_argument("--instructions", type=int, default=5)
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--skip-model", action="store_true", help="null editor only")
+    parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--api-url", help=argparse.SUPPRESS)
+    parser.add_argument("--file-url", help=argparse.SUPPRESS)
+    parser.add_argument("--data-dir", help=argparse.SUPPRESS)
+    parser.add_argument("--model", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    asyncio.run(_run("null editor", NullEditor(), args.users, args.instructions, args.steps))
+    if args.serve:
+        profile = os.environ.get("PIX2CHAT_BENCH_PROFILE")
+        if profile:  # where the bot's own CPU goes: cProfile of the bot process
+            import cProfile
+
+            cProfile.runctx("asyncio.run(serve(args))", globals(), locals(), profile)
+        else:
+            asyncio.run(serve(args))
+        return
+    asyncio.run(drive("null editor", args, None))
     if not args.skip_model:
-        from editor.pix2pix import DiffusersEditor
         from editor.testing import build_tiny_pipeline
 
         with tempfile.TemporaryDirectory(prefix="pix2chat-tiny-") as folder:
             model = build_tiny_pipeline(Path(folder) / "tiny")
-            tiny = DiffusersEditor(str(model), device="cpu")
-            asyncio.run(_run("tiny model (CPU)", tiny, args.users, args.instructions, args.steps))
+            asyncio.run(drive("tiny model (CPU)", args, str(model)))
 
 
 if __name__ == "__main__":
