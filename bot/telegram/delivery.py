@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from PIL import Image
-from telegram import Bot, InputFile, InputMediaPhoto, Message
+from telegram import Bot, InlineKeyboardMarkup, InputFile, InputMediaPhoto, Message
 from telegram.constants import ChatAction, ChatType
 from telegram.error import BadRequest, Forbidden, TelegramError
 
@@ -103,14 +103,18 @@ class Delivery:
             await self.send_text(chat_id, reply.text(), reply_to, markup)
 
     async def send_text(
-        self, chat_id: int, text: str, reply_to: int | None = None, markup: object = None
+        self,
+        chat_id: int,
+        text: str,
+        reply_to: int | None = None,
+        markup: InlineKeyboardMarkup | None = None,
     ) -> Message | None:
         return await self.safely(
             self.bot.send_message(
                 chat_id,
                 text,
                 reply_to_message_id=reply_to,
-                reply_markup=markup,  # type: ignore[arg-type]
+                reply_markup=markup,
                 allow_sending_without_reply=True,
             )
         )
