@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from editor.params import EditParams
 
@@ -28,6 +28,13 @@ class Settings(BaseSettings):
     telegram_webhook_port: int = 8443
     telegram_webhook_secret: SecretStr | None = None
     discord_token: SecretStr | None = None
+    discord_guild_ids: Annotated[list[int], NoDecode] = Field(
+        default_factory=list, description="guilds to sync slash commands to at once (comma list)"
+    )
+    discord_channel_ids: Annotated[list[int], NoDecode] = Field(
+        default_factory=list,
+        description="channels where plain messages are instructions; empty = DMs and mentions",
+    )
 
     # Storage
     data_dir: Path = Path("data")
@@ -60,6 +67,15 @@ class Settings(BaseSettings):
     # Uploads
     max_upload_bytes: int = 20 * 1024 * 1024
     max_image_pixels: int = 40_000_000
+
+    @field_validator("discord_guild_ids", "discord_channel_ids", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        """`PIX2CHAT_DISCORD_GUILD_IDS=123,456` as well as a JSON list."""
+        if isinstance(value, str):
+            parts = value.strip().removeprefix("[").removesuffix("]").replace(" ", "")
+            return [int(part) for part in parts.split(",") if part]
+        return value
 
     def resolved_database_url(self) -> str:
         """The configured URL, or a SQLite file inside the data folder."""

@@ -33,7 +33,7 @@ class FrontendSpec:
     token_setting: str
     enabled: Callable[[Settings], bool]
     factory: Callable[[Settings], Frontend] | None
-    """None until the frontend ships (Telegram and Discord arrive with their own issues)."""
+    """Builds the frontend; None for a frontend this version does not ship."""
 
 
 def _telegram(settings: Settings) -> Frontend:
@@ -42,11 +42,19 @@ def _telegram(settings: Settings) -> Frontend:
     return TelegramFrontend(settings)
 
 
+def _discord(settings: Settings) -> Frontend:
+    from bot.discord.frontend import DiscordFrontend  # imports discord.py
+
+    return DiscordFrontend(settings)
+
+
 FRONTENDS: tuple[FrontendSpec, ...] = (
     FrontendSpec(
         "Telegram", "PIX2CHAT_TELEGRAM_TOKEN", lambda s: s.telegram_token is not None, _telegram
     ),
-    FrontendSpec("Discord", "PIX2CHAT_DISCORD_TOKEN", lambda s: s.discord_token is not None, None),
+    FrontendSpec(
+        "Discord", "PIX2CHAT_DISCORD_TOKEN", lambda s: s.discord_token is not None, _discord
+    ),
 )
 
 

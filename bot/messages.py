@@ -56,6 +56,10 @@ ENGLISH: dict[str, str] = {
     "button.expired": "That button no longer works. Send a new instruction instead.",
     "full.caption": "Full resolution, lossless ({width}x{height}).",
     "full.as_document": "The result is too large for a photo, so here it is as a file.",
+    "full.caption_plain": "Full resolution, lossless.",
+    "full.too_big": "The lossless file is over this channel's upload limit, so here is the compressed copy.",
+    "upload.too_big": "The picture is over this channel's upload limit, so I can't show it here.",
+    "interaction.not_yours": "Only the person who made this edit can use its buttons.",
     # Button labels
     "button.undo": "↩ Undo",
     "button.redo": "↪ Redo",
@@ -64,6 +68,7 @@ ENGLISH: dict[str, str] = {
     "button.cancel": "✖ Cancel",
     "button.forget_yes": "Yes, delete everything",
     "button.forget_no": "No, keep it",
+    "button.forget_confirm": "Yes, delete everything",
     "button.defaults": "Defaults",
     "forget.kept": "Nothing was deleted.",
     # Errors

@@ -23,6 +23,7 @@ from telegram.error import BadRequest, Forbidden, TelegramError
 from bot.conversation import ConversationService
 from bot.mailboxes import Mailboxes
 from bot.messages import render
+from bot.rendering import history_lines
 from bot.replies import Reply
 from bot.telegram import keyboards
 from editor.errors import UserError
@@ -182,26 +183,7 @@ class Delivery:
         self, chat_id: int, reply_to: int | None, actor: Actor, reply: Reply
     ) -> None:
         """The chain of instructions as text, then the finished versions as an album."""
-        lines = [reply.text()]
-        for number, entry in enumerate(reply.history, start=1):
-            params = entry.params or {}
-            if entry.instruction is None:
-                line = render("history.line_photo", {"number": number})
-            elif entry.status == "done":
-                line = render(
-                    "history.line_edit",
-                    {
-                        "number": number,
-                        "instruction": entry.instruction,
-                        "seed": params.get("seed"),
-                    },
-                )
-            else:
-                line = render(
-                    "history.line_pending",
-                    {"number": number, "instruction": entry.instruction, "status": entry.status},
-                )
-            lines.append(line + (render("history.head") if entry.is_head else ""))
+        lines = [reply.text(), *history_lines(reply)]
         await self.send_text(chat_id, "\n".join(lines), reply_to)
         done = [entry for entry in reply.history if entry.status == "done"][-ALBUM_SIZE:]
         if len(done) < 2:

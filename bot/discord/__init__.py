@@ -1,0 +1,1 @@
+"""The Discord frontend (discord.py): slash commands, buttons and message-driven editing."""

@@ -1,0 +1,302 @@
+"""The discord.py client: slash commands, the message flow and button presses.
+
+Each handler turns one interaction or message into one conversation-service call and hands
+the reply to `DiscordDelivery`. Interactions are deferred first: Discord wants an answer
+within 3 seconds, and a download plus a database write can take longer.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Literal
+
+import discord
+from discord import app_commands
+
+from bot.config import Settings
+from bot.conversation import ConversationService, error_reply
+from bot.discord import views
+from bot.discord.delivery import DiscordDelivery, actor_for
+from bot.messages import render
+from bot.replies import Action, Reply
+from editor.errors import ImageError, ImageTooLarge
+from storage.types import Actor
+
+log = logging.getLogger(__name__)
+
+MAX_ATTACHMENT_PIXELS_SIDE = 12_000
+
+
+def intents_for(settings: Settings) -> discord.Intents:
+    """Minimal intents; message content only where plain messages are instructions."""
+    intents = discord.Intents.none()
+    intents.guilds = True
+    intents.dm_messages = True
+    intents.guild_messages = True
+    intents.message_content = bool(settings.discord_channel_ids)
+    return intents
+
+
+class Pix2ChatClient(discord.Client):
+    """A Discord client wired to the conversation service."""
+
+    def __init__(self, settings: Settings, service: ConversationService) -> None:
+        super().__init__(intents=intents_for(settings))
+        self.settings = settings
+        self.service = service
+        self.tree = app_commands.CommandTree(self)
+        self.button_class = views.make_button_class(self.on_press)
+        self.delivery = DiscordDelivery(self, service, self.button_class)
+        self.max_bytes = settings.max_upload_bytes
+        _register_commands(self)
+
+    async def setup_hook(self) -> None:
+        """Register persistent buttons, then sync commands (at once to the test guilds)."""
+        self.add_dynamic_items(self.button_class)
+        for guild_id in self.settings.discord_guild_ids:
+            guild = discord.Object(id=guild_id)
+            self.tree.copy_global_to(guild=guild)
+            await self.tree.sync(guild=guild)
+        await self.tree.sync()
+
+    # ----- the message flow --------------------------------------------------------------------
+
+    async def on_message(self, message: discord.Message) -> None:
+        """DMs, allowed channels and mentions: a photo starts over, text is an instruction."""
+        if message.author.bot or not self._addressed(message):
+            return
+        actor = actor_for(message.channel.id, message.author.id)
+        text = _without_mention(message.content, self.user)
+        images = [a for a in message.attachments if _looks_like_image(a)]
+        if message.attachments and not images:
+            await self.delivery.answer_message(
+                message, actor, Reply(key="media.unsupported", is_error=True)
+            )
+            return
+        if images:
+            reply = await self._receive_attachment(actor, images[0], text, f"dc:{message.id}")
+            if len(message.attachments) > 1:
+                await self.delivery.answer_message(message, actor, Reply(key="album.first"))
+        else:
+            base = await self._replied_version(message)
+            reply = await self.service.instruct(
+                actor, text, base_version_id=base, request_key=f"dc:{message.id}"
+            )
+        await self.delivery.answer_message(message, actor, reply)
+
+    def _addressed(self, message: discord.Message) -> bool:
+        if message.guild is None:
+            return True
+        if message.channel.id in self.settings.discord_channel_ids:
+            return True
+        return self.user is not None and self.user.mentioned_in(message)
+
+    async def _replied_version(self, message: discord.Message) -> int | None:
+        reference = message.reference
+        if reference is None or reference.message_id is None:
+            return None
+        replied = reference.resolved
+        if not isinstance(replied, discord.Message):
+            try:
+                replied = await message.channel.fetch_message(reference.message_id)
+            except discord.HTTPException:
+                return None
+        if self.user is None or replied.author.id != self.user.id:
+            return None
+        return views.version_of(replied)
+
+    async def _receive_attachment(
+        self, actor: Actor, attachment: discord.Attachment, caption: str, request_key: str
+    ) -> Reply:
+        """Check the declared size and dimensions before downloading; decode decides the rest."""
+        if attachment.size > self.max_bytes:
+            return error_reply(ImageTooLarge(max_mb=round(self.max_bytes / 2**20)))
+        if max(attachment.width or 0, attachment.height or 0) > MAX_ATTACHMENT_PIXELS_SIDE:
+            return error_reply(
+                ImageTooLarge(max_megapixels=round(self.settings.max_image_pixels / 1e6))
+            )
+        try:
+            data = await attachment.read()
+        except (discord.HTTPException, discord.NotFound) as error:
+            log.warning("attachment download failed: %s", error)
+            return error_reply(ImageError())
+        return await self.service.receive_image(
+            actor, data, caption=caption or None, request_key=request_key
+        )
+
+    # ----- buttons -----------------------------------------------------------------------------
+
+    async def on_press(
+        self, interaction: discord.Interaction, action: str, version_id: int, owner_id: str
+    ) -> None:
+        """A result's button: only its owner may press it."""
+        if str(interaction.user.id) != owner_id:
+            await interaction.response.send_message(render("button.not_yours"), ephemeral=True)
+            return
+        actor = actor_for(interaction.channel_id or 0, interaction.user.id)
+        if action == Action.FULL_RESOLUTION.value:
+            await interaction.response.defer(thinking=True)
+            await self.delivery.send_full_resolution(interaction, actor, version_id)
+            return
+        if action in (Action.FORGET_CONFIRM.value, views.FORGET_NO):
+            reply = (
+                await self.service.forget(actor)
+                if action == Action.FORGET_CONFIRM.value
+                else Reply(key="forget.kept")
+            )
+            await interaction.response.edit_message(content=reply.text(), view=None)
+            return
+        await interaction.response.defer(thinking=True)
+        version = version_id or None
+        if action == Action.UNDO.value:
+            reply = await self.service.undo(actor, version)
+        elif action == Action.REDO.value:
+            reply = await self.service.redo(actor)
+        elif action == Action.REGENERATE.value:
+            reply = await self.service.regenerate(actor, version)
+        elif action == Action.CANCEL.value:
+            reply = await self.service.cancel(actor)
+        else:
+            reply = Reply(key="button.expired", is_error=True)
+        await self.delivery.answer_interaction(interaction, actor, reply)
+
+    async def on_error(self, event_method: str, /, *args: Any, **kwargs: Any) -> None:
+        """Log, never crash the gateway connection."""
+        log.exception("Discord: error in %s", event_method)
+
+
+def _looks_like_image(attachment: discord.Attachment) -> bool:
+    """Declared type or dimensions say image; decoding later is what decides."""
+    declared = (attachment.content_type or "").startswith("image/")
+    return (
+        declared
+        or attachment.width is not None
+        or attachment.filename.lower().endswith(
+            (".jpg", ".jpeg", ".png", ".webp", ".heic", ".heif", ".bmp", ".tif", ".tiff", ".gif")
+        )
+    )
+
+
+def _without_mention(text: str, user: discord.ClientUser | None) -> str:
+    if user is None:
+        return text.strip()
+    for mention in (f"<@{user.id}>", f"<@!{user.id}>"):
+        text = text.replace(mention, "")
+    return " ".join(text.split())
+
+
+# ----- slash commands ----------------------------------------------------------------------------
+
+
+def _register_commands(client: Pix2ChatClient) -> None:
+    tree, service, delivery = client.tree, client.service, client.delivery
+
+    def actor_of(interaction: discord.Interaction) -> Actor:
+        return actor_for(interaction.channel_id or 0, interaction.user.id)
+
+    async def respond(interaction: discord.Interaction, reply: Reply) -> None:
+        await delivery.answer_interaction(interaction, actor_of(interaction), reply)
+
+    @tree.command(
+        name="edit", description="Start from a new photo, optionally with a first instruction"
+    )
+    @app_commands.describe(
+        image="The photo to edit", instruction='What to change, e.g. "make it night"'
+    )
+    async def edit(
+        interaction: discord.Interaction, image: discord.Attachment, instruction: str | None = None
+    ) -> None:
+        await interaction.response.defer(thinking=True)
+        reply = await client._receive_attachment(
+            actor_of(interaction), image, instruction or "", f"dc-i:{interaction.id}"
+        )
+        await respond(interaction, reply)
+
+    @tree.command(name="instruct", description="Edit the current image")
+    @app_commands.describe(text='What to change, e.g. "add snow"')
+    async def instruct(interaction: discord.Interaction, text: str) -> None:
+        await interaction.response.defer(thinking=True)
+        reply = await service.instruct(
+            actor_of(interaction), text, request_key=f"dc-i:{interaction.id}"
+        )
+        await respond(interaction, reply)
+
+    async def simple(interaction: discord.Interaction, call: Any) -> None:
+        await interaction.response.defer(thinking=True)
+        await respond(interaction, await call(actor_of(interaction)))
+
+    @tree.command(name="undo", description="Back to the previous version")
+    async def undo(interaction: discord.Interaction) -> None:
+        await simple(interaction, service.undo)
+
+    @tree.command(name="redo", description="Forward again after an undo")
+    async def redo(interaction: discord.Interaction) -> None:
+        await simple(interaction, service.redo)
+
+    @tree.command(name="regenerate", description="Same instruction, new seed")
+    async def regenerate(interaction: discord.Interaction) -> None:
+        await simple(interaction, service.regenerate)
+
+    @tree.command(name="history", description="Your chain of edits")
+    async def history(interaction: discord.Interaction) -> None:
+        await simple(interaction, service.history)
+
+    @tree.command(name="reset", description="Start over from the original photo")
+    async def reset(interaction: discord.Interaction) -> None:
+        await simple(interaction, service.reset)
+
+    @tree.command(name="cancel", description="Cancel the queued edit")
+    async def cancel(interaction: discord.Interaction) -> None:
+        await simple(interaction, service.cancel)
+
+    @tree.command(name="status", description="Where your edit is in the queue")
+    async def status(interaction: discord.Interaction) -> None:
+        await simple(interaction, service.status)
+
+    @tree.command(name="help", description="How to use the bot")
+    async def help_command(interaction: discord.Interaction) -> None:
+        await interaction.response.send_message(
+            f"{render('welcome')}\n\n{render('help')}", ephemeral=True
+        )
+
+    @tree.command(name="forget", description="Delete all your images and history")
+    async def forget(interaction: discord.Interaction) -> None:
+        view = views.forget_view(client.button_class, str(interaction.user.id))
+        await interaction.response.send_message(render("forget.confirm"), view=view, ephemeral=True)
+
+    @tree.command(name="settings", description="Steps, guidance, seed, resolution")
+    @app_commands.describe(
+        steps="Denoising steps (1-100)",
+        text_guidance="How strongly to apply the instruction (1-20)",
+        image_guidance="How close to stay to the photo (1-5)",
+        seed_mode="random or fixed",
+        resolution="Long side in pixels",
+        defaults="Back to the defaults",
+    )
+    async def settings(
+        interaction: discord.Interaction,
+        steps: app_commands.Range[int, 1, 100] | None = None,
+        text_guidance: app_commands.Range[float, 1.0, 20.0] | None = None,
+        image_guidance: app_commands.Range[float, 1.0, 5.0] | None = None,
+        seed_mode: Literal["random", "fixed"] | None = None,
+        resolution: Literal[256, 384, 512, 640, 768] | None = None,
+        defaults: bool = False,
+    ) -> None:
+        await interaction.response.defer(thinking=True, ephemeral=True)
+        actor = actor_of(interaction)
+        reply: Reply | None = await service.reset_settings(actor) if defaults else None
+        changes = {
+            "steps": steps,
+            "text_guidance": text_guidance,
+            "image_guidance": image_guidance,
+            "seed_mode": seed_mode,
+            "resolution": resolution,
+        }
+        for name, value in changes.items():
+            if value is not None:
+                reply = await service.update_setting(actor, name, value)
+                if reply.is_error:
+                    break
+        if reply is None or not reply.is_error:
+            reply = await service.settings(actor)
+        await respond(interaction, reply)
