@@ -40,8 +40,10 @@ def intents_for(settings: Settings) -> discord.Intents:
 class Pix2ChatClient(discord.Client):
     """A Discord client wired to the conversation service."""
 
-    def __init__(self, settings: Settings, service: ConversationService) -> None:
-        super().__init__(intents=intents_for(settings))
+    def __init__(
+        self, settings: Settings, service: ConversationService, **client_options: Any
+    ) -> None:
+        super().__init__(intents=intents_for(settings), **client_options)
         self.settings = settings
         self.service = service
         self.tree = app_commands.CommandTree(self)

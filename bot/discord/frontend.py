@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from typing import Any
 
 import discord
 
@@ -27,8 +28,9 @@ class DiscordFrontend:
 
     name = "Discord"
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, client_options: dict[str, Any] | None = None) -> None:
         self.settings = settings
+        self.client_options = client_options or {}
 
     def _token(self) -> str:
         assert self.settings.discord_token is not None
@@ -48,30 +50,44 @@ class DiscordFrontend:
             await client.close()
 
     async def run(self, components: Components, stop: asyncio.Event) -> None:
-        client = Pix2ChatClient(self.settings, components.service)
+        client = Pix2ChatClient(self.settings, components.service, **self.client_options)
+        if not await self._login(client, stop):
+            return
         components.service.subscribe(PLATFORM, client.delivery.on_event)
-        connection = asyncio.create_task(self._connect(client), name="discord-gateway")
+        connection = asyncio.create_task(client.connect(reconnect=True), name="discord-gateway")
+        stopped = asyncio.create_task(stop.wait())
         try:
-            await client.wait_until_ready()
-            log.info("Discord: serving as %s", client.user)
-            redelivered = await components.service.redeliver(PLATFORM)
-            if redelivered:
-                log.info("Discord: delivered %d result(s) that finished while away", redelivered)
-            stopped = asyncio.create_task(stop.wait())
-            await asyncio.wait({stopped, connection}, return_when=asyncio.FIRST_COMPLETED)
-            stopped.cancel()
+            ready = asyncio.create_task(client.wait_until_ready())
+            await asyncio.wait({ready, connection, stopped}, return_when=asyncio.FIRST_COMPLETED)
+            if ready.done() and not stopped.done():
+                log.info("Discord: serving as %s", client.user)
+                redelivered = await components.service.redeliver(PLATFORM)
+                if redelivered:
+                    log.info(
+                        "Discord: delivered %d result(s) that finished while away", redelivered
+                    )
+                await asyncio.wait({connection, stopped}, return_when=asyncio.FIRST_COMPLETED)
+            ready.cancel()
         finally:
+            stopped.cancel()
             components.service.unsubscribe(PLATFORM, client.delivery.on_event)
             await client.delivery.close()
             await client.close()
-            with contextlib.suppress(asyncio.CancelledError):
+            with contextlib.suppress(asyncio.CancelledError, discord.ConnectionClosed):
                 await connection
-        if connection.done() and not connection.cancelled() and connection.exception():
-            raise connection.exception()  # type: ignore[misc]
 
-    async def _connect(self, client: Pix2ChatClient) -> None:
-        """Log in and keep the gateway connection (discord.py reconnects by itself)."""
-        try:
-            await client.start(self._token(), reconnect=True)
-        except discord.LoginFailure as error:
-            raise FrontendError(REFUSED) from error
+    async def _login(self, client: Pix2ChatClient, stop: asyncio.Event) -> bool:
+        """Log in, retrying while Discord cannot be reached; False if stopped first."""
+        delay = 1.0
+        while not stop.is_set():
+            try:
+                await client.login(self._token())
+                return True
+            except discord.LoginFailure as error:
+                raise FrontendError(REFUSED) from error
+            except (discord.HTTPException, OSError) as error:
+                log.warning("Discord: cannot log in (%s); retrying in %.0f s", error, delay)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), delay)
+                delay = min(delay * 2, 60.0)
+        return False
