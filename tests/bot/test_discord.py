@@ -337,3 +337,51 @@ async def test_late_results_and_missing_permissions_lose_nothing(
             fake, fake.slash("instruct", ANN, QUIET, {"text": "add a moon"})
         )
         assert "add a moon" in after.content
+
+
+async def test_progress_forget_rate_limits_and_reconnects(
+    fake: FakeDiscord, tmp_path: Path
+) -> None:
+    editor = NullEditor(step_delay_s=0.25)
+    async with running_bot(fake, tmp_path / "data", editor, default_steps=10):
+        await response_text(
+            fake,
+            fake.slash("edit", ANN, QUIET, attachments={"image": upload(jpeg())}),
+            "Got your photo",
+        )
+        # Progress: the response is edited while the edit runs, at most every 1.5 s.
+        since = fake.mark()
+        running = fake.slash("instruct", ANN, QUIET, {"text": "make it night"})
+        await response_with_image(fake, running)
+        edits = [
+            r.json.get("content", "")
+            for r in fake.find("PATCH", r"/webhooks/\d+/[^/]+/messages/@original", since)
+            if isinstance(r.json, dict)
+        ]
+        progress = [text for text in edits if "Editing…" in text]
+        assert progress, edits
+        assert len(progress) <= 2.5 / 1.5 + 1
+
+        # A 429 on the result is retried by discord.py; a gateway reconnect loses nothing.
+        fake.fail_next(
+            "PATCH", r"/webhooks/\d+/[^/]+/messages/@original", status=429, retry_after=0.3
+        )
+        snow = await response_with_image(
+            fake, fake.slash("instruct", ANN, QUIET, {"text": "add snow"})
+        )
+        assert "add snow" in snow.content
+        await fake.disconnect()
+        await until(lambda: fake.connected)
+        moon = await response_with_image(
+            fake, fake.slash("instruct", ANN, QUIET, {"text": "add a moon"})
+        )
+        assert "add a moon" in moon.content
+
+        # /forget asks first (ephemerally); "Yes" deletes everything.
+        asked = fake.slash("forget", ANN, QUIET)
+        question = await until(lambda: original(fake, asked))
+        assert question.ephemeral and "Are you sure" in question.content
+        fake.press(button(question, "yes"), ANN, question.id, QUIET)
+        await until(lambda: "deleted" in (original(fake, asked) or question).content)
+        gone = await response_text(fake, fake.slash("undo", ANN, QUIET), "photo first")
+        assert "Send me a photo first" in gone
