@@ -297,6 +297,20 @@ async def test_bad_attachments_get_clear_replies(fake: FakeDiscord, tmp_path: Pa
         interaction = fake.slash("edit", ANN, QUIET, attachments={"image": huge})
         assert "too large" in await response_text(fake, interaction, "too large")
         assert not fake.find("GET", r"/attachments/.*", since=since)
+        # Declared dimensions far beyond any photo: refused before downloading too.
+        since = fake.mark()
+        wide = ("wide.jpg", jpeg(), "image/jpeg", 30_000, 200)
+        interaction = fake.slash("edit", ANN, QUIET, attachments={"image": wide})
+        assert "too large" in await response_text(fake, interaction, "too large")
+        assert not fake.find("GET", r"/attachments/.*", since=since)
+        # Several images in one message: the first is used, and the user is told.
+        since = fake.mark()
+        fake.send_message(
+            CHANNEL, BEN, "", attachments=[upload(jpeg(shade=1)), upload(jpeg(shade=2))]
+        )
+        await until(lambda: [m for m in fake.messages(CHANNEL) if "first photo" in m.content])
+        await until(lambda: [m for m in fake.messages(CHANNEL) if "Got your photo" in m.content])
+        assert len(fake.find("GET", r"/attachments/.*", since=since)) == 1
 
 
 def upload_raw(data: bytes, name: str, kind: str) -> tuple[Any, ...]:
@@ -385,3 +399,40 @@ async def test_progress_forget_rate_limits_and_reconnects(
         await until(lambda: "deleted" in (original(fake, asked) or question).content)
         gone = await response_text(fake, fake.slash("undo", ANN, QUIET), "photo first")
         assert "Send me a photo first" in gone
+
+
+async def test_settings_status_and_cancel(fake: FakeDiscord, tmp_path: Path) -> None:
+    editor = GatedNullEditor()
+    async with running_bot(fake, tmp_path / "data", editor):
+        await response_text(
+            fake,
+            fake.slash("edit", ANN, QUIET, attachments={"image": upload(jpeg())}),
+            "Got your photo",
+        )
+        shown = await response_text(
+            fake, fake.slash("settings", ANN, QUIET, {"steps": 30, "resolution": 384}), "Settings"
+        )
+        assert "steps 30" in shown and "resolution 384" in shown
+        await response_with_image(
+            fake, fake.slash("instruct", ANN, QUIET, {"text": "make it night"})
+        )
+        request = editor.calls[-1][0]
+        assert (request.params.num_inference_steps, max(request.image.size)) == (30, 384)
+        reset = await response_text(
+            fake, fake.slash("settings", ANN, QUIET, {"defaults": True}), "Settings"
+        )
+        assert "steps 2" in reset
+
+        editor.gate.clear()
+        running = fake.slash("instruct", ANN, QUIET, {"text": "add snow"})
+        await response_text(fake, running, "add snow")
+        queued = fake.slash("instruct", ANN, QUIET, {"text": "add a moon"})
+        await response_text(fake, queued, "add a moon")
+        assert "in progress" in await response_text(
+            fake, fake.slash("status", ANN, QUIET), "progress"
+        )
+        assert "Cancelled 1" in await response_text(
+            fake, fake.slash("cancel", ANN, QUIET), "Cancelled"
+        )
+        editor.gate.set()
+        assert "add snow" in (await response_with_image(fake, running)).content
