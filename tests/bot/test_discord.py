@@ -20,7 +20,9 @@ import pytest
 from PIL import Image
 
 from bot.app import Components, build
+from bot.bench import product_photo
 from bot.config import Settings
+from bot.discord import delivery as discord_delivery
 from bot.discord.frontend import DiscordFrontend
 from editor.base import EditRequest, NullEditor, ProgressCallback
 from tests.bot.test_conversation import decompression_bomb, photo
@@ -313,6 +315,13 @@ async def test_bad_attachments_get_clear_replies(fake: FakeDiscord, tmp_path: Pa
         assert len(fake.find("GET", r"/attachments/.*", since=since)) == 1
 
 
+def noisy_photo() -> bytes:
+    """A photo with sensor noise: its lossless PNG is much bigger than its JPEG."""
+    buffer = io.BytesIO()
+    product_photo(320).save(buffer, "JPEG", quality=95)
+    return buffer.getvalue()
+
+
 def upload_raw(data: bytes, name: str, kind: str) -> tuple[Any, ...]:
     return (name, data, kind)
 
@@ -436,3 +445,47 @@ async def test_settings_status_and_cancel(fake: FakeDiscord, tmp_path: Path) -> 
         )
         editor.gate.set()
         assert "add snow" in (await response_with_image(fake, running)).content
+
+
+async def test_direct_messages_and_instant_guild_sync(fake: FakeDiscord, tmp_path: Path) -> None:
+    async with running_bot(fake, tmp_path / "data", NullEditor(), discord_guild_ids=[GUILD]):
+        assert {c["name"] for c in fake.commands(GUILD)} >= {"edit", "instruct", "undo"}
+        dm = fake.dm_channel(BEN)
+        fake.send_message(dm, BEN, "add snow", attachments=[upload(jpeg())])
+        snowy = await until(lambda: [m for m in fake.messages(dm) if m.attachments])
+        assert "add snow" in snowy[0].content
+        assert set(buttons(snowy[0])) >= {"↩ Undo", "🎲 Regenerate"}
+        fake.send_message(dm, BEN, "/not a command, just text: make it night")
+        await until(
+            lambda: [m for m in fake.messages(dm) if "make it night" in m.content and m.attachments]
+        )
+
+
+async def test_full_resolution_over_the_upload_limit_sends_the_chat_copy(
+    fake: FakeDiscord, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with running_bot(fake, tmp_path / "data", NullEditor()) as components:
+        night = await response_with_image(
+            fake,
+            fake.slash(
+                "edit",
+                ANN,
+                QUIET,
+                {"instruction": "make it night"},
+                attachments={"image": upload(noisy_photo())},
+            ),
+        )
+        version = int(button(night, "full").split(":")[2])
+        actor = discord_delivery.actor_for(QUIET, ANN)
+        png = await components.service.image(actor, version, full=True)
+        chat_copy = image_of(night)
+        assert len(chat_copy) < len(png)
+        # A channel whose upload limit lies between the chat copy and the lossless file.
+        limit = (len(chat_copy) + len(png)) // 2
+        monkeypatch.setattr(discord_delivery, "interaction_limit", lambda _interaction: limit)
+        since = fake.mark()
+        fake.press(button(night, "full"), ANN, night.id, QUIET)
+        followup = await fake.wait_for("POST", r"/webhooks/\d+/[^/]+", since=since)
+        name, data = next(iter(followup.files.items()))
+        assert name.endswith(".jpg") and data.startswith(b"\xff\xd8")
+        assert "upload limit" in followup.json["content"]
