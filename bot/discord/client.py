@@ -113,7 +113,11 @@ class Pix2ChatClient(discord.Client):
         """Check the declared size and dimensions before downloading; decode decides the rest."""
         if attachment.size > self.max_bytes:
             return error_reply(ImageTooLarge(max_mb=round(self.max_bytes / 2**20)))
-        if max(attachment.width or 0, attachment.height or 0) > MAX_ATTACHMENT_PIXELS_SIDE:
+        width, height = attachment.width or 0, attachment.height or 0
+        if (
+            max(width, height) > MAX_ATTACHMENT_PIXELS_SIDE
+            or width * height > self.settings.max_image_pixels
+        ):
             return error_reply(
                 ImageTooLarge(max_megapixels=round(self.settings.max_image_pixels / 1e6))
             )
