@@ -218,13 +218,13 @@ class ConversationService:
     ) -> Reply:
         """Edit the latest result (or an explicit earlier version: a branch)."""
         instruction = self._clean_instruction(text)
-        if request_key is not None:
-            duplicate = await self._duplicate(actor, request_key)
-            if duplicate is not None:
-                return duplicate
         try:
             async with self.database.write() as session:
                 conversation = await tree.get_or_create_conversation(session, actor)
+                if request_key is not None:  # checked in this transaction: one fewer round trip
+                    seen = await tree.find_by_request_key(session, conversation, request_key)
+                    if seen is not None:
+                        return Reply(key="edit.duplicate", version_id=seen.id)
                 base = await self._edit_base(session, conversation, base_version_id)
                 prefs = Preferences.load(conversation.settings, self.defaults)
                 version = await self._admit_edit(
@@ -295,7 +295,7 @@ class ConversationService:
         request_key: str | None,
     ) -> Version:
         """Check every cap and record the queued version, all in one write transaction."""
-        if await tree.count_queued(session) >= self.admission.queue_cap:
+        if self.queue.depth() >= self.admission.queue_cap:  # the queue knows; no COUNT(*)
             raise QueueFull()
         pending = await tree.count_pending_for_user(session, actor.platform, actor.user_id)
         if pending >= self.admission.max_pending_per_user:
