@@ -52,8 +52,8 @@ TIMEOUT_S = 10.0
 class GatedEditor(NullEditor):
     """The NullEditor, but each batch waits for `gate`: close it to keep edits pending."""
 
-    def __init__(self, fail_on: str | None = None) -> None:
-        super().__init__(fail_on=fail_on)
+    def __init__(self, fail_on: str | None = None, step_delay_s: float = 0.0) -> None:
+        super().__init__(fail_on=fail_on, step_delay_s=step_delay_s)
         self.gate = threading.Event()
         self.gate.set()
 

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import io
-import threading
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -24,26 +23,13 @@ from bot.bench import product_photo
 from bot.config import Settings
 from bot.discord import delivery as discord_delivery
 from bot.discord.frontend import DiscordFrontend
-from editor.base import EditRequest, NullEditor, ProgressCallback
-from tests.bot.test_conversation import decompression_bomb, photo
+from editor.base import NullEditor
+from tests.bot.test_conversation import GatedEditor, decompression_bomb, photo
 from tests.fakes.discord_api import FakeDiscord, FakeMessage, GuildSpec
 
 GUILD, CHANNEL, QUIET = 111, 222, 333
 ANN, BEN = 501, 502
 TIMEOUT = 20.0
-
-
-class GatedNullEditor(NullEditor):
-    def __init__(self) -> None:
-        super().__init__()
-        self.gate = threading.Event()
-        self.gate.set()
-
-    def edit_batch(
-        self, requests: Sequence[EditRequest], progress: ProgressCallback | None = None
-    ) -> list[Image.Image]:
-        self.gate.wait(timeout=TIMEOUT)
-        return super().edit_batch(requests, progress)
 
 
 @pytest.fixture
@@ -332,7 +318,7 @@ def upload_raw(data: bytes, name: str, kind: str) -> tuple[Any, ...]:
 async def test_late_results_and_missing_permissions_lose_nothing(
     fake: FakeDiscord, tmp_path: Path
 ) -> None:
-    editor = GatedNullEditor()
+    editor = GatedEditor()
     async with running_bot(fake, tmp_path / "data", editor):
         started = fake.slash("edit", ANN, QUIET, attachments={"image": upload(jpeg())})
         await response_text(fake, started, "Got your photo")
@@ -411,7 +397,7 @@ async def test_progress_forget_rate_limits_and_reconnects(
 
 
 async def test_settings_status_and_cancel(fake: FakeDiscord, tmp_path: Path) -> None:
-    editor = GatedNullEditor()
+    editor = GatedEditor()
     async with running_bot(fake, tmp_path / "data", editor):
         await response_text(
             fake,

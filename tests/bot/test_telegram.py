@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import io
-import threading
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -27,30 +26,15 @@ from bot.config import Settings
 from bot.messages import render
 from bot.telegram.delivery import fits_as_photo
 from bot.telegram.frontend import COMMANDS, TelegramFrontend
-from editor.base import EditRequest, NullEditor, ProgressCallback
+from editor.base import NullEditor
 from editor.pix2pix import DiffusersEditor
-from tests.bot.test_conversation import decompression_bomb, photo
+from tests.bot.test_conversation import GatedEditor, decompression_bomb, photo
 from tests.fakes.telegram_api import Call, FakeBotAPI, SentMessage
 
 TOKEN = "123456:TEST-token"
 ALICE, BOB = 1001, 1002
 GROUP = -100777
 TIMEOUT = 30.0
-
-
-class GatedNullEditor(NullEditor):
-    """The NullEditor, but batches wait for `gate` (closed: edits stay pending)."""
-
-    def __init__(self, step_delay_s: float = 0.0) -> None:
-        super().__init__(step_delay_s=step_delay_s)
-        self.gate = threading.Event()
-        self.gate.set()
-
-    def edit_batch(
-        self, requests: Sequence[EditRequest], progress: ProgressCallback | None = None
-    ) -> list[Image.Image]:
-        self.gate.wait(timeout=TIMEOUT)
-        return super().edit_batch(requests, progress)
 
 
 @pytest.fixture
@@ -314,7 +298,7 @@ async def test_group_members_have_their_own_histories_and_buttons(
 async def test_status_message_shows_progress_at_a_polite_cadence(
     api: FakeBotAPI, tmp_path: Path
 ) -> None:
-    editor = GatedNullEditor(step_delay_s=0.25)
+    editor = GatedEditor(step_delay_s=0.25)
     async with running_bot(api, tmp_path / "data", editor, default_steps=12):
         api.send_photo(ALICE, ALICE, jpeg())
         await api.wait_for("sendMessage", lambda p: "Got your photo" in p["text"])
@@ -425,7 +409,7 @@ async def test_flood_control_blocked_users_and_a_restart_lose_nothing(
     api: FakeBotAPI, tmp_path: Path
 ) -> None:
     data_dir = tmp_path / "data"
-    editor = GatedNullEditor()
+    editor = GatedEditor()
     async with running_bot(api, data_dir, editor):
         since = len(api.calls)
         api.send_photo(ALICE, ALICE, jpeg())
@@ -468,7 +452,7 @@ async def test_flood_control_blocked_users_and_a_restart_lose_nothing(
 
 
 async def test_settings_status_cancel_and_forget(api: FakeBotAPI, tmp_path: Path) -> None:
-    editor = GatedNullEditor()
+    editor = GatedEditor()
     async with running_bot(api, tmp_path / "data", editor) as components:
         since = len(api.calls)
         api.send_photo(ALICE, ALICE, jpeg())
