@@ -4,9 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
+
+from bot.replies import Reply
+from storage.types import Actor
+
+if TYPE_CHECKING:
+    from bot.conversation import ConversationService
 
 log = logging.getLogger(__name__)
 
@@ -54,3 +61,45 @@ class Mailboxes(Generic[Item]):
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
+
+
+class EventDelivery(ABC):
+    """What the chat frontends share: job events go through per-chat mailboxes, and each
+    result is sent once, then marked delivered in storage (or left for the start-up sweep)."""
+
+    def __init__(self, service: ConversationService) -> None:
+        self.service = service
+        self._delivered: set[int] = set()
+        self._mailboxes: Mailboxes[tuple[Actor, Reply]] = Mailboxes(self._deliver)
+
+    async def on_event(self, actor: Actor, reply: Reply) -> None:
+        """Queue a job event for its chat and return at once (the scheduler is waiting)."""
+        self._mailboxes.post(actor.chat_id, (actor, reply))
+
+    async def close(self) -> None:
+        """Finish queued deliveries (briefly); undelivered results wait for the next start."""
+        await self._mailboxes.close()
+
+    def was_delivered(self, version_id: int) -> bool:
+        return version_id in self._delivered
+
+    async def _deliver(self, event: tuple[Actor, Reply]) -> None:
+        actor, reply = event
+        if reply.version_id is None:
+            return
+        if reply.key == "edit.progress":
+            await self.show_progress(reply)
+            return
+        if reply.version_id in self._delivered:
+            return  # a live result and the start-up sweep can both name it
+        if await self.send_result(actor, reply):
+            self._delivered.add(reply.version_id)
+            await self.service.mark_delivered(reply.version_id)
+
+    @abstractmethod
+    async def show_progress(self, reply: Reply) -> None:
+        """Update the pending edit's status (throttled by the platform's own limits)."""
+
+    @abstractmethod
+    async def send_result(self, actor: Actor, reply: Reply) -> bool:
+        """Send a result or failure; False leaves it for the start-up sweep (e.g. offline)."""

@@ -19,7 +19,7 @@ import discord
 
 from bot.conversation import ConversationService
 from bot.discord import views
-from bot.mailboxes import Mailboxes
+from bot.mailboxes import EventDelivery
 from bot.messages import render
 from bot.rendering import history_lines
 from bot.replies import Reply
@@ -50,7 +50,7 @@ def actor_for(channel_id: int, user_id: int) -> Actor:
     return Actor(PLATFORM, str(channel_id), str(user_id))
 
 
-class DiscordDelivery:
+class DiscordDelivery(EventDelivery):
     """Sends what the service says to the channel it concerns."""
 
     def __init__(
@@ -60,13 +60,11 @@ class DiscordDelivery:
         button_class: type[Any],
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        super().__init__(service)
         self.client = client
-        self.service = service
         self.button_class = button_class
         self.clock = clock
         self._status: dict[int, Status] = {}
-        self._delivered: set[int] = set()
-        self._mailboxes: Mailboxes[tuple[Actor, Reply]] = Mailboxes(self._deliver)
 
     def view(self, reply: Reply, actor: Actor) -> discord.ui.View | None:
         return views.view_for(self.button_class, reply.actions, reply.version_id, actor.user_id)
@@ -141,34 +139,18 @@ class DiscordDelivery:
 
     # ----- events from the worker --------------------------------------------------------------
 
-    async def on_event(self, actor: Actor, reply: Reply) -> None:
-        """Queue a job event for its channel and return at once (the scheduler is waiting)."""
-        self._mailboxes.post(actor.chat_id, (actor, reply))
-
-    async def close(self) -> None:
-        await self._mailboxes.close()
-
-    async def _deliver(self, event: tuple[Actor, Reply]) -> None:
-        actor, reply = event
-        if reply.version_id is None:
-            return
-        if reply.key == "edit.progress":
-            await self._progress(reply)
-            return
-        if reply.version_id in self._delivered:
-            return
+    async def send_result(self, actor: Actor, reply: Reply) -> bool:
+        """Into the interaction response while it lives, else into the channel."""
+        assert reply.version_id is not None
         status = self._status.pop(reply.version_id, None)
         try:
-            delivered = await self._deliver_result(actor, reply, status)
+            return await self._deliver_result(actor, reply, status)
         except discord.Forbidden as error:
             log.warning("Discord: no permission to deliver to %s: %s", actor.chat_id, error)
-            delivered = True  # keep the data; do not retry a channel we cannot write to
+            return True  # keep the data; do not retry a channel we cannot write to
         except (discord.HTTPException, RuntimeError, OSError) as error:
             log.warning("Discord: delivery of %s postponed: %s", reply.version_id, error)
-            return
-        if delivered:
-            self._delivered.add(reply.version_id)
-            await self.service.mark_delivered(reply.version_id)
+            return False
 
     async def _deliver_result(self, actor: Actor, reply: Reply, status: Status | None) -> bool:
         interaction = status.interaction if status else None
@@ -195,7 +177,7 @@ class DiscordDelivery:
             await self._safely(status.message.delete())
         return True
 
-    async def _progress(self, reply: Reply) -> None:
+    async def show_progress(self, reply: Reply) -> None:
         assert reply.version_id is not None
         status = self._status.get(reply.version_id)
         if status is None:

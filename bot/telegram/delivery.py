@@ -21,7 +21,7 @@ from telegram.constants import ChatAction, ChatType
 from telegram.error import BadRequest, Forbidden, TelegramError
 
 from bot.conversation import ConversationService
-from bot.mailboxes import Mailboxes
+from bot.mailboxes import EventDelivery
 from bot.messages import render
 from bot.rendering import history_lines
 from bot.replies import Reply
@@ -67,18 +67,16 @@ def fits_as_photo(data: bytes) -> bool:
     )
 
 
-class Delivery:
+class Delivery(EventDelivery):
     """Sends what the service says to the chat it concerns."""
 
     def __init__(
         self, bot: Bot, service: ConversationService, clock: Callable[[], float] = time.monotonic
     ) -> None:
+        super().__init__(service)
         self.bot = bot
-        self.service = service
         self.clock = clock
         self._status: dict[int, StatusMessage] = {}
-        self._delivered: set[int] = set()
-        self._mailboxes: Mailboxes[tuple[Actor, Reply]] = Mailboxes(self._deliver)
 
     # ----- answers to the user's own actions ---------------------------------------------------
 
@@ -204,24 +202,9 @@ class Delivery:
 
     # ----- events from the worker ----------------------------------------------------------------
 
-    async def on_event(self, actor: Actor, reply: Reply) -> None:
-        """Queue a job event for its chat and return at once (the scheduler is waiting)."""
-        self._mailboxes.post(actor.chat_id, (actor, reply))
-
-    async def close(self) -> None:
-        """Finish queued deliveries (briefly); undelivered results wait for the next start."""
-        await self._mailboxes.close()
-
-    async def _deliver(self, event: tuple[Actor, Reply]) -> None:
-        """Progress edits the status message; a result or failure replaces it."""
-        actor, reply = event
-        if reply.version_id is None:
-            return
-        if reply.key == "edit.progress":
-            await self._progress(reply)
-            return
-        if reply.version_id in self._delivered:
-            return  # a live result and the start-up sweep can both name it
+    async def send_result(self, actor: Actor, reply: Reply) -> bool:
+        """The result photo (or failure text) replaces the status message."""
+        assert reply.version_id is not None
         status = self._status.pop(reply.version_id, None)
         chat_id = int(actor.chat_id)
         reply_to = status.reply_to if status is not None else None
@@ -240,14 +223,14 @@ class Delivery:
         except Forbidden as error:
             # Blocked or removed: keep the user's data, stop trying to send this one.
             log.warning("Telegram: cannot deliver to chat %s: %s", chat_id, error)
+            return True
         except (TelegramError, RuntimeError) as error:
             # Network trouble or shutting down: the start-up sweep delivers it later.
             log.warning("Telegram: delivery of version %s postponed: %s", reply.version_id, error)
-            return
-        self._delivered.add(reply.version_id)
+            return False
         if status is not None:
             await self.safely(self.bot.delete_message(status.chat_id, status.message_id))
-        await self.service.mark_delivered(reply.version_id)
+        return True
 
     async def _open_status(
         self, chat_id: int, chat_type: str, reply_to: int | None, actor: Actor, reply: Reply
@@ -256,7 +239,7 @@ class Delivery:
         markup = keyboards.for_actions(reply.actions, reply.version_id, actor.user_id)
         text = reply.text()
         message = await self.send_text(chat_id, text, reply_to, markup)
-        if message is not None and reply.version_id in self._delivered:
+        if message is not None and self.was_delivered(reply.version_id):
             # The result overtook its own status message: nothing left to show.
             await self.safely(self.bot.delete_message(chat_id, message.message_id))
         elif message is not None:
@@ -269,7 +252,7 @@ class Delivery:
                 edited_at=self.clock(),
             )
 
-    async def _progress(self, reply: Reply) -> None:
+    async def show_progress(self, reply: Reply) -> None:
         assert reply.version_id is not None
         status = self._status.get(reply.version_id)
         if status is None:
