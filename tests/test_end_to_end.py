@@ -25,6 +25,7 @@ from editor.images import fit_to_resolution
 from editor.params import EditParams
 from storage.models import Version
 from storage.types import Actor
+from tests.bot.test_conversation import Recorder
 
 pytestmark = pytest.mark.slow
 
@@ -36,40 +37,16 @@ TIMEOUT_S = 60.0
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
-class Recorder:
-    """Collects what the service publishes for the platform, and waits for results."""
+def recorder_for_tiny_model() -> Recorder:
+    """The service-test recorder, patient enough for real diffusion steps on a CPU."""
+    return Recorder(timeout_s=TIMEOUT_S)
 
-    def __init__(self) -> None:
-        self.replies: list[tuple[Actor, Reply]] = []
-        self._changed = asyncio.Event()
 
-    async def __call__(self, actor: Actor, reply: Reply) -> None:
-        self.replies.append((actor, reply))
-        self._changed.set()
-
-    def progress(self, version_id: int) -> list[tuple[int, int]]:
-        return [
-            (reply.args["step"], reply.args["total"])
-            for _, reply in self.replies
-            if reply.version_id == version_id and reply.key == "edit.progress"
-        ]
-
-    async def done(self, version_id: int) -> Reply:
-        """The result reply of `version_id`; fails unless it is edit.done, or on a timeout."""
-        async with asyncio.timeout(TIMEOUT_S):
-            while True:
-                found = [
-                    (actor, reply)
-                    for actor, reply in self.replies
-                    if reply.version_id == version_id and reply.key != "edit.progress"
-                ]
-                if found:
-                    actor, reply = found[-1]
-                    assert actor == ALICE
-                    assert reply.key == "edit.done", reply
-                    return reply
-                self._changed.clear()
-                await self._changed.wait()
+async def done_for_alice(recorder: Recorder, version_id: int) -> Reply:
+    """The edit.done reply of `version_id`, which must have gone to Alice."""
+    reply = await recorder.done(version_id)
+    assert recorder.results(version_id)[-1][0] == ALICE
+    return reply
 
 
 def upload_photo() -> bytes:
@@ -117,7 +94,7 @@ async def instruct(components: Components, recorder: Recorder, text: str) -> int
     reply = await components.service.instruct(ALICE, text)
     assert not reply.is_error, reply
     assert reply.version_id is not None
-    await recorder.done(reply.version_id)
+    await done_for_alice(recorder, reply.version_id)
     return reply.version_id
 
 
@@ -138,7 +115,7 @@ def settings(tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPat
 
 
 async def test_photo_edits_history_and_restart(settings: Settings) -> None:
-    recorder = Recorder()
+    recorder = recorder_for_tiny_model()
     async with build(settings) as components:
         components.service.subscribe(ALICE.platform, recorder)
         assert (settings.data_dir / "pix2chat.db").is_file()
@@ -150,7 +127,7 @@ async def test_photo_edits_history_and_restart(settings: Settings) -> None:
         assert reply.key in ("edit.queued", "edit.queued_next"), reply
         assert reply.version_id is not None
         edit1 = reply.version_id
-        done = await recorder.done(edit1)
+        done = await done_for_alice(recorder, edit1)
         progress = recorder.progress(edit1)
         assert progress, "no progress events"
         assert all(total == STEPS for _, total in progress)
@@ -221,7 +198,7 @@ async def test_photo_edits_history_and_restart(settings: Settings) -> None:
         assert not reply.is_error, reply
         assert reply.version_id is not None
         sibling = reply.version_id
-        await recorder.done(sibling)
+        await done_for_alice(recorder, sibling)
         sibling_row = await version(components, sibling)
         assert sibling_row.parent_id == edit1
         assert sibling_row.instruction == "add snow on the roof"

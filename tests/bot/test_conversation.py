@@ -11,9 +11,8 @@ import asyncio
 import dataclasses
 import io
 import struct
-import threading
 import zlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +24,6 @@ from sqlalchemy import func, select
 
 from bot.conversation import Admission, ConversationService
 from bot.replies import Action, HistoryEntry, Reply
-from editor.base import EditRequest, NullEditor, ProgressCallback
 from editor.errors import UserError, VersionNotFound
 from editor.images import ImageLimits
 from editor.params import EditParams
@@ -35,6 +33,7 @@ from storage.images import FileImageStore
 from storage.limits import LimitPolicy
 from storage.models import Version
 from storage.types import Actor
+from tests.doubles import GatedEditor
 
 PLATFORM = "telegram"
 ALICE = Actor(PLATFORM, "group-1", "alice")
@@ -47,22 +46,6 @@ TIMEOUT_S = 10.0
 
 
 # -- test doubles ------------------------------------------------------------------------------
-
-
-class GatedEditor(NullEditor):
-    """The NullEditor, but each batch waits for `gate`: close it to keep edits pending."""
-
-    def __init__(self, fail_on: str | None = None, step_delay_s: float = 0.0) -> None:
-        super().__init__(fail_on=fail_on, step_delay_s=step_delay_s)
-        self.gate = threading.Event()
-        self.gate.set()
-
-    def edit_batch(
-        self, requests: Sequence[EditRequest], progress: ProgressCallback | None = None
-    ) -> list[Image.Image]:
-        if not self.gate.wait(timeout=TIMEOUT_S):
-            raise RuntimeError("the test never opened the gate")
-        return super().edit_batch(requests, progress)
 
 
 class Clock:
@@ -78,8 +61,9 @@ class Clock:
 class Recorder:
     """Collects what the service publishes, and waits for a version's result."""
 
-    def __init__(self) -> None:
+    def __init__(self, timeout_s: float = TIMEOUT_S) -> None:
         self.replies: list[tuple[Actor, Reply]] = []
+        self.timeout_s = timeout_s
         self._changed = asyncio.Event()
 
     async def __call__(self, actor: Actor, reply: Reply) -> None:
@@ -93,9 +77,17 @@ class Recorder:
             if reply.version_id == version_id and reply.key != "edit.progress"
         ]
 
+    def progress(self, version_id: int) -> list[tuple[int, int]]:
+        """(step, total) of every progress reply of `version_id`, in order."""
+        return [
+            (reply.args["step"], reply.args["total"])
+            for _, reply in self.replies
+            if reply.version_id == version_id and reply.key == "edit.progress"
+        ]
+
     async def result(self, version_id: int) -> Reply:
         """The edit.done or failure reply of `version_id` (fails the test after a timeout)."""
-        async with asyncio.timeout(TIMEOUT_S):
+        async with asyncio.timeout(self.timeout_s):
             while True:
                 found = self.results(version_id)
                 if found:

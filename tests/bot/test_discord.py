@@ -24,7 +24,8 @@ from bot.config import Settings
 from bot.discord import delivery as discord_delivery
 from bot.discord.frontend import DiscordFrontend
 from editor.base import NullEditor
-from tests.bot.test_conversation import GatedEditor, decompression_bomb, photo
+from tests.bot.test_conversation import decompression_bomb, photo
+from tests.doubles import GatedEditor
 from tests.fakes.discord_api import FakeDiscord, FakeMessage, GuildSpec
 
 GUILD, CHANNEL, QUIET = 111, 222, 333

@@ -28,7 +28,8 @@ from bot.telegram.delivery import fits_as_photo
 from bot.telegram.frontend import COMMANDS, TelegramFrontend
 from editor.base import NullEditor
 from editor.pix2pix import DiffusersEditor
-from tests.bot.test_conversation import GatedEditor, decompression_bomb, photo
+from tests.bot.test_conversation import decompression_bomb, photo
+from tests.doubles import GatedEditor
 from tests.fakes.telegram_api import Call, FakeBotAPI, SentMessage
 
 TOKEN = "123456:TEST-token"

@@ -12,7 +12,6 @@ import asyncio
 import io
 import signal
 import sys
-import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -34,6 +33,7 @@ from storage.images import FileImageStore
 from storage.limits import LimitPolicy
 from storage.models import UserLimit, Version, VersionStatus
 from storage.types import Actor
+from tests.doubles import GatedEditor
 
 PLATFORM = "telegram"
 PHOTO = (64, 48)  # fitted to (256, 192) at resolution 256
@@ -44,21 +44,6 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 # -- test doubles ------------------------------------------------------------------------------
-
-
-class GatedEditor(NullEditor):
-    """The NullEditor, but every batch waits until the test opens `gate` (closed at first)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.gate = threading.Event()
-
-    def edit_batch(
-        self, requests: Sequence[EditRequest], progress: ProgressCallback | None = None
-    ) -> list[Image.Image]:
-        if not self.gate.wait(timeout=TIMEOUT_S):
-            raise RuntimeError("the test never opened the gate")
-        return super().edit_batch(requests, progress)
 
 
 class OutOfMemoryEditor(NullEditor):
@@ -219,7 +204,7 @@ async def test_a_newcomer_goes_before_the_second_job_of_a_user_already_served(
 ) -> None:
     for user in ("alice", "bob", "carol"):
         await world.photo(user)
-    editor = GatedEditor()
+    editor = GatedEditor(closed=True)
     scheduler, events = world.scheduler(editor, max_batch=1)
     async with scheduler:
         try:
@@ -442,7 +427,7 @@ async def test_out_of_memory_is_reported_as_such(world: World) -> None:
 async def test_a_discarded_job_never_runs_and_the_line_closes_up(world: World) -> None:
     for user in ("alice", "bob", "carol"):
         await world.photo(user)
-    editor = GatedEditor()
+    editor = GatedEditor(closed=True)
     scheduler, events = world.scheduler(editor, max_batch=1)
     async with scheduler:
         try:
