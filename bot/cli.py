@@ -1,4 +1,4 @@
-"""The `pix2chat` command: run, migrate, doctor, edit, bench."""
+"""The `pix2chat` command: run, web, migrate, doctor, edit, bench."""
 
 from __future__ import annotations
 
@@ -57,10 +57,19 @@ def _configure_logging(verbose: bool) -> None:
 
 @app.command()
 def run(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
-    """Start every frontend whose token is set, plus the embedded GPU worker."""
+    """Start every frontend whose token is set (the web chat if none is), plus the GPU worker."""
+    _start(_settings(), verbose)
+
+
+@app.command()
+def web(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
+    """Start the local web chat, plus every frontend whose token is set and the GPU worker."""
+    _start(_settings().model_copy(update={"web_enabled": True}), verbose)
+
+
+def _start(settings: Settings, verbose: bool) -> None:
     from bot.frontends import configured
 
-    settings = _settings()
     specs = configured(settings)
     if not specs:
         typer.echo(NO_FRONTEND, err=True)

@@ -127,9 +127,11 @@ def check_data_dir(settings: Settings) -> Check:
 def check_frontends(settings: Settings) -> Check:
     from bot.frontends import FRONTENDS
 
-    enabled = [spec.name for spec in FRONTENDS if spec.enabled(settings)]
+    enabled = [
+        f"{spec.name} ({spec.summary(settings)})" for spec in FRONTENDS if spec.enabled(settings)
+    ]
     if not enabled:
         return Check(
             "frontends", False, "no token set (PIX2CHAT_TELEGRAM_TOKEN or PIX2CHAT_DISCORD_TOKEN)"
         )
-    return Check("frontends", True, ", ".join(enabled) + " (token set)")
+    return Check("frontends", True, ", ".join(enabled))
