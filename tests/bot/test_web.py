@@ -354,16 +354,19 @@ async def test_rate_limited(tmp_path: Path) -> None:
 
 async def test_queue_full(tmp_path: Path) -> None:
     editor = GatedEditor(closed=True)
-    async with web_chat(tmp_path, editor, queue_cap=1) as chat:
-        async with chat.browser() as alice, chat.browser() as bob:
-            await upload(alice)
-            await upload(bob)
-            first = await instruct(alice, "make it night")
-            full = await bob.post("/api/instruct", json={"text": "add snow"})
-            assert full.status_code == 503 and full.json()["key"] == "error.queue_full"
-            assert full.json()["text"] == render("error.queue_full")
-            editor.gate.set()
-            assert (await chat.recorder.result(first["version_id"])).key == "edit.done"
+    async with (
+        web_chat(tmp_path, editor, queue_cap=1) as chat,
+        chat.browser() as alice,
+        chat.browser() as bob,
+    ):
+        await upload(alice)
+        await upload(bob)
+        first = await instruct(alice, "make it night")
+        full = await bob.post("/api/instruct", json={"text": "add snow"})
+        assert full.status_code == 503 and full.json()["key"] == "error.queue_full"
+        assert full.json()["text"] == render("error.queue_full")
+        editor.gate.set()
+        assert (await chat.recorder.result(first["version_id"])).key == "edit.done"
 
 
 async def test_duplicate_request_ids_queue_one_edit(tmp_path: Path) -> None:
@@ -565,7 +568,13 @@ async def read_events(response: httpx.Response) -> AsyncIterator[tuple[str, Any]
 async def test_running_frontend_streams_progress_and_results(tmp_path: Path) -> None:
     settings = web_settings(tmp_path / "data", default_steps=4)
     announced: list[str] = []
-    frontend = WebFrontend(settings, announce=announced.append)
+    started = asyncio.Event()
+
+    def announce(text: str) -> None:
+        announced.append(text)
+        started.set()
+
+    frontend = WebFrontend(settings, announce=announce)
     stop = asyncio.Event()
     editor = GatedEditor(closed=True)
     async with build(settings, editor=editor) as components:
@@ -573,9 +582,7 @@ async def test_running_frontend_streams_progress_and_results(tmp_path: Path) -> 
         url = frontend.url()
         assert url.startswith("http://127.0.0.1:") and not url.endswith(":0")
         task = asyncio.create_task(frontend.run(components, stop))
-        async with asyncio.timeout(TIMEOUT_S):
-            while not announced:
-                await asyncio.sleep(0.01)
+        await asyncio.wait_for(started.wait(), TIMEOUT_S)
         assert url in announced[0] and "Only this machine" in announced[0]
         async with httpx.AsyncClient(base_url=url, timeout=TIMEOUT_S) as client:
             assert (await client.get("/")).status_code == 200
@@ -615,7 +622,7 @@ async def test_running_frontend_streams_progress_and_results(tmp_path: Path) -> 
                 assert (await anext(events))[0] == "ready"
                 failing = await instruct(client, "explode it")
                 async with asyncio.timeout(TIMEOUT_S):
-                    async for name, data in events:
+                    async for name, data in events:  # noqa: B007 (data is the failure after)
                         if name == "failure":
                             break
             assert data["version_id"] == failing["version_id"]
