@@ -80,7 +80,7 @@ ENGLISH: dict[str, str] = {
     "web.not_found": "There is nothing here.",
     "web.bad_host": "This web chat only answers on its own address.",
     "web.welcome": (
-        "Hi! I edit photos by instruction. Add a photo (the ＋ button, or drop or paste one), "
+        "Hi! I edit photos by instruction. Add a photo (the + button, or drop or paste one), "
         "then tell me what to change, for example " + EXAMPLES + ". Each instruction edits the "
         "latest result; click an earlier result to branch from it."
     ),

@@ -221,12 +221,8 @@ def create_app(ctx: WebContext) -> ASGIApp:
         if request.method == "GET":
             return _reply(await ctx.service.settings(actor))
         body = await _json(request)
-        updated = await ctx.service.update_setting(
-            actor, str(body.get("name", "")), body.get("value")
-        )
-        if updated.is_error:
-            return _reply(updated)
-        return _reply(await ctx.service.settings(actor))
+        name, value = str(body.get("name", "")), body.get("value")
+        return _reply(await ctx.service.update_setting(actor, name, value))
 
     async def settings_reset(request: Request) -> Response:
         """Every setting back to the server defaults."""

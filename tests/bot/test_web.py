@@ -488,6 +488,8 @@ async def test_settings_get_update_invalid_and_reset(tmp_path: Path) -> None:
         ):
             response = await client.post("/api/settings", json={"name": name, "value": value})
             assert response.status_code == 200, response.text
+            assert response.json()["key"] == "settings.updated"
+            assert response.json()["settings"]["seed_mode"] in ("random", "fixed")
         values = (await client.get("/api/settings")).json()["settings"]
         assert values == {
             "num_inference_steps": 7,

@@ -61,8 +61,19 @@ function element(tag, className, text) {
   return node;
 }
 
+function nearBottom() {
+  const thread = $("thread");
+  return thread.scrollHeight - thread.scrollTop - thread.clientHeight < 120;
+}
+
 function addMessage(node) {
   $("thread").append(node);
+  // Images change the height once they load: stay at the bottom if the reader was there.
+  for (const img of node.querySelectorAll("img")) {
+    img.addEventListener("load", () => {
+      if (nearBottom() || img.closest(".msg") === $("thread").lastElementChild) scrollDown();
+    });
+  }
   scrollDown();
   return node;
 }
