@@ -26,17 +26,6 @@ app = typer.Typer(
 bench_app = typer.Typer(help="Benchmarks that print figures (see docs/BENCHMARKS.md).")
 app.add_typer(bench_app, name="bench")
 
-NO_FRONTEND = """\
-No chat frontend is configured, so there is nobody to talk to.
-
-Set at least one bot token, in the environment or in a .env file in this folder:
-  PIX2CHAT_TELEGRAM_TOKEN=123456:ABC...   (from @BotFather on Telegram)
-  PIX2CHAT_DISCORD_TOKEN=...              (Discord developer portal -> Bot -> Token)
-then run `pix2chat run` again.
-
-To try the model without a chat: pix2chat edit photo.jpg "make it night"
-"""
-
 
 def _settings() -> Settings:
     try:
@@ -70,10 +59,7 @@ def web(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> No
 def _start(settings: Settings, verbose: bool) -> None:
     from bot.frontends import configured
 
-    specs = configured(settings)
-    if not specs:
-        typer.echo(NO_FRONTEND, err=True)
-        raise typer.Exit(2)
+    specs = configured(settings)  # never empty: without a token, the web chat
     missing = [spec for spec in specs if spec.factory is None]
     if missing:
         names = ", ".join(f"{s.name} ({s.token_setting})" for s in missing)

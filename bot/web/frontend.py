@@ -131,9 +131,15 @@ class WebFrontend:
         lines = [f"pix2chat web chat: open {url} in your browser."]
         if self.password:
             lines.append(
-                f"It listens on {self.settings.web_host} and asks for PIX2CHAT_WEB_PASSWORD."
+                f"It listens on {self.settings.web_host}, so other machines can reach it too; "
+                "it asks for PIX2CHAT_WEB_PASSWORD."
             )
         else:
             lines.append("Only this machine can reach it (set PIX2CHAT_WEB_HOST to change that).")
+        if not self.settings.has_frontend():
+            lines.append(
+                "To chat on Telegram or Discord as well, set PIX2CHAT_TELEGRAM_TOKEN or "
+                "PIX2CHAT_DISCORD_TOKEN (in the environment or a .env file)."
+            )
         self.announce("\n".join(lines))
         log.info("Web chat: serving on %s", url)

@@ -24,7 +24,7 @@ from PIL import Image
 
 from bot.app import Components, build
 from bot.config import Settings
-from bot.frontends import FrontendError
+from bot.frontends import FrontendError, configured
 from bot.messages import render
 from bot.web.app import WebContext, create_app
 from bot.web.delivery import WebDelivery
@@ -684,3 +684,16 @@ def test_session_ids_are_hashes_and_password_cookies_are_signed() -> None:
     assert locked.actor(signed) == actor  # same browser, same conversation
     assert Sessions("other").actor(signed) is None
     assert open_sessions.actor("short") is None and open_sessions.actor(None) is None
+
+
+def test_the_web_chat_starts_without_a_token_or_when_asked(tmp_path: Path) -> None:
+    def names(**overrides: Any) -> list[str]:
+        return [spec.name for spec in configured(web_settings(tmp_path, **overrides))]
+
+    assert names() == ["Web chat"]
+    assert names(telegram_token="1:x") == ["Telegram"]
+    assert names(telegram_token="1:x", discord_token="y", web_enabled=True) == [
+        "Telegram",
+        "Discord",
+        "Web chat",
+    ]
