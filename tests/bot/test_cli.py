@@ -293,6 +293,16 @@ def test_doctor_on_a_fresh_install_says_to_migrate(invoke: Invoke, tiny_model_di
     assert checks["data"][0] == "ok"
 
 
+def test_doctor_fails_an_exposed_web_chat_without_a_password(
+    invoke: Invoke, tiny_model_dir: Path
+) -> None:
+    result = invoke("doctor", model=str(tiny_model_dir), device="cpu", web_host="0.0.0.0")
+
+    assert result.exit_code == 1
+    checks = doctor_lines(result.stdout)
+    assert checks["frontends"] == ("FAIL", "PIX2CHAT_WEB_HOST=0.0.0.0 needs PIX2CHAT_WEB_PASSWORD")
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
 def test_doctor_names_a_missing_cuda_device(invoke: Invoke, tiny_model_dir: Path) -> None:
     result = invoke("doctor", model=str(tiny_model_dir), device="cuda", telegram_token=TOKEN)
