@@ -161,6 +161,27 @@ async def test_upload_two_instructions_undo_in_chromium(
     download = undone.locator("a[data-action=full]")
     assert await download.get_attribute("href") == night_src.replace("/image", "/full")
 
+    # Full resolution is a download of the lossless PNG.
+    async with page.expect_download() as download_info:
+        await download.click()
+    downloaded = await download_info.value
+    assert downloaded.suggested_filename == f"pix2chat-{night_src.split('/')[3]}.png"
+    assert (await image_bytes(page, night_src.replace("/image", "/full"))).startswith(b"\x89PNG")
+
+    # Clicking a result that is no longer on the path ("snow", undone) branches from it.
+    await snow.locator("img").click()
+    await page.locator("#branch").wait_for()
+    await page.fill("#text", "add a moon")
+    await page.press("#text", "Enter")
+    await results(page, 4)
+    assert await page.locator("#branch").is_hidden()
+    await page.locator("#strip button").nth(3).wait_for()
+    strip = [await b.get_attribute("title") for b in await page.locator("#strip button").all()]
+    assert len(strip) == 4, strip
+    expected = ("make it night", "add snow", "add a moon")
+    for title, instruction in zip(strip[1:], expected, strict=True):
+        assert instruction in (title or ""), strip
+
     # The settings panel: change steps, then back to the defaults.
     await page.click("#settings-button")
     await page.fill("input[name=steps]", "3")
@@ -188,9 +209,10 @@ async def test_upload_two_instructions_undo_in_chromium(
     small.set_default_timeout(TIMEOUT_MS)
     small.on("pageerror", lambda error: errors.append(str(error)))
     await small.goto(web_url)
-    restored = await results(small, 1)
-    assert len(restored) == 1  # the path root -> head is photo -> night after the undo
+    restored = await results(small, 3)
+    assert len(restored) == 3  # the path root -> head: photo -> night -> snow -> moon
     assert await restored[0].locator("img").get_attribute("src") == night_src
+    assert await restored[1].locator("img").get_attribute("src") == snow_src
     overflow = await small.evaluate(
         "document.documentElement.scrollWidth - document.documentElement.clientWidth"
     )
@@ -199,5 +221,15 @@ async def test_upload_two_instructions_undo_in_chromium(
     assert background == "rgb(17, 20, 24)"  # the dark theme
     await small.screenshot(path=str(ARTIFACTS / "web-chat-phone-dark.png"))
     await phone.close()
+
+    # Another browser (no cookie of its own yet) starts empty: nothing of this one shows.
+    stranger = await chromium.new_context()
+    other = await stranger.new_page()
+    await other.goto(web_url)
+    await other.get_by_text("Hi! I edit photos by instruction.").wait_for()
+    assert await other.locator(".msg img, #strip img").count() == 0
+    status = await other.evaluate("async (src) => (await fetch(src)).status", night_src)
+    assert status == 404
+    await stranger.close()
     await context.close()
     assert errors == []
