@@ -63,12 +63,16 @@ class WebFrontend:
         host, port = self.settings.web_host, self.settings.web_port
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         try:
-            return socket.create_server((host.strip("[]"), port), family=family)
+            listener = socket.create_server((host.strip("[]"), port), family=family)
         except OSError as error:
             raise FrontendError(
                 f"The web chat cannot listen on {host}:{port} ({error.strerror or error}). "
                 "Set PIX2CHAT_WEB_PORT to a free port (0 picks one)."
             ) from error
+        # Accepted connections inherit this: without it, Nagle's algorithm holds a response's
+        # body (written after its headers) until the browser's delayed ACK, ~40 ms a request.
+        listener.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return listener
 
     def url(self) -> str:
         """Where the chat is reachable (after binding: with the real port when 0 was asked)."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -665,6 +666,15 @@ async def test_a_taken_port_is_reported_before_the_model_loads(tmp_path: Path) -
         await second.preflight()
     assert first._socket is not None
     first._socket.close()
+
+
+async def test_connections_are_not_delayed_by_nagle(tmp_path: Path) -> None:
+    """Accepted sockets inherit TCP_NODELAY; without it each response waited ~40 ms."""
+    frontend = WebFrontend(web_settings(tmp_path))
+    await frontend.preflight()
+    assert frontend._socket is not None
+    assert frontend._socket.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+    frontend._socket.close()
 
 
 def test_loopback_names() -> None:
