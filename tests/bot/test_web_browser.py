@@ -22,6 +22,7 @@ import pytest
 from bot.app import build
 from bot.messages import render
 from bot.web.frontend import WebFrontend
+from editor.base import NullEditor
 from editor.pix2pix import DiffusersEditor
 from tests.bot.test_conversation import photo
 from tests.bot.test_web import web_settings
@@ -220,6 +221,10 @@ async def test_upload_two_instructions_undo_in_chromium(
     background = await small.evaluate("getComputedStyle(document.body).backgroundColor")
     assert background == "rgb(17, 20, 24)"  # the dark theme
     await small.screenshot(path=str(ARTIFACTS / "web-chat-phone-dark.png"))
+    await small.click("#settings-button")
+    await small.locator("#settings").wait_for()
+    assert await small.evaluate("document.getElementById('settings').offsetWidth") == 390
+    await small.screenshot(path=str(ARTIFACTS / "web-chat-phone-settings.png"))
     await phone.close()
 
     # Another browser (no cookie of its own yet) starts empty: nothing of this one shows.
@@ -233,3 +238,40 @@ async def test_upload_two_instructions_undo_in_chromium(
     await stranger.close()
     await context.close()
     assert errors == []
+
+
+@pytest.fixture
+async def protected_url(tmp_path: Path) -> AsyncIterator[str]:
+    """The web chat in password mode (the null editor: no edits happen here)."""
+    settings = web_settings(tmp_path / "data", web_password="open sesame")
+    frontend = WebFrontend(settings, announce=lambda _text: None)
+    stop = asyncio.Event()
+    async with build(settings, editor=NullEditor()) as components:
+        await frontend.preflight()
+        task = asyncio.create_task(frontend.run(components, stop))
+        try:
+            yield frontend.url()
+        finally:
+            stop.set()
+            await asyncio.wait_for(task, 30)
+
+
+async def test_password_login_in_chromium(chromium: Any, protected_url: str) -> None:
+    context = await chromium.new_context()
+    page = await context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    await page.goto(protected_url)
+    await page.get_by_text(render("web.login_needed")).wait_for()
+    assert await page.locator("#composer").is_hidden()
+    await page.fill("#password", "guess")
+    await page.press("#password", "Enter")
+    await page.get_by_text(render("web.wrong_password")).wait_for()
+    await page.fill("#password", "open sesame")
+    await page.press("#password", "Enter")
+    await page.get_by_text("Hi! I edit photos by instruction.").wait_for()
+    assert await page.locator("#login").is_hidden()
+    assert await page.locator("#composer").is_visible()
+    cookies = await context.cookies()
+    [session] = [c for c in cookies if c["name"] == "pix2chat_session"]
+    assert session["httpOnly"] and session["sameSite"] == "Strict"
+    await context.close()

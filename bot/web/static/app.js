@@ -157,6 +157,7 @@ function pendingMessage(versionId, text) {
   node.append(element("p", "status", text));
   const bar = element("progress");
   bar.removeAttribute("value"); // indeterminate until the first step
+  bar.setAttribute("aria-label", text);
   node.append(bar);
   node.append(actionButtons(["cancel"], versionId));
   page.pending.set(versionId, { element: node, started: false });
