@@ -9,36 +9,33 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote
 
 from starlette.applications import Starlette
-from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp
 
 from bot.conversation import MAX_INSTRUCTION_CHARS, ConversationService, error_reply
 from bot.messages import render
 from bot.replies import Reply
+from bot.web.bodies import Refused, megabytes, optional_id, read_json, read_limited, request_key
 from bot.web.delivery import WebDelivery
+from bot.web.guard import Guard
 from bot.web.render import message_json, reply_json, status_for
-from bot.web.sessions import COOKIE, COOKIE_MAX_AGE_S, Sessions, is_loopback
+from bot.web.sessions import COOKIE, COOKIE_MAX_AGE_S, Sessions
 from editor.errors import ImageTooLarge, NoImageYet, UserError, VersionNotFound
 from editor.params import RESOLUTIONS
 from storage.types import Actor
 
 STATIC = Path(__file__).parent / "static"
-MAX_JSON_BYTES = 16 * 1024
 HEARTBEAT_S = 15.0
 LOGIN_FAILURE_DELAY_S = 0.5
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
 
 PAGE_HEADERS = {
     "Content-Security-Policy": (
@@ -90,21 +87,13 @@ class WebContext:
     heartbeat_s: float = HEARTBEAT_S
 
 
-class _Refused(Exception):
-    """A request the web layer refuses before the service sees it."""
-
-    def __init__(self, body: dict[str, Any], status: int) -> None:
-        super().__init__(body["key"])
-        self.body, self.status = body, status
-
-
 def create_app(ctx: WebContext) -> ASGIApp:
     """The ASGI app: the page, its static files, the JSON API and the event stream."""
 
     def _actor(request: Request) -> Actor:
         actor = ctx.sessions.actor(request.cookies.get(COOKIE))
         if actor is None:
-            raise _Refused(message_json("web.no_session"), 401)
+            raise Refused(message_json("web.no_session"), 401)
         return actor
 
     async def page(request: Request) -> Response:
@@ -123,7 +112,7 @@ def create_app(ctx: WebContext) -> ASGIApp:
 
     async def login(request: Request) -> Response:
         """Check the password and hand out a signed session cookie."""
-        body = await _json(request)
+        body = await read_json(request)
         if not ctx.sessions.check_password(str(body.get("password", ""))):
             await asyncio.sleep(LOGIN_FAILURE_DELAY_S)  # slows guessing down
             return JSONResponse({**message_json("web.wrong_password"), "login": True}, 401)
@@ -145,7 +134,7 @@ def create_app(ctx: WebContext) -> ASGIApp:
                 "limits": {
                     "max_upload_bytes": ctx.max_upload_bytes,
                     "too_large": error_reply(
-                        ImageTooLarge(max_mb=_mb(ctx.max_upload_bytes))
+                        ImageTooLarge(max_mb=megabytes(ctx.max_upload_bytes))
                     ).text(),
                     "max_instruction_chars": MAX_INSTRUCTION_CHARS,
                 },
@@ -157,32 +146,32 @@ def create_app(ctx: WebContext) -> ASGIApp:
     async def photo(request: Request) -> Response:
         """A photo as the raw request body; an optional `X-Caption` is its first instruction."""
         actor = _actor(request)
-        data = await _read_limited(request, ctx.max_upload_bytes)
+        data = await read_limited(request, ctx.max_upload_bytes)
         caption = unquote(request.headers.get("x-caption", "")) or None
         reply = await ctx.service.receive_image(
             actor,
             data,
             caption=caption,
-            request_key=_request_key(request.headers.get("x-request-id")),
+            request_key=request_key(request.headers.get("x-request-id")),
         )
         return _reply(reply)
 
     async def instruct(request: Request) -> Response:
         """An instruction; `base_version_id` branches from an earlier version."""
         actor = _actor(request)
-        body = await _json(request)
+        body = await read_json(request)
         reply = await ctx.service.instruct(
             actor,
             str(body.get("text") or ""),
-            base_version_id=_optional_id(body.get("base_version_id")),
-            request_key=_request_key(body.get("request_id")),
+            base_version_id=optional_id(body.get("base_version_id")),
+            request_key=request_key(body.get("request_id")),
         )
         return _reply(reply)
 
     async def undo(request: Request) -> Response:
         """Back one step (from `version_id` when an older result's button was used)."""
-        body = await _json(request)
-        version = _optional_id(body.get("version_id"))
+        body = await read_json(request)
+        version = optional_id(body.get("version_id"))
         return _reply(await ctx.service.undo(_actor(request), version))
 
     async def redo(request: Request) -> Response:
@@ -191,8 +180,8 @@ def create_app(ctx: WebContext) -> ASGIApp:
 
     async def regenerate(request: Request) -> Response:
         """The same instruction on the same parent with a new seed."""
-        body = await _json(request)
-        version = _optional_id(body.get("version_id"))
+        body = await read_json(request)
+        version = optional_id(body.get("version_id"))
         return _reply(await ctx.service.regenerate(_actor(request), version))
 
     async def reset(request: Request) -> Response:
@@ -220,7 +209,7 @@ def create_app(ctx: WebContext) -> ASGIApp:
         actor = _actor(request)
         if request.method == "GET":
             return _reply(await ctx.service.settings(actor))
-        body = await _json(request)
+        body = await read_json(request)
         name, value = str(body.get("name", "")), body.get("value")
         return _reply(await ctx.service.update_setting(actor, name, value))
 
@@ -258,7 +247,7 @@ def create_app(ctx: WebContext) -> ASGIApp:
         )
 
     async def refused(request: Request, error: Exception) -> Response:
-        assert isinstance(error, _Refused)
+        assert isinstance(error, Refused)
         return JSONResponse(error.body, error.status)
 
     async def not_found(request: Request, error: Exception) -> Response:
@@ -286,45 +275,8 @@ def create_app(ctx: WebContext) -> ASGIApp:
         Route("/api/events", events),
         Mount("/static", StaticFiles(directory=STATIC)),
     ]
-    app = Starlette(routes=routes, exception_handlers={_Refused: refused, 404: not_found})
+    app = Starlette(routes=routes, exception_handlers={Refused: refused, 404: not_found})
     return Guard(app, loopback_only=ctx.loopback_only)
-
-
-class Guard:
-    """Refuses requests for other host names (DNS rebinding) and cross-site writes (CSRF).
-
-    Cookies are SameSite=Strict already; on top of that, a state-changing request from a
-    browser must say it comes from this origin (`Sec-Fetch-Site`, or else `Origin`).
-    """
-
-    def __init__(self, app: ASGIApp, *, loopback_only: bool) -> None:
-        self.app = app
-        self.loopback_only = loopback_only
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        headers = Headers(scope=scope)
-        host = headers.get("host", "")
-        refusal: tuple[str, int] | None = None
-        if self.loopback_only and not is_loopback(urlsplit(f"//{host}").hostname or ""):
-            refusal = ("web.bad_host", 400)
-        elif scope["method"] not in ("GET", "HEAD", "OPTIONS") and not _same_origin(headers):
-            refusal = ("web.forbidden", 403)
-        if refusal is not None:
-            key, status = refusal
-            await JSONResponse(message_json(key), status)(scope, receive, send)
-            return
-        await self.app(scope, receive, send)
-
-
-def _same_origin(headers: Headers) -> bool:
-    site = headers.get("sec-fetch-site")
-    if site is not None and site not in ("same-origin", "none"):
-        return False
-    origin = headers.get("origin")
-    return origin is None or urlsplit(origin).netloc == headers.get("host", "")
 
 
 async def _event_stream(ctx: WebContext, actor: Actor) -> AsyncIterator[str]:
@@ -355,64 +307,3 @@ def _set_cookie(request: Request, response: Response, value: str) -> None:
         samesite="strict",
         secure=request.url.scheme == "https",
     )
-
-
-async def _read_limited(request: Request, limit: int) -> bytes:
-    """The body, refused with 413 as soon as it is known to be over `limit` (never read whole)."""
-    too_large = _Refused(reply_json(error_reply(ImageTooLarge(max_mb=_mb(limit)))), 413)
-    declared = request.headers.get("content-length")
-    if declared is not None:
-        if not declared.isdigit():
-            raise _Refused(message_json("web.bad_request"), 400)
-        if int(declared) > limit:
-            raise too_large
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise too_large
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-async def _json(request: Request) -> dict[str, Any]:
-    """A small JSON object body ({} when empty); anything else is a 400."""
-    raw = await _read_limited_json(request)
-    if not raw.strip():
-        return {}
-    try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as error:
-        raise _Refused(message_json("web.bad_request"), 400) from error
-    if not isinstance(body, dict):
-        raise _Refused(message_json("web.bad_request"), 400)
-    return body
-
-
-async def _read_limited_json(request: Request) -> bytes:
-    try:
-        return await _read_limited(request, MAX_JSON_BYTES)
-    except _Refused as error:
-        if error.status == 413:
-            raise _Refused(message_json("web.bad_request"), 413) from error
-        raise
-
-
-def _optional_id(value: Any) -> int | None:
-    if value is None or value == "":
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | str) or not str(value).isdigit():
-        raise _Refused(message_json("web.bad_request"), 400)
-    return int(value)
-
-
-def _request_key(value: Any) -> str | None:
-    """A client-made id per send, so a retried request is recognised as a duplicate."""
-    if isinstance(value, str) and _REQUEST_ID.match(value):
-        return f"web:{value}"
-    return None
-
-
-def _mb(limit: int) -> int | float:
-    megabytes = limit / 2**20
-    return round(megabytes) if megabytes >= 1 else round(megabytes, 2)
