@@ -73,6 +73,12 @@ def reply_json(reply: Reply) -> dict[str, Any]:
                 "status": entry.status,
                 "is_head": entry.is_head,
                 "text": line,
+                "caption": render(
+                    "edit.done",
+                    {"instruction": entry.instruction, "seed": (entry.params or {}).get("seed")},
+                )
+                if entry.instruction is not None and entry.status == "done"
+                else None,
                 "thumbnail": image_url(entry.version_id, "thumbnail")
                 if entry.status == "done"
                 else None,

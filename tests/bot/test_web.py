@@ -428,6 +428,10 @@ async def test_undo_redo_regenerate_download_and_branch(tmp_path: Path) -> None:
         assert [e["version_id"] for e in history] == [root, night, branch]
         assert [e["instruction"] for e in history] == [None, "make it night", "add a moon"]
         assert all(e["seed"] is not None for e in history[1:])
+        assert history[2]["caption"] == render(
+            "edit.done", {"instruction": "add a moon", "seed": history[2]["seed"]}
+        )
+        assert history[0]["caption"] is None  # the photo itself
 
         # Undo from an older result's button; undo at the photo says there is nothing.
         from_night = await client.post("/api/undo", json={"version_id": night})

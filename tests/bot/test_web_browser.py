@@ -214,6 +214,7 @@ async def test_upload_two_instructions_undo_in_chromium(
     assert len(restored) == 3  # the path root -> head: photo -> night -> snow -> moon
     assert await restored[0].locator("img").get_attribute("src") == night_src
     assert await restored[1].locator("img").get_attribute("src") == snow_src
+    assert await restored[0].locator(".caption").inner_text() == night_caption.split("\n")[0]
     overflow = await small.evaluate(
         "document.documentElement.scrollWidth - document.documentElement.clientWidth"
     )

@@ -209,7 +209,7 @@ function renderThread(history) {
       addMessage(
         resultMessage({
           version_id: entry.version_id,
-          text: `“${entry.instruction}” (seed ${entry.seed})`,
+          text: entry.caption,
           image: entry.image,
           full: entry.image.replace(/\/image$/, "/full"),
           actions: ["undo", "regenerate", "full"],
