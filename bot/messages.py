@@ -86,6 +86,7 @@ ENGLISH: dict[str, str] = {
     ),
     "web.your_photo": "Your photo",
     "web.branch": "Your next instruction edits this earlier version.",
+    "web.branched": "(edits an earlier version)",
     "web.offline": "I can't reach pix2chat right now. Is it still running?",
     "web.reconnecting": "Reconnecting…",
     # Errors

@@ -50,6 +50,7 @@ PAGE_MESSAGES = (
     "web.welcome",
     "web.your_photo",
     "web.branch",
+    "web.branched",
     "web.offline",
     "web.reconnecting",
     "forget.confirm",

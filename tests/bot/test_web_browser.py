@@ -176,6 +176,7 @@ async def test_upload_two_instructions_undo_in_chromium(
     await page.press("#text", "Enter")
     await results(page, 4)
     assert await page.locator("#branch").is_hidden()
+    await page.locator(".msg.me", has_text=render("web.branched")).wait_for()
     await page.locator("#strip button").nth(3).wait_for()
     strip = [await b.get_attribute("title") for b in await page.locator("#strip button").all()]
     assert len(strip) == 4, strip

@@ -66,14 +66,18 @@ function nearBottom() {
   return thread.scrollHeight - thread.scrollTop - thread.clientHeight < 120;
 }
 
-function addMessage(node) {
-  $("thread").append(node);
+function followImages(node) {
   // Images change the height once they load: stay at the bottom if the reader was there.
   for (const img of node.querySelectorAll("img")) {
     img.addEventListener("load", () => {
       if (nearBottom() || img.closest(".msg") === $("thread").lastElementChild) scrollDown();
     });
   }
+}
+
+function addMessage(node) {
+  $("thread").append(node);
+  followImages(node);
   scrollDown();
   return node;
 }
@@ -171,6 +175,7 @@ function settle(versionId, reply) {
   const node = resultMessage(reply);
   if (entry) {
     entry.element.replaceWith(node);
+    followImages(node);
     page.pending.delete(versionId);
   } else if (!document.querySelector(`.msg.bot[data-version="${versionId}"]:not(.pending)`)) {
     addMessage(node);
@@ -316,7 +321,8 @@ async function send(event) {
         },
       });
     } else {
-      userMessage(text);
+      const sent = userMessage(text);
+      if (page.base) sent.append(element("p", "hint", say("web.branched")));
       result = await api("/api/instruct", {
         method: "POST",
         json: { text, base_version_id: page.base, request_id: requestId() },
