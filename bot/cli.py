@@ -1,4 +1,4 @@
-"""The `pix2chat` command: run, migrate, doctor, edit, bench."""
+"""The `pix2chat` command: run, web, migrate, doctor, edit, bench."""
 
 from __future__ import annotations
 
@@ -26,17 +26,6 @@ app = typer.Typer(
 bench_app = typer.Typer(help="Benchmarks that print figures (see docs/BENCHMARKS.md).")
 app.add_typer(bench_app, name="bench")
 
-NO_FRONTEND = """\
-No chat frontend is configured, so there is nobody to talk to.
-
-Set at least one bot token, in the environment or in a .env file in this folder:
-  PIX2CHAT_TELEGRAM_TOKEN=123456:ABC...   (from @BotFather on Telegram)
-  PIX2CHAT_DISCORD_TOKEN=...              (Discord developer portal -> Bot -> Token)
-then run `pix2chat run` again.
-
-To try the model without a chat: pix2chat edit photo.jpg "make it night"
-"""
-
 
 def _settings() -> Settings:
     try:
@@ -57,14 +46,20 @@ def _configure_logging(verbose: bool) -> None:
 
 @app.command()
 def run(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
-    """Start every frontend whose token is set, plus the embedded GPU worker."""
+    """Start every frontend whose token is set (the web chat if none is), plus the GPU worker."""
+    _start(_settings(), verbose)
+
+
+@app.command()
+def web(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
+    """Start the local web chat, plus every frontend whose token is set and the GPU worker."""
+    _start(_settings().model_copy(update={"web_enabled": True}), verbose)
+
+
+def _start(settings: Settings, verbose: bool) -> None:
     from bot.frontends import configured
 
-    settings = _settings()
-    specs = configured(settings)
-    if not specs:
-        typer.echo(NO_FRONTEND, err=True)
-        raise typer.Exit(2)
+    specs = configured(settings)  # never empty: without a token, the web chat
     missing = [spec for spec in specs if spec.factory is None]
     if missing:
         names = ", ".join(f"{s.name} ({s.token_setting})" for s in missing)

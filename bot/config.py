@@ -68,6 +68,16 @@ class Settings(BaseSettings):
     max_upload_bytes: int = 20 * 1024 * 1024
     max_image_pixels: int = 40_000_000
 
+    # Web chat (issue 5)
+    web_enabled: bool = Field(
+        default=False, description="start the web chat even when a bot token is set"
+    )
+    web_host: str = Field(default="127.0.0.1", description="address the web chat listens on")
+    web_port: int = Field(default=8000, ge=0, le=65535, description="0 picks a free port")
+    web_password: SecretStr | None = Field(
+        default=None, description="required when web_host is not a loopback address"
+    )
+
     @field_validator("discord_guild_ids", "discord_channel_ids", mode="before")
     @classmethod
     def _comma_separated(cls, value: Any) -> Any:

@@ -512,6 +512,12 @@ class ConversationService:
             return data
         return await asyncio.to_thread(_preview, data)
 
+    async def thumbnail(self, actor: Actor, version_id: int, long_side: int = 160) -> bytes:
+        """A small JPEG of a version for history strips, with the same ownership checks as
+        `image` (VersionNotFound for other users' versions, VersionNotReady while pending)."""
+        data = await self.image(actor, version_id, full=True)
+        return await asyncio.to_thread(_thumbnail, data, long_side)
+
     # ----- events from the scheduler -----------------------------------------------------------
 
     async def _on_job_event(self, event: JobEvent) -> None:
@@ -608,6 +614,13 @@ def _changed(prefs: Preferences, defaults: EditParams) -> dict[str, Any]:
 def _preview(data: bytes) -> bytes:
     with Image.open(io.BytesIO(data)) as image:
         return encode_preview_jpeg(image.convert("RGB"))
+
+
+def _thumbnail(data: bytes, long_side: int) -> bytes:
+    with Image.open(io.BytesIO(data)) as image:
+        small = image.convert("RGB")
+        small.thumbnail((long_side, long_side))
+        return encode_preview_jpeg(small, quality=80)
 
 
 __all__ = ["Actor", "Admission", "ConversationService", "Reply"]

@@ -127,9 +127,17 @@ def check_data_dir(settings: Settings) -> Check:
 def check_frontends(settings: Settings) -> Check:
     from bot.frontends import FRONTENDS
 
-    enabled = [spec.name for spec in FRONTENDS if spec.enabled(settings)]
+    enabled = [
+        f"{spec.name} ({spec.summary(settings)})" for spec in FRONTENDS if spec.enabled(settings)
+    ]
     if not enabled:
         return Check(
             "frontends", False, "no token set (PIX2CHAT_TELEGRAM_TOKEN or PIX2CHAT_DISCORD_TOKEN)"
         )
-    return Check("frontends", True, ", ".join(enabled) + " (token set)")
+    from bot.web.sessions import is_loopback
+
+    exposed = not is_loopback(settings.web_host) and settings.web_password is None
+    if any(spec.name == "Web chat" for spec in FRONTENDS if spec.enabled(settings)) and exposed:
+        detail = f"PIX2CHAT_WEB_HOST={settings.web_host} needs PIX2CHAT_WEB_PASSWORD"
+        return Check("frontends", False, detail)
+    return Check("frontends", True, ", ".join(enabled))

@@ -71,6 +71,24 @@ ENGLISH: dict[str, str] = {
     "button.forget_confirm": "Yes, delete everything",
     "button.defaults": "Defaults",
     "forget.kept": "Nothing was deleted.",
+    # Web chat
+    "web.no_session": "Your browser session has expired. Reload the page to start a new one.",
+    "web.login_needed": "This pix2chat is protected: enter its password to continue.",
+    "web.wrong_password": "That password is not right.",
+    "web.forbidden": "That request came from another website, so it was refused.",
+    "web.bad_request": "The page sent something I could not understand. Reload it and try again.",
+    "web.not_found": "There is nothing here.",
+    "web.bad_host": "This web chat only answers on its own address.",
+    "web.welcome": (
+        "Hi! I edit photos by instruction. Add a photo (the + button, or drop or paste one), "
+        "then tell me what to change, for example " + EXAMPLES + ". Each instruction edits the "
+        "latest result; click an earlier result to branch from it."
+    ),
+    "web.your_photo": "Your photo",
+    "web.branch": "Your next instruction edits this earlier version.",
+    "web.branched": "(edits an earlier version)",
+    "web.offline": "I can't reach pix2chat right now. Is it still running?",
+    "web.reconnecting": "Reconnecting…",
     # Errors
     "error.generic": "Something went wrong. Please try again.",
     "error.no_image": "Send me a photo first, then tell me what to change.",

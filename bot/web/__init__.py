@@ -1,0 +1,1 @@
+"""The local web chat: a browser frontend on the conversation service."""
