@@ -7,13 +7,20 @@ generator, the CLIP filter and the metrics run their real code in seconds on a C
 
 from __future__ import annotations
 
+import random
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
-from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
+from diffusers import (
+    AutoencoderKL,
+    DDIMScheduler,
+    EulerAncestralDiscreteScheduler,
+    UNet2DConditionModel,
+)
 from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion import StableDiffusionPipeline
+from PIL import Image
 from transformers import (
     CLIPConfig,
     CLIPImageProcessorPil,
@@ -26,7 +33,8 @@ from transformers import (
     ViTModel,
 )
 
-from editor.testing import MAX_POSITION_EMBEDDINGS, _build_tokenizer
+from editor.finetune.data import EditPair
+from editor.testing import MAX_POSITION_EMBEDDINGS, _build_tokenizer, build_tiny_pipeline
 
 TINY_IMAGE_SIZE = 32
 
@@ -140,3 +148,64 @@ def _tiny_text_config(vocab_size: int, tokenizer: Any) -> CLIPTextConfig:
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
     )
+
+
+TOY_COLOURS: dict[str, tuple[int, int, int]] = {
+    "red": (220, 30, 30),
+    "green": (30, 200, 60),
+    "blue": (30, 60, 220),
+}
+
+
+def toy_colour_pairs(
+    count: int, size: int = 32, seed: int = 0, colours: tuple[str, ...] = tuple(TOY_COLOURS)
+) -> list[EditPair]:
+    """A task a tiny model can learn on a CPU: "make it blue" turns any flat colour blue.
+
+    Inputs are solid random colours, targets the named colour, so how close an edit gets to its
+    target measures whether training worked.
+    """
+    rng = random.Random(seed)
+    names = sorted(colours)
+    pairs = []
+    for index in range(count):
+        name = names[index % len(names)]
+        source = tuple(rng.randrange(256) for _ in range(3))
+        pairs.append(
+            EditPair(
+                original_image=Image.new("RGB", (size, size), source),
+                edit_prompt=f"make it {name}",
+                edited_image=Image.new("RGB", (size, size), TOY_COLOURS[name]),
+                original_prompt="a flat colour",
+                edited_prompt=f"a flat {name} colour",
+            )
+        )
+    return pairs
+
+
+def build_toy_pipeline(path: Path, seed: int = 0) -> Path:
+    """The tiny InstructPix2Pix pipeline with a VAE that makes its latents learnable.
+
+    A random VAE's posterior is almost pure noise (log-variance near 0) and its latents are far
+    from unit variance, so a denoiser trained on them has little to learn. Here the posterior is
+    made deterministic and `scaling_factor` brings the latents to unit variance, as SD's VAE
+    does, so a short CPU run can show a LoRA learning an edit.
+    """
+    build_tiny_pipeline(path, seed=seed)
+    vae = AutoencoderKL.from_pretrained(path, subfolder="vae")
+    channels = vae.config.latent_channels
+    with torch.no_grad():
+        vae.quant_conv.weight[channels:].zero_()
+        vae.quant_conv.bias[channels:].fill_(-30.0)  # log-variance: std ~ 3e-7
+        colours = torch.rand(64, 3, 1, 1, generator=torch.Generator().manual_seed(seed))
+        images = (colours * 2 - 1).expand(64, 3, TINY_IMAGE_SIZE, TINY_IMAGE_SIZE)
+        std = float(vae.encode(images).latent_dist.mean.std())
+    vae.register_to_config(scaling_factor=1.0 / std)
+    vae.save_pretrained(path / "vae")
+    # v-prediction (SD 2's objective): at high noise the target is the clean latent itself, which
+    # a LoRA can learn from the instruction in a few dozen steps; epsilon targets are pure noise
+    # there, learnable only once the UNet has learnt to see through it.
+    scheduler = EulerAncestralDiscreteScheduler.from_pretrained(path, subfolder="scheduler")
+    scheduler.register_to_config(prediction_type="v_prediction")
+    scheduler.save_pretrained(path / "scheduler")
+    return path
