@@ -82,6 +82,7 @@ def build_tiny_text_to_image(path: Path, seed: int = 0) -> Path:
             beta_schedule="scaled_linear",
             clip_sample=False,
             set_alpha_to_one=False,
+            steps_offset=1,
         ),
         "safety_checker": None,
         "feature_extractor": None,
