@@ -237,6 +237,12 @@ def bench_batch(
     run_batch_benchmark(size, steps, batch, model, echo=typer.echo)
 
 
+# Fine-tuning pipeline (issue 7): `dataset captions|images`, `train`, `eval` (docs/FINETUNING.md).
+from editor.finetune.commands import register as _register_finetune  # noqa: E402
+
+_register_finetune(app)
+
+
 def main() -> None:
     app()
 

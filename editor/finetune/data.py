@@ -31,6 +31,8 @@ class EditPair:
     edited_image: Image.Image
     original_prompt: str = ""
     edited_prompt: str = ""
+    session: str = ""  # multi-turn sets: the conversation this turn belongs to
+    turn: int = 0
 
 
 class FolderPairs(Sequence[EditPair]):
@@ -60,6 +62,8 @@ class FolderPairs(Sequence[EditPair]):
             edited_image=_open(self.folder / row["edited_image_file_name"]),
             original_prompt=row.get("original_prompt", ""),
             edited_prompt=row.get("edited_prompt", ""),
+            session=str(row.get("session", "")),
+            turn=int(row.get("turn", 0)),
         )
 
 
@@ -99,6 +103,8 @@ class HubPairs(Sequence[EditPair]):
             edited_image=row["edited_image"].convert("RGB"),
             original_prompt=row.get("original_prompt") or "",
             edited_prompt=row.get("edited_prompt") or "",
+            session=str(row.get("session") or ""),
+            turn=int(row.get("turn") or 0),
         )
 
 
@@ -113,6 +119,27 @@ def open_pairs(source: str | Path) -> Sequence[EditPair]:
             "or a hub dataset id."
         )
     return HubPairs(str(source))
+
+
+def write_pair_folder(pairs: Sequence[EditPair], folder: Path) -> Path:
+    """Write pairs as an imagefolder (PNG files and metadata.jsonl), as `dataset images` does."""
+    (folder / "images").mkdir(parents=True, exist_ok=True)
+    with (folder / METADATA).open("w", encoding="utf-8") as file:
+        for index, pair in enumerate(pairs):
+            stem = f"images/{index:06d}"
+            pair.original_image.save(folder / f"{stem}-original.png")
+            pair.edited_image.save(folder / f"{stem}-edited.png")
+            row: dict[str, str | int] = {
+                "original_image_file_name": f"{stem}-original.png",
+                "edited_image_file_name": f"{stem}-edited.png",
+                "original_prompt": pair.original_prompt,
+                "edit_prompt": pair.edit_prompt,
+                "edited_prompt": pair.edited_prompt,
+            }
+            if pair.session:
+                row |= {"session": pair.session, "turn": pair.turn}
+            file.write(json.dumps(row) + "\n")
+    return folder
 
 
 def to_tensor(image: Image.Image, resolution: int) -> torch.Tensor:

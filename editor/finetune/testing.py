@@ -210,3 +210,34 @@ def build_toy_pipeline(path: Path, seed: int = 0) -> Path:
     scheduler.register_to_config(prediction_type="v_prediction")
     scheduler.save_pretrained(path / "scheduler")
     return path
+
+
+def toy_colour_sessions(
+    sessions: int,
+    turns: int = 2,
+    size: int = 32,
+    seed: int = 0,
+    colours: tuple[str, ...] = ("blue", "red"),
+) -> list[EditPair]:
+    """Multi-turn toy conversations: each turn recolours the previous turn's (true) result."""
+    rng = random.Random(seed)
+    pairs = []
+    for session in range(sessions):
+        current = Image.new("RGB", (size, size), tuple(rng.randrange(256) for _ in range(3)))
+        current_name = "flat"
+        for turn in range(turns):
+            name = colours[(session + turn) % len(colours)]
+            edited = Image.new("RGB", (size, size), TOY_COLOURS[name])
+            pairs.append(
+                EditPair(
+                    original_image=current,
+                    edit_prompt=f"make it {name}",
+                    edited_image=edited,
+                    original_prompt=f"a {current_name} colour",
+                    edited_prompt=f"a flat {name} colour",
+                    session=f"s{session}",
+                    turn=turn,
+                )
+            )
+            current, current_name = edited, f"flat {name}"
+    return pairs
