@@ -193,9 +193,12 @@ class Trainer:
                 f"{config.model!r} has a {self.unet.config.in_channels}-channel UNet; training "
                 "needs an InstructPix2Pix model (8 input channels), e.g. timbrooks/instruct-pix2pix."
             )
-        self.vae.requires_grad_(False).to(self.device, frozen)
+        self.vae.requires_grad_(False).to(self.device)
         self.text_encoder.requires_grad_(False)
-        self.text_encoder.to(device=self.device, dtype=frozen)  # type: ignore[call-arg]
+        self.text_encoder.to(self.device)  # type: ignore[arg-type]
+        if frozen != torch.float32:
+            self.vae.to(dtype=frozen)
+            self.text_encoder.to(dtype=frozen)  # type: ignore[call-arg]
         self.frozen_dtype = frozen
         self.unet.requires_grad_(config.full_finetune)
         if not config.full_finetune:
