@@ -103,6 +103,8 @@ class CaptionTriple:
     edited_prompt: str
     old_value: str
     new_value: str
+    session: str = ""  # multi-turn rows: the conversation, and this edit's place in it
+    turn: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,18 +178,63 @@ def synthesize(config: SynthesisConfig) -> list[CaptionTriple]:
 
 
 def _draw(config: SynthesisConfig, rng: random.Random) -> Iterator[CaptionTriple]:
+    families = _families(config)
+    for product, scene in _variants(config, rng):
+        for family in families:
+            yield from _edits(scene, product, family, config, rng)
+
+
+def _families(config: SynthesisConfig) -> list[EditFamily]:
+    return [f for f in FAMILIES if config.families is None or f.name in config.families]
+
+
+def _variants(config: SynthesisConfig, rng: random.Random) -> Iterator[tuple[Product, Scene]]:
     names = category_names()
     if config.categories is not None and config.categories < len(names):
         names = rng.sample(names, config.categories)
-    families = [f for f in FAMILIES if config.families is None or f.name in config.families]
     for category in names:
         products = [product for product in PRODUCTS if product.category == category]
         chosen = rng.sample(products, min(config.products_per_category, len(products)))
         for product in chosen:
             for _ in range(config.variants_per_product):
-                scene = _base_scene(product, rng)
-                for family in families:
-                    yield from _edits(scene, product, family, config, rng)
+                yield product, _base_scene(product, rng)
+
+
+def synthesize_sessions(config: SynthesisConfig, turns: int) -> list[CaptionTriple]:
+    """Multi-turn conversations: each turn edits the scene the previous turn produced.
+
+    One session per product variant, `turns` edits from families that set different slots
+    (so no turn undoes another), one phrasing each. Rows carry `session` and `turn`.
+    """
+    if turns < 2:
+        raise ValueError(f"A session needs at least 2 turns, not {turns}.")
+    rng = random.Random(f"sessions:{config.seed}")
+    families = _families(config)
+    if len({family.slot for family in families}) < turns:
+        raise ValueError(f"{turns} turns need edit families that set {turns} different slots.")
+    rows: list[CaptionTriple] = []
+    for product, start in _variants(config, rng):
+        session = hashlib.sha1(f"{config.seed}:{len(rows)}:{start.caption()}".encode())
+        scene = start
+        used: set[str] = set()
+        turn = 0
+        for family in rng.sample(families, len(families)):
+            if turn == turns:
+                break
+            options = _options(scene, product, family)
+            if family.slot in used or not options:
+                continue
+            value = rng.choice(options)
+            register, template = _pick_phrasings(phrasings(family), 1, rng)[0]
+            instruction = _instruction(template, product, value, rng)
+            edited = scene.with_slot(family.slot, value.caption)
+            row = _row(
+                product, family, register, scene, instruction, edited, scene.get(family.slot), value
+            )
+            rows.append(dataclasses.replace(row, session=session.hexdigest()[:12], turn=turn))
+            used.add(family.slot)
+            scene, turn = edited, turn + 1
+    return rows
 
 
 def _base_scene(product: Product, rng: random.Random) -> Scene:
@@ -211,29 +258,41 @@ def _edits(
     rng: random.Random,
 ) -> Iterator[CaptionTriple]:
     current = scene.get(family.slot)
-    # A target already said elsewhere in the caption ("make it gold" on a gold watch) would
-    # read as a no-op or as "a gold gold watch".
-    said = f" {scene.caption()} "
-    options = [
-        value
-        for value in targets(family, product)
-        if value.caption != current and f" {value.caption} " not in said
-    ]
+    options = _options(scene, product, family)
     if not options:
         return
     by_register = phrasings(family)
     for value in rng.sample(options, min(config.values_per_family, len(options))):
         edited = scene.with_slot(family.slot, value.caption)
         for register, template in _pick_phrasings(by_register, config.phrasings_per_edit, rng):
-            instruction = template.format(
-                noun=product.noun,
-                value=value.name,
-                a_value=with_article(value.name),
-                caption=value.caption,
-            )
-            if rng.random() < 0.5:
-                instruction = instruction[:1].upper() + instruction[1:]
+            instruction = _instruction(template, product, value, rng)
             yield _row(product, family, register, scene, instruction, edited, current, value)
+
+
+def _options(scene: Scene, product: Product, family: EditFamily) -> list[Value]:
+    """Targets that change the scene: not the current value, not said elsewhere in the caption.
+
+    "make it gold" on a gold watch would read as a no-op or as "a gold gold watch".
+    """
+    current = scene.get(family.slot)
+    said = f" {scene.caption()} "
+    return [
+        value
+        for value in targets(family, product)
+        if value.caption != current and f" {value.caption} " not in said
+    ]
+
+
+def _instruction(template: str, product: Product, value: Value, rng: random.Random) -> str:
+    instruction = template.format(
+        noun=product.noun,
+        value=value.name,
+        a_value=with_article(value.name),
+        caption=value.caption,
+    )
+    if rng.random() < 0.5:
+        instruction = instruction[:1].upper() + instruction[1:]
+    return instruction
 
 
 def _pick_phrasings(
@@ -314,6 +373,8 @@ def read_jsonl(path: Path) -> list[CaptionTriple]:
                     edited_prompt=data["edited_prompt"],
                     old_value=str(data.get("old_value", "")),
                     new_value=str(data.get("new_value", "")),
+                    session=str(data.get("session", "")),
+                    turn=int(data.get("turn", 0)),
                 )
             )
     return rows

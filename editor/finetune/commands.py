@@ -81,12 +81,23 @@ def captions(
     family: Annotated[
         list[str] | None, typer.Option(help="Only these edit families (repeatable).")
     ] = None,
+    turns: Annotated[
+        int,
+        typer.Option(
+            min=1, help="Turns per conversation: above 1, write multi-turn sessions instead."
+        ),
+    ] = 1,
     list_families: Annotated[
         bool, typer.Option("--list-families", help="Print the edit families and exit.")
     ] = False,
 ) -> None:
     """Synthesize (input caption, instruction, output caption) triples for product photos."""
-    from editor.finetune.captions import SynthesisConfig, synthesize, write_jsonl
+    from editor.finetune.captions import (
+        SynthesisConfig,
+        synthesize,
+        synthesize_sessions,
+        write_jsonl,
+    )
     from editor.finetune.catalogue import FAMILIES
 
     if list_families:
@@ -102,10 +113,11 @@ def captions(
         values_per_family=values_per_family,
         phrasings_per_edit=phrasings,
     )
-    rows = synthesize(config)
+    rows = synthesize(config) if turns == 1 else synthesize_sessions(config, turns)
     count = write_jsonl(rows, output)
     families = len({row.family for row in rows})
-    typer.echo(f"Wrote {count} triples ({families} edit families) to {output}")
+    sessions = f" in {len({row.session for row in rows})} sessions" if turns > 1 else ""
+    typer.echo(f"Wrote {count} triples{sessions} ({families} edit families) to {output}")
 
 
 @dataset_app.command("images")

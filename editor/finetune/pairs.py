@@ -6,6 +6,11 @@ kept when both images match their captions, the two images are still alike, and 
 points the way the caption change does (CLIP directional similarity). The best `keep` samples
 by directional similarity are written.
 
+Multi-turn sessions (rows with `session` and `turn`, from `dataset captions --turns N`) are
+generated as one unit: the first caption and every turn's output caption in one batch, each
+sharing the first one's noise and attention maps, so turn k's edited image is turn k+1's input.
+A session is kept only when every turn passes.
+
 The output folder is a Hugging Face imagefolder (see editor/finetune/data.py). Work is resumable:
 `progress.jsonl` records every finished triple, so an interrupted run starts where it stopped,
 and rows of a triple that was cut off half-way are dropped before it is redone.
@@ -15,7 +20,7 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,7 +32,7 @@ from PIL import Image
 from editor.finetune.captions import CaptionTriple
 from editor.finetune.data import METADATA
 from editor.finetune.metrics import DEFAULT_CLIP, ClipScorer, clip_i, clip_t, directional_similarity
-from editor.finetune.prompt2prompt import PairSettings, generate_pair
+from editor.finetune.prompt2prompt import PairSettings, generate_session
 from editor.pix2pix import DTYPES, ModelLoadError, select_device
 
 PROGRESS = "progress.jsonl"
@@ -83,13 +88,42 @@ class PairConfig:
 
 @dataclass(frozen=True, slots=True)
 class Sample:
-    """One generated pair and its CLIP scores."""
+    """One generated sample of a unit: its images and the CLIP scores of each turn.
 
-    original: Image.Image
-    edited: Image.Image
+    For a single triple, `images` is (input, edited) and `scores` has one entry; for a session
+    of n turns, n + 1 images where turn k goes from image k to image k + 1.
+    """
+
+    images: tuple[Image.Image, ...]
     seed: int
     cross_replace_steps: float
-    scores: dict[str, float]
+    scores: tuple[dict[str, float], ...]
+
+    @property
+    def directional(self) -> float:
+        return sum(turn["clip_directional"] for turn in self.scores) / len(self.scores)
+
+
+def units(triples: Sequence[CaptionTriple]) -> list[list[CaptionTriple]]:
+    """Triples grouped into what is generated together: single rows, or whole sessions in turn order."""
+    grouped: dict[str, list[CaptionTriple]] = {}
+    result: list[list[CaptionTriple]] = []
+    for triple in triples:
+        if not triple.session:
+            result.append([triple])
+        elif triple.session in grouped:
+            grouped[triple.session].append(triple)
+        else:
+            grouped[triple.session] = [triple]
+            result.append(grouped[triple.session])
+    for unit in result:
+        unit.sort(key=lambda t: t.turn)
+    return result
+
+
+def unit_id(unit: Sequence[CaptionTriple]) -> str:
+    """The key `progress.jsonl` records a unit under."""
+    return f"session:{unit[0].session}" if unit[0].session else unit[0].id
 
 
 @dataclass(slots=True)
@@ -133,10 +167,11 @@ class PairGenerator:
         self.pipe = pipe
         self.clip = clip
 
-    def samples(self, triple: CaptionTriple) -> list[Sample]:
-        """All samples of one triple, scored; deterministic for the run's seed and the triple."""
+    def samples(self, unit: Sequence[CaptionTriple]) -> list[Sample]:
+        """All samples of one unit, scored; deterministic for the run's seed and the unit."""
         config = self.config
-        rng = random.Random(f"{config.seed}:{triple.id}")
+        rng = random.Random(f"{config.seed}:{unit_id(unit)}")
+        captions = [unit[0].original_prompt, *(triple.edited_prompt for triple in unit)]
         drawn = []
         for _ in range(config.samples_per_triple):
             seed = rng.randrange(2**32)
@@ -150,50 +185,41 @@ class PairGenerator:
                 height=config.resolution,
                 width=config.resolution,
             )
-            original, edited = generate_pair(
-                self.pipe, triple.original_prompt, triple.edited_prompt, settings
-            )
-            drawn.append((original, edited, seed, share))
-        originals = [d[0] for d in drawn]
-        editeds = [d[1] for d in drawn]
-        count = len(drawn)
-        captions_in = [triple.original_prompt] * count
-        captions_out = [triple.edited_prompt] * count
-        scores = zip(
-            clip_t(self.clip, originals, captions_in),
-            clip_t(self.clip, editeds, captions_out),
-            clip_i(self.clip, originals, editeds),
-            directional_similarity(self.clip, originals, editeds, captions_in, captions_out),
-            strict=True,
+            drawn.append((tuple(generate_session(self.pipe, captions, settings)), seed, share))
+        # Score every turn of every sample in one batch per measure.
+        originals = [images[k] for images, _, _ in drawn for k in range(len(unit))]
+        editeds = [images[k + 1] for images, _, _ in drawn for k in range(len(unit))]
+        captions_in = [triple.original_prompt for _ in drawn for triple in unit]
+        captions_out = [triple.edited_prompt for _ in drawn for triple in unit]
+        columns = {
+            "clip_original": clip_t(self.clip, originals, captions_in),
+            "clip_edited": clip_t(self.clip, editeds, captions_out),
+            "clip_image": clip_i(self.clip, originals, editeds),
+            "clip_directional": directional_similarity(
+                self.clip, originals, editeds, captions_in, captions_out
+            ),
+        }
+        samples = []
+        for index, (images, seed, share) in enumerate(drawn):
+            rows = range(index * len(unit), (index + 1) * len(unit))
+            scores = tuple({name: values[i] for name, values in columns.items()} for i in rows)
+            samples.append(Sample(images, seed, share, scores))
+        return samples
+
+    def passes(self, scores: dict[str, float]) -> bool:
+        """The InstructPix2Pix filter for one turn."""
+        t = self.config.thresholds
+        return (
+            scores["clip_original"] >= t.image_caption
+            and scores["clip_edited"] >= t.image_caption
+            and scores["clip_image"] >= t.image_image
+            and scores["clip_directional"] >= t.directional
         )
-        return [
-            Sample(
-                original,
-                edited,
-                seed,
-                share,
-                {
-                    "clip_original": a,
-                    "clip_edited": b,
-                    "clip_image": c,
-                    "clip_directional": d,
-                },
-            )
-            for (original, edited, seed, share), (a, b, c, d) in zip(drawn, scores, strict=True)
-        ]
 
     def keep(self, samples: Sequence[Sample]) -> list[Sample]:
-        """The samples that pass the filter, best directional similarity first, at most `keep`."""
-        t = self.config.thresholds
-        passed = [
-            s
-            for s in samples
-            if s.scores["clip_original"] >= t.image_caption
-            and s.scores["clip_edited"] >= t.image_caption
-            and s.scores["clip_image"] >= t.image_image
-            and s.scores["clip_directional"] >= t.directional
-        ]
-        passed.sort(key=lambda s: s.scores["clip_directional"], reverse=True)
+        """Samples whose every turn passes, best (mean) directional similarity first, at most `keep`."""
+        passed = [s for s in samples if all(self.passes(turn) for turn in s.scores)]
+        passed.sort(key=lambda s: s.directional, reverse=True)
         return passed[: self.config.keep_per_triple]
 
     def run(
@@ -202,7 +228,6 @@ class PairGenerator:
         output_dir: Path,
         *,
         progress: bool = True,
-        on_triple: Callable[[CaptionTriple], None] | None = None,
     ) -> PairReport:
         """Generate pairs for every triple not done yet and append them to `output_dir`."""
         from tqdm.auto import tqdm
@@ -212,51 +237,59 @@ class PairGenerator:
         _drop_unfinished_rows(output_dir, done)
         (output_dir / "pairs_config.json").write_text(json.dumps(_jsonable(self.config), indent=2))
         report = PairReport()
-        todo = [t for t in triples if t.id not in done]
-        report.triples_skipped = len(triples) - len(todo)
+        groups = units(triples)
+        todo = [unit for unit in groups if unit_id(unit) not in done]
+        report.triples_skipped = sum(len(unit) for unit in groups) - sum(len(u) for u in todo)
         if self.config.limit is not None:
             todo = todo[: self.config.limit]
         with (
             (output_dir / METADATA).open("a", encoding="utf-8") as metadata,
             (output_dir / PROGRESS).open("a", encoding="utf-8") as finished,
-            tqdm(todo, desc="Pairs", unit="triple", disable=not progress) as bar,
+            tqdm(todo, desc="Pairs", unit="unit", disable=not progress) as bar,
         ):
-            for triple in bar:
-                samples = self.samples(triple)
+            for unit in bar:
+                samples = self.samples(unit)
                 kept = self.keep(samples)
                 for rank, sample in enumerate(kept):
-                    metadata.write(json.dumps(self._write(triple, rank, sample, output_dir)) + "\n")
+                    for row in self._write(unit, rank, sample, output_dir):
+                        metadata.write(json.dumps(row) + "\n")
                 metadata.flush()
-                finished.write(json.dumps({"id": triple.id, "kept": len(kept)}) + "\n")
+                finished.write(json.dumps({"id": unit_id(unit), "kept": len(kept)}) + "\n")
                 finished.flush()
-                report.triples_done += 1
+                report.triples_done += len(unit)
                 report.samples += len(samples)
-                report.kept += len(kept)
+                report.kept += len(kept) * len(unit)
                 bar.set_postfix(kept=report.kept)
-                if on_triple is not None:
-                    on_triple(triple)
         return report
 
     @staticmethod
     def _write(
-        triple: CaptionTriple, rank: int, sample: Sample, output_dir: Path
-    ) -> dict[str, Any]:
-        stem = f"images/{triple.id}-{rank}"
-        sample.original.save(output_dir / f"{stem}-original.png")
-        sample.edited.save(output_dir / f"{stem}-edited.png")
-        return {
-            "original_image_file_name": f"{stem}-original.png",
-            "edited_image_file_name": f"{stem}-edited.png",
-            "id": triple.id,
-            "original_prompt": triple.original_prompt,
-            "edit_prompt": triple.edit_prompt,
-            "edited_prompt": triple.edited_prompt,
-            "category": triple.category,
-            "family": triple.family,
-            "seed": sample.seed,
-            "cross_replace_steps": round(sample.cross_replace_steps, 4),
-            **{name: round(value, 5) for name, value in sample.scores.items()},
-        }
+        unit: Sequence[CaptionTriple], rank: int, sample: Sample, output_dir: Path
+    ) -> list[dict[str, Any]]:
+        key = unit[0].session or unit[0].id
+        names = [f"images/{key}-{rank}-{index}.png" for index in range(len(sample.images))]
+        for name, image in zip(names, sample.images, strict=True):
+            image.save(output_dir / name)
+        rows = []
+        for turn, (triple, scores) in enumerate(zip(unit, sample.scores, strict=True)):
+            row: dict[str, Any] = {
+                "original_image_file_name": names[turn],
+                "edited_image_file_name": names[turn + 1],
+                "id": triple.id,
+                "original_prompt": triple.original_prompt,
+                "edit_prompt": triple.edit_prompt,
+                "edited_prompt": triple.edited_prompt,
+                "category": triple.category,
+                "family": triple.family,
+                "seed": sample.seed,
+                "cross_replace_steps": round(sample.cross_replace_steps, 4),
+                **{name: round(value, 5) for name, value in scores.items()},
+            }
+            if triple.session:
+                # A session's rows share one sample: row k's edited image is row k+1's input.
+                row |= {"session": f"{triple.session}-{rank}", "turn": turn}
+            rows.append(row)
+        return rows
 
 
 def _finished(output_dir: Path) -> set[str]:
@@ -281,10 +314,13 @@ def _drop_unfinished_rows(output_dir: Path, done: set[str]) -> None:
     keep = []
     for line in lines:
         try:
-            if json.loads(line)["id"] in done:
-                keep.append(line)
+            row = json.loads(line)
+            session = str(row.get("session", ""))
+            unit = f"session:{session.rsplit('-', 1)[0]}" if session else row["id"]
         except (ValueError, KeyError):
             continue
+        if unit in done:
+            keep.append(line)
     if len(keep) != len(lines):
         path.write_text("".join(line + "\n" for line in keep), "utf-8")
 

@@ -63,8 +63,11 @@ def align_tokens(tokenizer: PreTrainedTokenizerBase, source: str, target: str) -
 class AttentionControl:
     """Which steps share which maps; the processors ask it, the step callback advances it.
 
+    The batch holds the source caption first and one or more targets after it (several for a
+    multi-turn session, each aligned to the source).
+
     Args:
-        alignment: target-to-source token alignment.
+        alignment: target-to-source token alignment, or one per target.
         num_inference_steps: steps of the run.
         cross_replace_steps: fraction of the steps (from the start) whose cross-attention maps
             the target takes from the source.
@@ -76,14 +79,14 @@ class AttentionControl:
 
     def __init__(
         self,
-        alignment: TokenAlignment,
+        alignment: TokenAlignment | Sequence[TokenAlignment],
         num_inference_steps: int,
         *,
         cross_replace_steps: float = 0.8,
         self_replace_steps: float = 0.4,
         self_replace_max_pixels: int = 16 * 16,
     ) -> None:
-        self.alignment = alignment
+        self.alignments = [alignment] if isinstance(alignment, TokenAlignment) else list(alignment)
         self.cross_until = round(cross_replace_steps * num_inference_steps)
         self.self_until = round(self_replace_steps * num_inference_steps)
         self.self_replace_max_pixels = self_replace_max_pixels
@@ -93,7 +96,8 @@ class AttentionControl:
     def edit(self, probs: torch.Tensor, heads: int, is_cross: bool) -> torch.Tensor:
         """Attention probabilities (batch*heads, pixels, keys) with the target's maps replaced."""
         batch = probs.shape[0] // heads
-        if batch % 2:
+        prompts = len(self.alignments) + 1
+        if batch not in (prompts, 2 * prompts):
             return probs
         pixels = probs.shape[1]
         if is_cross and self.step >= self.cross_until:
@@ -101,19 +105,19 @@ class AttentionControl:
         if not is_cross and (self.step >= self.self_until or pixels > self.self_replace_max_pixels):
             return probs
         maps = probs.reshape(batch, heads, *probs.shape[1:]).clone()
-        # Prompts come as (source, target) pairs; with classifier-free guidance the batch is
-        # [uncond source, uncond target, cond source, cond target] and only the conditional
+        # The batch is (source, target, ...); with classifier-free guidance it is the
+        # unconditional copies first, then the conditional ones, and only the conditional
         # half is controlled, as in the paper.
-        first = batch // 2 if batch == 4 else 0
-        for index in range(first, batch, 2):
-            source, target = maps[index], maps[index + 1]
+        first = prompts if batch == 2 * prompts else 0
+        source = maps[first]
+        for offset, alignment in enumerate(self.alignments, 1):
+            target = maps[first + offset]
             if is_cross:
-                mapper = self.alignment.mapper.to(probs.device)
-                alphas = self.alignment.alphas.to(probs.device, probs.dtype)
-                taken = source[..., mapper]
-                maps[index + 1] = taken * alphas + target * (1 - alphas)
+                mapper = alignment.mapper.to(probs.device)
+                alphas = alignment.alphas.to(probs.device, probs.dtype)
+                maps[first + offset] = source[..., mapper] * alphas + target * (1 - alphas)
             else:
-                maps[index + 1] = source
+                maps[first + offset] = source
         self.replaced += 1
         return maps.reshape(probs.shape)
 
@@ -232,15 +236,28 @@ def generate(
     return list(images)
 
 
-def generate_pair(
-    pipe: StableDiffusionPipeline, source: str, target: str, settings: PairSettings
-) -> tuple[Image.Image, Image.Image]:
-    """(input image, edited image) for a caption pair, sharing seed and attention maps."""
+def generate_session(
+    pipe: StableDiffusionPipeline, captions: Sequence[str], settings: PairSettings
+) -> list[Image.Image]:
+    """One image per caption, every later one sharing seed and maps with the first.
+
+    For a multi-turn session (caption 0, then each turn's output caption) image k is the
+    input of turn k + 1 and image k + 1 its edited result.
+    """
+    if len(captions) < 2:
+        raise ValueError("A session needs a source caption and at least one target.")
     control = AttentionControl(
-        align_tokens(pipe.tokenizer, source, target),
+        [align_tokens(pipe.tokenizer, captions[0], target) for target in captions[1:]],
         settings.num_inference_steps,
         cross_replace_steps=settings.cross_replace_steps,
         self_replace_steps=settings.self_replace_steps,
     )
-    original, edited = generate(pipe, [source, target], settings, control)
+    return generate(pipe, captions, settings, control)
+
+
+def generate_pair(
+    pipe: StableDiffusionPipeline, source: str, target: str, settings: PairSettings
+) -> tuple[Image.Image, Image.Image]:
+    """(input image, edited image) for a caption pair, sharing seed and attention maps."""
+    original, edited = generate_session(pipe, [source, target], settings)
     return original, edited

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections import Counter
 from pathlib import Path
@@ -15,6 +16,7 @@ from editor.finetune.captions import (
     category_names,
     read_jsonl,
     synthesize,
+    synthesize_sessions,
     write_jsonl,
 )
 from editor.finetune.catalogue import COLOURS, FAMILIES
@@ -144,3 +146,23 @@ def test_jsonl_round_trip(rows: list[CaptionTriple], tmp_path: Path) -> None:
     (tmp_path / "bad.jsonl").write_text('{"original_prompt": "x"}\n')
     with pytest.raises(ValueError, match=r"bad\.jsonl:1"):
         read_jsonl(tmp_path / "bad.jsonl")
+
+
+def test_sessions_chain_each_turn_on_the_previous_one() -> None:
+    config = SynthesisConfig(seed=2, categories=3, products_per_category=2, variants_per_product=1)
+    rows = synthesize_sessions(config, turns=3)
+    assert rows == synthesize_sessions(config, turns=3)
+    sessions: dict[str, list[CaptionTriple]] = {}
+    for row in rows:
+        sessions.setdefault(row.session, []).append(row)
+    assert len(sessions) == 6
+    families = {family.name: family for family in FAMILIES}
+    for turns in sessions.values():
+        assert [row.turn for row in turns] == [0, 1, 2]
+        for before, after in itertools.pairwise(turns):
+            assert after.original_prompt == before.edited_prompt
+        # Three different slots, so no turn undoes another, and every turn changes the caption.
+        assert len({families[row.family].slot for row in turns}) == 3
+        assert all(row.original_prompt != row.edited_prompt for row in turns)
+    with pytest.raises(ValueError, match="at least 2 turns"):
+        synthesize_sessions(config, turns=1)

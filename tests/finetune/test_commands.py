@@ -34,6 +34,11 @@ def test_captions_command_writes_the_requested_rows(tmp_path: Path) -> None:
     rows = read_jsonl(out)
     assert f"Wrote {len(rows)} triples (25 edit families)" in output
     assert 0.95 * 2 * 25 * 2 <= len(rows) <= 2 * 25 * 2
+    code, output = _run("dataset", "captions", "-o", str(out), "--categories", "1", "--turns", "3")
+    sessions = {row.session for row in read_jsonl(out)}
+    assert (
+        code == 0 and f"in {len(sessions)} sessions" in output and len(sessions) == 4
+    )  # 2 products x 2 variants
     code, output = _run("dataset", "captions", "--list-families")
     assert code == 0 and "recolour" in output and "landmark background" in output
     code, output = _run("dataset", "captions", "-o", str(out), "--family", "teleport")

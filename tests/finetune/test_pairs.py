@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -10,7 +11,12 @@ import pytest
 from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion import StableDiffusionPipeline
 from PIL import Image
 
-from editor.finetune.captions import CaptionTriple, SynthesisConfig, synthesize
+from editor.finetune.captions import (
+    CaptionTriple,
+    SynthesisConfig,
+    synthesize,
+    synthesize_sessions,
+)
 from editor.finetune.data import METADATA, open_pairs
 from editor.finetune.metrics import ClipScorer, clip_t, directional_similarity
 from editor.finetune.pairs import (
@@ -101,6 +107,7 @@ def test_pairs_resume_and_load_with_datasets(
 
     # Stored scores are the metrics of the stored (lossless) images.
     row = rows[0]
+    assert "session" not in row
     original = Image.open(out / str(row["original_image_file_name"]))
     edited = Image.open(out / str(row["edited_image_file_name"]))
     triple = triples[0]
@@ -139,27 +146,64 @@ def test_the_filter_drops_pairs_that_fail_and_keeps_the_best(
 
     image = Image.new("RGB", (8, 8))
 
-    def sample(directional: float, image_image: float = 0.9) -> Sample:
-        scores = {
+    def turn(directional: float, image_image: float = 0.9) -> dict[str, float]:
+        return {
             "clip_original": 0.3,
             "clip_edited": 0.3,
             "clip_image": image_image,
             "clip_directional": directional,
         }
-        return Sample(image, image, 0, 0.5, scores)
+
+    def sample(*turns: dict[str, float]) -> Sample:
+        return Sample((image,) * (len(turns) + 1), 0, 0.5, turns)
 
     generator = PairGenerator(_config(keep_per_triple=2, thresholds=Thresholds()), pipe, clip)
-    candidates = [sample(0.25), sample(0.1), sample(0.4), sample(0.5, image_image=0.5), sample(0.3)]
+    candidates = [
+        sample(turn(0.25)),
+        sample(turn(0.1)),
+        sample(turn(0.4)),
+        sample(turn(0.5, image_image=0.5)),
+        sample(turn(0.3)),
+    ]
     kept = generator.keep(candidates)
-    assert [s.scores["clip_directional"] for s in kept] == [0.4, 0.3]
+    assert [s.directional for s in kept] == [0.4, 0.3]
+    # A session is kept only if every turn passes; it ranks by its mean.
+    sessions = [
+        sample(turn(0.9), turn(0.1)),
+        sample(turn(0.3), turn(0.35)),
+        sample(turn(0.25), turn(0.2)),
+    ]
+    assert [s.directional for s in generator.keep(sessions)] == pytest.approx([0.325, 0.225])
 
 
 def test_samples_are_deterministic_and_draw_their_own_seeds(
     pipe: StableDiffusionPipeline, clip: ClipScorer, triples: list[CaptionTriple]
 ) -> None:
     generator = PairGenerator(_config(), pipe, clip)
-    first, again = generator.samples(triples[0]), generator.samples(triples[0])
+    first, again = generator.samples(triples[:1]), generator.samples(triples[:1])
     assert [s.seed for s in first] == [s.seed for s in again]
     assert len({s.seed for s in first}) == 2
     assert all(0.1 <= s.cross_replace_steps <= 0.9 for s in first)
-    assert list(first[0].edited.getdata()) == list(again[0].edited.getdata())
+    assert first[0].images[1].tobytes() == again[0].images[1].tobytes()
+
+
+def test_sessions_chain_their_images_and_load_as_multi_turn_pairs(
+    pipe: StableDiffusionPipeline, clip: ClipScorer, tmp_path: Path
+) -> None:
+    config = SynthesisConfig(categories=2, products_per_category=1, variants_per_product=1)
+    turns = synthesize_sessions(config, turns=3)
+    assert len(turns) == 6
+    report = PairGenerator(_config(limit=1), pipe, clip).run(turns, tmp_path, progress=False)
+    assert (report.triples_done, report.kept) == (3, 3)
+    rows = _rows(tmp_path)
+    assert [row["turn"] for row in rows] == [0, 1, 2]
+    assert len({row["session"] for row in rows}) == 1
+    # Each turn starts from the image the previous turn produced.
+    for before, after in itertools.pairwise(rows):
+        assert after["original_image_file_name"] == before["edited_image_file_name"]
+        assert after["original_prompt"] == before["edited_prompt"]
+    # Resuming skips the finished session and generates the other one.
+    again = PairGenerator(_config(), pipe, clip).run(turns, tmp_path, progress=False)
+    assert (again.triples_skipped, again.triples_done) == (3, 3)
+    pairs = open_pairs(tmp_path)
+    assert [(p.turn, bool(p.session)) for p in pairs] == [(t, True) for t in (0, 1, 2)] * 2

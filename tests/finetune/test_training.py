@@ -231,7 +231,7 @@ def test_gradient_checkpointing_gives_the_same_loss_and_gradients(
         loss = trainer.compute_loss(original, edited, prompts)
         loss.backward()
         grads = [p.grad.clone() for p in trainer.unet.parameters() if p.grad is not None]
-        return float(loss), grads
+        return float(loss.detach()), grads
 
     plain_loss, plain_grads = loss_and_grads()
     trainer.unet.enable_gradient_checkpointing()
