@@ -78,7 +78,13 @@ class HubPairs(Sequence[EditPair]):
     def __init__(self, name: str, split: str = "train") -> None:
         import datasets
 
-        self.data = datasets.load_dataset(name, split=split)
+        try:
+            self.data = datasets.load_dataset(name, split=split)
+        except Exception as exc:  # datasets raises a dozen types for "not there"
+            raise ValueError(
+                f"{name!r} is neither a pair folder (with {METADATA}) nor a dataset that "
+                f"`datasets` could load: {exc}"
+            ) from exc
         missing = {"original_image", "edit_prompt", "edited_image"} - set(self.data.column_names)
         if missing:
             raise ValueError(

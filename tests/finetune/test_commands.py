@@ -93,6 +93,8 @@ def test_train_command_saves_an_adapter_the_editor_loads(
 def test_train_command_refuses_bad_input_plainly(tmp_path: Path, tiny_model_dir: Path) -> None:
     code, output = _run("train", str(tmp_path), "--model", str(tiny_model_dir), "--device", "cpu")
     assert code == 2 and "has no metadata.jsonl" in output
+    code, output = _run("train", "no-such-dataset", "--model", str(tiny_model_dir))
+    assert code == 2 and "'no-such-dataset' is neither a pair folder" in output
     folder = write_pair_folder(toy_colour_pairs(2), tmp_path / "toy")
     code, output = _run("train", str(folder), "--model", str(tmp_path / "nope"), "--device", "cpu")
     assert code == 1 and "Could not load the InstructPix2Pix model" in output
