@@ -176,7 +176,7 @@ def images(
     report = PairGenerator(config, pipe, clip).run(triples, output_dir, progress=progress)
     typer.echo(
         f"{report.triples_done} triples done ({report.triples_skipped} already done earlier): "
-        f"{report.kept} pairs kept of {report.samples} samples, in {output_dir}"
+        f"{report.kept} pairs kept from {report.samples} generated samples, in {output_dir}"
     )
 
 

@@ -403,10 +403,14 @@ class Trainer:
 
     def load_checkpoint(self, folder: Path) -> None:
         state = torch.load(folder / STATE_FILE, map_location="cpu", weights_only=True)
-        missing = set(self.trainable_state()) - set(state["trainable"])
-        if missing:
+        current = self.trainable_state()
+        saved = state["trainable"]
+        if set(current) != set(saved) or any(
+            saved[name].shape != value.shape for name, value in current.items()
+        ):
             raise TrainingError(
-                f"{folder} does not match this run (LoRA rank or full fine-tune changed?)."
+                f"The checkpoint {folder} does not match this run (LoRA rank or full fine-tune "
+                "changed?): train into another --output-dir, or pass --no-resume."
             )
         self.unet.load_state_dict(state["trainable"], strict=False)
         self.optimizer.load_state_dict(state["optimizer"])

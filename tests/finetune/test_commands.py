@@ -60,7 +60,9 @@ def test_images_command_builds_a_dataset_and_resumes(
     ]  # fmt: skip
     code, output = _run(*common, "--limit", "1")
     assert code == 0, output
-    assert "1 triples done (0 already done earlier): 1 pairs kept of 2 samples" in output
+    assert (
+        "1 triples done (0 already done earlier): 1 pairs kept from 2 generated samples" in output
+    )
     code, output = _run(*common)
     assert "1 triples done (1 already done earlier)" in output
     rows = (tmp_path / "pairs" / "metadata.jsonl").read_text().splitlines()

@@ -212,6 +212,10 @@ def test_resuming_ends_where_an_uninterrupted_run_ends(
         "00.png",
         "01.png",
     ]
+    # A checkpoint of another LoRA size is refused plainly, not loaded half-way.
+    other = _config(toy_model_dir, interrupted, max_train_steps=6, lora_rank=4, **common)
+    with pytest.raises(TrainingError, match="does not match this run"):
+        Trainer(other, pairs, progress=False).train()
     logged = [json.loads(line) for line in (interrupted / "train_log.jsonl").open()]
     assert [entry["step"] for entry in logged if "validation_l1" in entry] == [2]
     assert [entry["step"] for entry in logged if "loss" in entry] == [1, 2, 3, 4]
