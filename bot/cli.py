@@ -232,6 +232,22 @@ def bench_batch(
     run_batch_benchmark(size, steps, batch, model, echo=typer.echo)
 
 
+@bench_app.command("finetune")
+def bench_finetune(
+    toy_steps: Annotated[int, typer.Option(help="Toy LoRA training steps to time.")] = 100,
+) -> None:
+    """Fine-tuning pipeline: parameter and memory counts, tiny-model stage timings."""
+    from editor.finetune.bench import run_finetune_benchmark
+
+    run_finetune_benchmark(typer.echo, toy_steps=toy_steps)
+
+
+# Fine-tuning pipeline (issue 7): `dataset captions|images`, `train`, `eval` (docs/FINETUNING.md).
+from editor.finetune.commands import register as _register_finetune  # noqa: E402
+
+_register_finetune(app)
+
+
 def main() -> None:
     app()
 
