@@ -1,0 +1,83 @@
+"""shared image table; procrastinate's job queue schema on PostgreSQL
+
+Revision ID: 0002
+Revises: 0001
+Create Date: 2026-12-01
+
+Scaled out, every process (frontends, GPU workers on other hosts) must read every image, so
+images can live in the database (`images`, on every backend so the schema is the same
+everywhere). On PostgreSQL this revision also installs procrastinate's schema (tables,
+functions, triggers) at the version pinned in pyproject.toml: the queue is part of the
+database, migrated with it, and a fresh PostgreSQL database is ready for `pix2chat worker`.
+A later procrastinate release that changes its schema gets its own revision here that runs
+procrastinate's migration files for that step.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0002"
+down_revision = "0001"
+branch_labels = None
+depends_on = None
+
+PROCRASTINATE_OBJECTS = (
+    "DROP TABLE IF EXISTS procrastinate_events, procrastinate_periodic_defers, "
+    "procrastinate_jobs, procrastinate_workers CASCADE",
+    "DROP TYPE IF EXISTS procrastinate_job_to_defer_v1, procrastinate_job_event_type, "
+    "procrastinate_job_status CASCADE",
+)
+
+
+def upgrade() -> None:
+    op.create_table(
+        "images",
+        sa.Column("sha256", sa.String(length=64), nullable=False),
+        sa.Column("data", sa.LargeBinary(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("sha256"),
+    )
+    bind = op.get_bind()
+    if bind.dialect.name != "postgresql":
+        return
+    exists = bind.exec_driver_sql("SELECT to_regclass('procrastinate_jobs')").scalar()
+    if exists is None:  # a database shared with another procrastinate user keeps its schema
+        from procrastinate.schema import SchemaManager
+
+        bind.exec_driver_sql(SchemaManager.get_schema().replace("%", "%%"))
+
+
+def downgrade() -> None:
+    bind = op.get_bind()
+    if bind.dialect.name == "postgresql":
+        for statement in PROCRASTINATE_OBJECTS:
+            bind.exec_driver_sql(statement)
+        bind.exec_driver_sql(
+            "DROP FUNCTION IF EXISTS "
+            + ", ".join(
+                (
+                    "procrastinate_defer_jobs_v1",
+                    "procrastinate_defer_periodic_job_v2",
+                    "procrastinate_fetch_job_v2",
+                    "procrastinate_finish_job_v1",
+                    "procrastinate_cancel_job_v1",
+                    "procrastinate_retry_job_v1",
+                    "procrastinate_retry_job_v2",
+                    "procrastinate_notify_queue_job_inserted_v1",
+                    "procrastinate_notify_queue_abort_job_v1",
+                    "procrastinate_trigger_function_status_events_insert_v1",
+                    "procrastinate_trigger_function_status_events_update_v1",
+                    "procrastinate_trigger_function_scheduled_events_v1",
+                    "procrastinate_trigger_abort_requested_events_procedure_v1",
+                    "procrastinate_unlink_periodic_defers_v1",
+                    "procrastinate_register_worker_v1",
+                    "procrastinate_unregister_worker_v1",
+                    "procrastinate_update_heartbeat_v1",
+                    "procrastinate_prune_stalled_workers_v1",
+                )
+            )
+            + " CASCADE"
+        )
+    op.drop_table("images")
