@@ -76,12 +76,13 @@ def run(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> No
         )
         raise typer.Exit(2)
     _configure_logging(verbose)
+    from bot.app import ConfigurationError
     from bot.frontends import FrontendError
     from editor.pix2pix import ModelLoadError
 
     try:
         asyncio.run(_serve(settings))
-    except (ModelLoadError, FrontendError) as error:
+    except (ModelLoadError, FrontendError, ConfigurationError) as error:
         typer.secho(str(error), fg="red", err=True)
         raise typer.Exit(1) from error
     except KeyboardInterrupt:
@@ -104,6 +105,32 @@ async def _serve(settings: Settings) -> None:
             "serving %s; model %s", ", ".join(f.name for f in frontends), settings.model
         )
         await asyncio.gather(*(frontend.run(components, stop) for frontend in frontends))
+
+
+@app.command()
+def worker(
+    gpu: Annotated[
+        str | None, typer.Option(help="GPU index to use (default: PIX2CHAT_WORKER_GPU).")
+    ] = None,
+    concurrency: Annotated[
+        int | None, typer.Option(min=1, help="Jobs at once = largest batch.")
+    ] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+    null_editor: Annotated[bool, typer.Option(hidden=True)] = False,
+    step_delay_ms: Annotated[int, typer.Option(hidden=True, min=0)] = 0,
+) -> None:
+    """Run edit jobs from the shared PostgreSQL queue on one GPU (scaled-out mode)."""
+    settings = _settings()
+    updates: dict[str, object] = {}
+    if gpu is not None:
+        updates["worker_gpu"] = gpu
+    if concurrency is not None:
+        updates["worker_concurrency"] = concurrency
+    settings = settings.model_copy(update=updates)
+    _configure_logging(verbose)
+    from bot.worker_cli import run_worker
+
+    raise typer.Exit(run_worker(settings, null_editor=null_editor, step_delay_ms=step_delay_ms))
 
 
 @app.command()

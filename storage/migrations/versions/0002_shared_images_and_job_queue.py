@@ -23,6 +23,31 @@ down_revision = "0001"
 branch_labels = None
 depends_on = None
 
+# procrastinate wakes its workers when a job is inserted, not when a lock is released: the next
+# edit of a user whose edit just finished would wait for the next poll. This trigger sends the
+# same wake-up when a locked job leaves "doing" (finished, deleted or handed back for a retry).
+LOCK_RELEASED_FUNCTION = """
+CREATE FUNCTION pix2chat_notify_lock_released() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify(
+        'procrastinate_queue_v1#' || OLD.queue_name,
+        json_build_object('type', 'job_inserted', 'job_id', OLD.id)::text
+    );
+    RETURN NULL;
+END;
+$$
+"""
+LOCK_RELEASED_TRIGGERS = (
+    "CREATE TRIGGER pix2chat_lock_released_on_update AFTER UPDATE OF status "
+    "ON procrastinate_jobs FOR EACH ROW "
+    "WHEN (OLD.status = 'doing' AND NEW.status <> 'doing' AND OLD.lock IS NOT NULL) "
+    "EXECUTE PROCEDURE pix2chat_notify_lock_released()",
+    "CREATE TRIGGER pix2chat_lock_released_on_delete AFTER DELETE "
+    "ON procrastinate_jobs FOR EACH ROW "
+    "WHEN (OLD.status = 'doing' AND OLD.lock IS NOT NULL) "
+    "EXECUTE PROCEDURE pix2chat_notify_lock_released()",
+)
+
 PROCRASTINATE_OBJECTS = (
     "DROP TABLE IF EXISTS procrastinate_events, procrastinate_periodic_defers, "
     "procrastinate_jobs, procrastinate_workers CASCADE",
@@ -47,11 +72,15 @@ def upgrade() -> None:
         from procrastinate.schema import SchemaManager
 
         bind.exec_driver_sql(SchemaManager.get_schema().replace("%", "%%"))
+    bind.exec_driver_sql(LOCK_RELEASED_FUNCTION)
+    for trigger in LOCK_RELEASED_TRIGGERS:
+        bind.exec_driver_sql(trigger)
 
 
 def downgrade() -> None:
     bind = op.get_bind()
     if bind.dialect.name == "postgresql":
+        bind.exec_driver_sql("DROP FUNCTION IF EXISTS pix2chat_notify_lock_released() CASCADE")
         for statement in PROCRASTINATE_OBJECTS:
             bind.exec_driver_sql(statement)
         bind.exec_driver_sql(
