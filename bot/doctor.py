@@ -29,6 +29,7 @@ def run_checks(settings: Settings) -> list[Check]:
         check_database,
         check_data_dir,
         check_frontends,
+        check_queue,
     ]
     results = []
     for check in checks:
@@ -133,3 +134,65 @@ def check_frontends(settings: Settings) -> Check:
             "frontends", False, "no token set (PIX2CHAT_TELEGRAM_TOKEN or PIX2CHAT_DISCORD_TOKEN)"
         )
     return Check("frontends", True, ", ".join(enabled) + " (token set)")
+
+
+@dataclass(frozen=True, slots=True)
+class QueueState:
+    """The shared job queue as `pix2chat doctor` reports it."""
+
+    waiting: int
+    running: int
+    workers_alive: int
+    stalled: int
+
+
+def check_queue(settings: Settings) -> Check:
+    """Scaled out: jobs waiting, workers alive (fresh heartbeat), jobs of dead workers."""
+    from editor.pgqueue import is_postgresql
+
+    url = settings.resolved_database_url()
+    if not is_postgresql(url):
+        if settings.worker == "remote":
+            return Check("queue", False, "PIX2CHAT_WORKER=remote needs a PostgreSQL database")
+        return Check("queue", True, "embedded worker (SQLite: no shared queue)")
+    state = asyncio.run(queue_state(url, settings.stalled_timeout_s))
+    detail = (
+        f"{state.waiting} waiting, {state.running} running, "
+        f"{state.workers_alive} worker(s) alive, {state.stalled} stalled"
+    )
+    if settings.worker != "remote":
+        return Check("queue", True, f"embedded worker; shared queue: {detail}")
+    if state.workers_alive == 0:
+        return Check("queue", False, f"{detail}: no worker is running, start `pix2chat worker`")
+    if state.stalled:
+        detail += " (a live worker hands them back within a heartbeat)"
+    return Check("queue", True, detail)
+
+
+async def queue_state(url: str, stalled_timeout_s: float) -> QueueState:
+    from sqlalchemy import text
+
+    from editor.pgqueue import QUEUE
+    from storage.database import Database
+
+    async with Database(url) as database, database.read() as session:
+        row = (
+            await session.execute(
+                text(
+                    "SELECT"
+                    " (SELECT count(*) FROM procrastinate_jobs"
+                    "   WHERE queue_name = :queue AND status = 'todo'),"
+                    " (SELECT count(*) FROM procrastinate_jobs"
+                    "   WHERE queue_name = :queue AND status = 'doing'),"
+                    " (SELECT count(*) FROM procrastinate_workers"
+                    "   WHERE last_heartbeat >= now() - make_interval(secs => :timeout)),"
+                    " (SELECT count(*) FROM procrastinate_jobs job"
+                    "   LEFT JOIN procrastinate_workers worker ON worker.id = job.worker_id"
+                    "   WHERE job.queue_name = :queue AND job.status = 'doing'"
+                    "     AND (worker.id IS NULL"
+                    "          OR worker.last_heartbeat < now() - make_interval(secs => :timeout)))"
+                ),
+                {"queue": QUEUE, "timeout": stalled_timeout_s},
+            )
+        ).one()
+    return QueueState(*(int(value) for value in row))

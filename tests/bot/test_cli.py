@@ -222,7 +222,8 @@ def test_doctor_reports_every_check_and_fails_without_a_frontend(
 
     assert completed.returncode == 1, completed.stderr
     checks = doctor_lines(completed.stdout)
-    assert set(checks) == {"device", "model", "lora", "database", "data", "frontends"}
+    assert set(checks) == {"device", "model", "lora", "database", "data", "frontends", "queue"}
+    assert checks["queue"] == ("ok", "embedded worker (SQLite: no shared queue)")
     for name in ("device", "model", "lora", "database", "data"):
         assert checks[name][0] == "ok", (name, checks[name])
     assert checks["device"][1].startswith("cpu")
