@@ -146,7 +146,12 @@ def migrate() -> None:
 
 
 @app.command()
-def doctor() -> None:
+def doctor(
+    only: Annotated[
+        list[str] | None,
+        typer.Option("--only", help="Run just these checks (e.g. database, queue)."),
+    ] = None,
+) -> None:
     """Check the device, model, database and data folder, and say what is wrong."""
     from bot.doctor import run_checks
 
@@ -156,7 +161,7 @@ def doctor() -> None:
     # A folder that cannot be created is what the data check reports, so go on without it.
     with contextlib.suppress(OSError):
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-    checks = run_checks(settings)
+    checks = run_checks(settings, only)
     for check in checks:
         mark = typer.style("ok  ", fg="green") if check.ok else typer.style("FAIL", fg="red")
         typer.echo(f"{mark} {check.name:<10} {check.detail}")

@@ -6,7 +6,7 @@ import asyncio
 import os
 import platform
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,8 +20,11 @@ class Check:
     detail: str
 
 
-def run_checks(settings: Settings) -> list[Check]:
-    """Each check runs on its own; one failing does not hide the others."""
+def run_checks(settings: Settings, only: Collection[str] | None = None) -> list[Check]:
+    """Each check runs on its own; one failing does not hide the others.
+
+    `only` names the checks to run (container health checks run just `database` or `queue`).
+    """
     checks: list[Callable[[Settings], Check]] = [
         check_device,
         check_model,
@@ -31,6 +34,8 @@ def run_checks(settings: Settings) -> list[Check]:
         check_frontends,
         check_queue,
     ]
+    if only:
+        checks = [check for check in checks if check.__name__.removeprefix("check_") in only]
     results = []
     for check in checks:
         try:
