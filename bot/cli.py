@@ -269,6 +269,28 @@ def bench_batch(
     run_batch_benchmark(size, steps, batch, model, echo=typer.echo)
 
 
+@bench_app.command("queue")
+def bench_queue(
+    workers: Annotated[str, typer.Option(help="Worker process counts to measure.")] = "1,2,4",
+    jobs: Annotated[int, typer.Option(help="Jobs per throughput run.")] = 2000,
+    concurrency: Annotated[int, typer.Option(help="Jobs at once per worker.")] = 8,
+    samples: Annotated[int, typer.Option(help="Edits for the idle latency.")] = 200,
+    stalled_timeout: Annotated[float, typer.Option(help="Seconds until a worker is dead.")] = 5.0,
+    admin_url: Annotated[
+        str, typer.Option(help="PostgreSQL to create a scratch database on.")
+    ] = "postgresql://postgres@127.0.0.1:5432/test",
+) -> None:
+    """The procrastinate queue with the null editor: jobs/s, idle latency, SIGKILL recovery."""
+    from bot.bench_queue import run_queue_benchmark
+
+    counts = [int(part) for part in workers.split(",") if part.strip()]
+    asyncio.run(
+        run_queue_benchmark(
+            admin_url, counts, jobs, concurrency, samples, stalled_timeout, echo=typer.echo
+        )
+    )
+
+
 def main() -> None:
     app()
 

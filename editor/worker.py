@@ -65,7 +65,7 @@ class WorkerOptions:
     stalled_timeout_s: float = 30.0
     shutdown_timeout_s: float = 300.0
     progress_interval_s: float = 0.5
-    poll_interval_s: float = 5.0
+    poll_interval_s: float = 1.0
     name: str | None = None
 
 
