@@ -174,7 +174,9 @@ async def _span(database: Database, ids: list[int]) -> float:
     return (last - first).total_seconds()
 
 
-async def _throughput(url: str, workers: int, jobs: int, concurrency: int, echo: Echo) -> None:
+async def _throughput(
+    url: str, workers: int, jobs: int, concurrency: int, analyze: bool, echo: Echo
+) -> None:
     images = DatabaseImageStore(url)
     try:
         async with Database(url) as database:
@@ -186,6 +188,9 @@ async def _throughput(url: str, workers: int, jobs: int, concurrency: int, echo:
                 await _registered(url, workers)
                 await asyncio.sleep(1.0)  # all of them idle and listening
                 ids = await _enqueue(database, roots)
+                if analyze:  # fresh statistics on the backlog, as autovacuum keeps them
+                    async with database.write() as session:
+                        await session.execute(text("ANALYZE procrastinate_jobs"))
                 await _wait_done(database, ids)
                 seconds = await _span(database, ids)
             finally:
@@ -195,7 +200,8 @@ async def _throughput(url: str, workers: int, jobs: int, concurrency: int, echo:
         images.close()
     echo(
         f"throughput, {workers} worker(s) x {concurrency}   {jobs / seconds:8.0f} jobs/s   "
-        f"({jobs} jobs, first start to last result {seconds:.2f} s)"
+        f"({jobs} jobs, first start to last result {seconds:.2f} s"
+        f"{'' if analyze else ', stale planner statistics'})"
     )
 
 
@@ -280,9 +286,10 @@ async def run_queue_benchmark(
     samples: int,
     stalled_timeout_s: float,
     echo: Echo,
+    analyze: bool = True,
 ) -> None:
     with _scratch_database(admin_url) as url:
         for count in worker_counts:
-            await _throughput(url, count, jobs, concurrency, echo)
+            await _throughput(url, count, jobs, concurrency, analyze, echo)
         await _latency(url, samples, echo)
         await _recovery(url, stalled_timeout_s, echo)

@@ -279,6 +279,9 @@ def bench_queue(
     admin_url: Annotated[
         str, typer.Option(help="PostgreSQL to create a scratch database on.")
     ] = "postgresql://postgres@127.0.0.1:5432/test",
+    analyze: Annotated[
+        bool, typer.Option(help="ANALYZE the queue after enqueueing the backlog.")
+    ] = True,
 ) -> None:
     """The procrastinate queue with the null editor: jobs/s, idle latency, SIGKILL recovery."""
     from bot.bench_queue import run_queue_benchmark
@@ -286,7 +289,14 @@ def bench_queue(
     counts = [int(part) for part in workers.split(",") if part.strip()]
     asyncio.run(
         run_queue_benchmark(
-            admin_url, counts, jobs, concurrency, samples, stalled_timeout, echo=typer.echo
+            admin_url,
+            counts,
+            jobs,
+            concurrency,
+            samples,
+            stalled_timeout,
+            echo=typer.echo,
+            analyze=analyze,
         )
     )
 

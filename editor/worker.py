@@ -170,6 +170,8 @@ class GpuWorker:
             except Exception as error:
                 await self._fail(version_id, error)
                 return
+            if self._background:  # progress of this edit must not arrive after its result
+                await asyncio.wait(list(self._background), timeout=1.0)
             await self._record(output, time.perf_counter() - started)
         except Exception:
             if (context.job.attempts or 0) + 1 >= JOB_RETRIES:

@@ -48,6 +48,17 @@ LOCK_RELEASED_TRIGGERS = (
     "EXECUTE PROCEDURE pix2chat_notify_lock_released()",
 )
 
+# The queue table churns fast: keep its planner statistics fresh, and give the per-user lock
+# checks (procrastinate's fetch and our priority rule) an index that starts with the lock.
+# Without both, a burst of a few thousand jobs on a table with stale statistics turns each
+# fetch into a sort of the whole backlog.
+QUEUE_TUNING = (
+    "CREATE INDEX pix2chat_procrastinate_jobs_lock ON procrastinate_jobs (lock, status) "
+    "WHERE status IN ('todo', 'doing')",
+    "ALTER TABLE procrastinate_jobs SET (autovacuum_analyze_scale_factor = 0.02, "
+    "autovacuum_analyze_threshold = 200, autovacuum_vacuum_scale_factor = 0.05)",
+)
+
 PROCRASTINATE_OBJECTS = (
     "DROP TABLE IF EXISTS procrastinate_events, procrastinate_periodic_defers, "
     "procrastinate_jobs, procrastinate_workers CASCADE",
@@ -73,13 +84,14 @@ def upgrade() -> None:
 
         bind.exec_driver_sql(SchemaManager.get_schema().replace("%", "%%"))
     bind.exec_driver_sql(LOCK_RELEASED_FUNCTION)
-    for trigger in LOCK_RELEASED_TRIGGERS:
-        bind.exec_driver_sql(trigger)
+    for statement in (*LOCK_RELEASED_TRIGGERS, *QUEUE_TUNING):
+        bind.exec_driver_sql(statement)
 
 
 def downgrade() -> None:
     bind = op.get_bind()
     if bind.dialect.name == "postgresql":
+        bind.exec_driver_sql("DROP INDEX IF EXISTS pix2chat_procrastinate_jobs_lock")
         bind.exec_driver_sql("DROP FUNCTION IF EXISTS pix2chat_notify_lock_released() CASCADE")
         for statement in PROCRASTINATE_OBJECTS:
             bind.exec_driver_sql(statement)
