@@ -192,8 +192,8 @@ async def test_a_worker_killed_mid_edit_the_edit_completes_elsewhere_once(
     assert version is not None
     assert (version.status, version.attempts, version.delivered) == (VersionStatus.DONE, 2, True)
     assert version_id in survivor.started()
-    # heartbeat 0.5 s, stalled after 2 s, swept every 0.5 s, then ~2 s to run the edit again
-    assert recovered_s < 15, recovered_s
+    # stalled after 5 s without a heartbeat, swept every 0.5 s, then ~2 s to run the edit again
+    assert recovered_s < 20, recovered_s
 
 
 async def test_results_finishing_while_the_frontend_restarts_are_delivered_once(
