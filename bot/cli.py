@@ -57,7 +57,7 @@ def _configure_logging(verbose: bool) -> None:
 
 @app.command()
 def run(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
-    """Start every frontend whose token is set, plus the embedded GPU worker."""
+    """Start every frontend whose token is set, plus the embedded GPU worker (none if remote)."""
     from bot.frontends import configured
 
     settings = _settings()

@@ -482,3 +482,26 @@ async def test_doctor_shows_waiting_running_alive_and_stalled(
     assert check.ok, check
     assert "1 worker(s) alive, 0 stalled" in check.detail
     assert isinstance(events.outcomes(stuck)[0], JobDone)
+
+
+class NoModel(NullEditor):
+    """Fails the test if anything tries to load a model."""
+
+    def load(self) -> None:
+        raise AssertionError("a remote-mode frontend loaded the model")
+
+
+async def test_build_in_remote_mode_defers_edits_and_loads_no_model(
+    pg: Database, postgres_url: str, tmp_path: Path
+) -> None:
+    settings = Settings(  # type: ignore[call-arg]
+        _env_file=None, data_dir=tmp_path, database_url=postgres_url, worker="remote"
+    )
+    async with build(settings, editor=NoModel()) as components:
+        assert isinstance(components.scheduler, RemoteJobQueue)
+        assert isinstance(components.images, DatabaseImageStore)
+        photo_reply = await components.service.receive_image(actor("alice"), photo("alice"))
+        reply = await components.service.instruct(actor("alice"), "make it night")
+    assert photo_reply.key == "photo.received" and reply.key == "edit.queued_next", reply
+    assert await jobs(pg) == [("todo", "user:telegram:alice", 0, {"version_id": reply.version_id})]
+    assert not (tmp_path / "images").exists()  # images went to the database
