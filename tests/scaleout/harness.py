@@ -155,6 +155,8 @@ class WorkerPool:
                 w.log() for w in spawned
             )
             await asyncio.sleep(0.2)
+        for worker in self.alive():  # version ids restart with each test's empty database
+            worker.lines.clear()
         return self.alive()
 
     def registered(self) -> int:

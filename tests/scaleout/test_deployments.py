@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import signal
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
@@ -234,3 +235,34 @@ async def _until_finished(database: Database, version_ids: list[int]) -> None:
             if all(versions[v].status == VersionStatus.DONE for v in version_ids):
                 return
             await asyncio.sleep(0.1)
+
+
+async def test_sigterm_lets_a_worker_finish_its_edit_before_exiting(
+    postgres_url: str, pool: WorkerPool
+) -> None:
+    await asyncio.to_thread(_empty, postgres_url)
+    workers = await pool.ensure(2)
+    images = DatabaseImageStore(postgres_url)
+    sent: list[tuple[Actor, Reply]] = []
+    async with Database(postgres_url) as database, RemoteJobQueue(database) as queue:
+        async with frontend(database, images, queue, sent) as chat:
+            await chat.upload("alice")
+            await chat.service.update_setting(actor("alice"), "steps", 30)
+            version_id = await chat.instruct("alice", "alice at dawn")
+            await chat.delivery.until(lambda: version_id in chat.delivery.progress, TIMEOUT_S)
+            for _ in range(100):
+                if any(version_id in w.started() for w in workers):
+                    break
+                await asyncio.sleep(0.05)
+            (worker,) = [w for w in workers if version_id in w.started()]
+            worker.process.send_signal(signal.SIGTERM)  # as `docker compose stop` does
+            await chat.delivery.until(lambda: bool(sent), TIMEOUT_S)
+            exit_code = await asyncio.to_thread(worker.process.wait, 30)
+        async with database.read() as session:
+            version = await session.get(Version, version_id)
+    images.close()
+
+    assert exit_code == 0, worker.log()
+    assert [(r.key, r.version_id) for _, r in sent] == [("edit.done", version_id)]
+    assert version is not None and (version.status, version.attempts) == (VersionStatus.DONE, 1)
+    assert not any(version_id in w.started() for w in workers if w is not worker)

@@ -505,3 +505,30 @@ async def test_build_in_remote_mode_defers_edits_and_loads_no_model(
     assert photo_reply.key == "photo.received" and reply.key == "edit.queued_next", reply
     assert await jobs(pg) == [("todo", "user:telegram:alice", 0, {"version_id": reply.version_id})]
     assert not (tmp_path / "images").exists()  # images went to the database
+
+
+async def test_a_shutdown_that_runs_out_of_time_hands_the_edit_back(
+    pg: Database, images: DatabaseImageStore
+) -> None:
+    await add_photo(pg, images, "alice")
+    version_id = await add_edit(
+        pg, "alice", "slow", params=EditParams(num_inference_steps=20, resolution=64)
+    )
+    events = Events()
+    async with RemoteJobQueue(pg) as queue:
+        queue.subscribe(events)
+        async with running_worker(pg, images, NullEditor(step_delay_s=0.1), shutdown_timeout_s=0.3):
+            await events.until(lambda: any(e.version_id == version_id for e in events.seen))
+        async with pg.read() as session:
+            handed_back = await session.get(Version, version_id)
+        assert handed_back is not None
+        assert (handed_back.status, handed_back.attempts) == (VersionStatus.QUEUED, 0)
+        assert [status for status, *_ in await jobs(pg)] == ["todo"]
+        assert not events.outcomes(version_id)
+
+        async with running_worker(pg, images, NullEditor()):  # the next worker runs it
+            await events.until(lambda: bool(events.outcomes(version_id)))
+    assert isinstance(events.outcomes(version_id)[0], JobDone)
+    async with pg.read() as session:
+        done = await session.get(Version, version_id)
+    assert done is not None and (done.status, done.attempts) == (VersionStatus.DONE, 1)
