@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 
 LIVENESS_CHECK_S = 10.0
 RECONNECT_DELAY_S = 1.0
+APPLICATION_NAME = "pix2chat-events"
 
 _POSITION = text(
     "WITH mine AS ("
@@ -122,7 +123,9 @@ class RemoteJobQueue:
     # ----- events ----------------------------------------------------------------------------
 
     async def _connect(self) -> psycopg.AsyncConnection[tuple[object, ...]]:
-        connection = await psycopg.AsyncConnection.connect(self.conninfo, autocommit=True)
+        connection = await psycopg.AsyncConnection.connect(
+            self.conninfo, autocommit=True, application_name=APPLICATION_NAME
+        )
         await connection.execute(f"LISTEN {pgqueue.EVENTS_CHANNEL}")
         return connection
 

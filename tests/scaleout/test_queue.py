@@ -23,7 +23,7 @@ from bot.cli import app as cli
 from bot.config import Settings
 from bot.doctor import check_queue
 from bot.replies import Reply
-from editor import pgqueue
+from editor import pgqueue, remote
 from editor.base import NullEditor
 from editor.batching import MicroBatcher, ModelThread, Work
 from editor.errors import RateLimited
@@ -532,3 +532,34 @@ async def test_a_shutdown_that_runs_out_of_time_hands_the_edit_back(
     async with pg.read() as session:
         done = await session.get(Version, version_id)
     assert done is not None and (done.status, done.attempts) == (VersionStatus.DONE, 1)
+
+
+async def test_after_losing_its_connection_the_frontend_hears_what_finished_meanwhile(
+    pg: Database, images: DatabaseImageStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(remote, "RECONNECT_DELAY_S", 2.0)
+    await add_photo(pg, images, "alice")
+    version_id = await add_edit(pg, "alice", "alice at night")
+    listeners = text(
+        "SELECT pid FROM pg_stat_activity "
+        "WHERE application_name = 'pix2chat-events' AND datname = current_database()"
+    )
+    events = Events()
+    async with RemoteJobQueue(pg, liveness_check_s=0.2) as queue:
+        queue.subscribe(events)
+        async with pg.write() as session:  # the server drops the listening connection...
+            (pid,) = (await session.scalars(listeners)).all()
+            await session.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+        for _ in range(100):
+            async with pg.read() as session:
+                if not (await session.scalars(listeners)).all():
+                    break
+            await asyncio.sleep(0.01)
+        async with pg.write() as session:
+            # ...and, while it is gone, a worker finishes the edit (its NOTIFY is lost)
+            await history.mark_running(session, [version_id])
+            sha = images.put(photo("result"))
+            await history.mark_done(session, version_id, sha, (64, 48))
+            await pgqueue.notify(session, [JobDone(version_id, 1.0)])
+        await events.until(lambda: bool(events.outcomes(version_id)))
+    assert events.outcomes(version_id) == [JobDone(version_id, 0.0)]  # re-announced
