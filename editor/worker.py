@@ -261,16 +261,18 @@ class GpuWorker:
             await pgqueue.notify(session, [JobStarted(v, len(version_ids)) for v in version_ids])
 
     def _progress(self, version_ids: list[int], step: int, total: int) -> None:
-        """Throttled: chats show progress at most about once a second anyway."""
-        now = time.monotonic()
+        """Throttled: chats show progress at most about once a second anyway.
+
+        The last step is not sent: the result follows at once.
+        """
         key = version_ids[0]
-        if step < total and now - self._last_progress.get(key, 0.0) < (
-            self.options.progress_interval_s
-        ):
-            return
-        self._last_progress[key] = now
         if step >= total:
             self._last_progress.pop(key, None)
+            return
+        now = time.monotonic()
+        if now - self._last_progress.get(key, 0.0) < self.options.progress_interval_s:
+            return
+        self._last_progress[key] = now
         task = asyncio.create_task(self._send_progress(version_ids, step, total))
         self._background.add(task)
         task.add_done_callback(self._background.discard)
