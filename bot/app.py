@@ -90,9 +90,7 @@ async def build(settings: Settings, editor: Editor | None = None) -> AsyncIterat
         database = await stack.enter_async_context(Database(url))
         scheduler: EmbeddedScheduler | RemoteJobQueue
         if remote:
-            from editor.remote import RemoteJobQueue
-
-            scheduler = RemoteJobQueue(database)
+            scheduler = _remote_queue_class()(database)
         else:
             scheduler = EmbeddedScheduler(
                 database,
@@ -138,10 +136,22 @@ def worker_options(settings: Settings) -> WorkerOptions:
     )
 
 
+NEEDS_POSTGRES_EXTRA = (
+    "Scaling out needs the PostgreSQL extras (psycopg, procrastinate): "
+    "pip install 'pix2chat[postgres]'"
+)
+
+
+def _remote_queue_class() -> type[RemoteJobQueue]:
+    try:
+        from editor.remote import RemoteJobQueue
+    except ImportError as error:
+        raise ConfigurationError(f"{NEEDS_POSTGRES_EXTRA} ({error})") from error
+    return RemoteJobQueue
+
+
 async def serve_worker(settings: Settings, editor: Editor | None = None) -> None:
     """`pix2chat worker`: migrate, load the model once, run edit jobs until SIGTERM/SIGINT."""
-    from editor.worker import GpuWorker
-
     url = settings.resolved_database_url()
     if not is_postgresql(url):
         raise ConfigurationError(
@@ -150,6 +160,10 @@ async def serve_worker(settings: Settings, editor: Editor | None = None) -> None
             "for the workers and the frontends (PIX2CHAT_WORKER=remote), or just run "
             "`pix2chat run`, whose embedded worker needs no queue."
         )
+    try:
+        from editor.worker import GpuWorker
+    except ImportError as error:
+        raise ConfigurationError(f"{NEEDS_POSTGRES_EXTRA} ({error})") from error
     await asyncio.to_thread(upgrade, url)
     images = make_images(settings, url)
     try:

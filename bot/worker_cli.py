@@ -23,12 +23,13 @@ def run_worker(settings: Settings, *, null_editor: bool = False, step_delay_ms: 
         os.environ["CUDA_VISIBLE_DEVICES"] = settings.worker_gpu
     from bot.app import ConfigurationError, make_editor, serve_worker
     from editor.pix2pix import ModelLoadError
-    from editor.worker import StepDelay
 
     if not logging.getLogger().isEnabledFor(logging.DEBUG):
         logging.getLogger("procrastinate").setLevel(logging.WARNING)
     editor: Editor = NullEditor() if null_editor else make_editor(settings)
     if step_delay_ms:
+        from editor.worker import StepDelay
+
         editor = StepDelay(editor, step_delay_ms / 1000)
     try:
         asyncio.run(serve_worker(settings, editor))
