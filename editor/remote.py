@@ -44,6 +44,13 @@ _POSITION = text(
 )
 
 
+_CANCEL = text(
+    "SELECT procrastinate_cancel_job_v1(id, false, true) FROM procrastinate_jobs"
+    " WHERE queue_name = :queue AND status = 'todo'"
+    "   AND (args->>'version_id')::bigint = ANY(CAST(:ids AS bigint[]))"
+)
+
+
 class RemoteJobQueue:
     """Defers edit jobs to procrastinate and relays the workers' events to subscribers.
 
@@ -59,6 +66,7 @@ class RemoteJobQueue:
         self.liveness_check_s = liveness_check_s
         self._listeners: list[JobListener] = []
         self._task: asyncio.Task[None] | None = None
+        self._background: set[asyncio.Task[None]] = set()
 
     # ----- lifecycle -------------------------------------------------------------------------
 
@@ -80,6 +88,7 @@ class RemoteJobQueue:
         self._task = asyncio.create_task(self._listen(connection), name="pix2chat-events")
 
     async def stop(self) -> None:
+        await asyncio.gather(*self._background, return_exceptions=True)
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
@@ -97,7 +106,22 @@ class RemoteJobQueue:
         """Nothing left to do: the job was deferred in the version's own transaction."""
 
     def discard(self, version_ids: set[int]) -> None:
-        """Nothing to do: a worker that picks up a cancelled or forgotten version skips it."""
+        """Cancel the waiting jobs of cancelled or forgotten versions (in the background).
+
+        Only an optimisation, so they stop counting in positions: a worker that picks one up
+        first finds its version no longer queued and does nothing.
+        """
+        if version_ids:
+            task = asyncio.get_running_loop().create_task(self._cancel_jobs(set(version_ids)))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+
+    async def _cancel_jobs(self, version_ids: set[int]) -> None:
+        try:
+            async with self.database.write() as session:
+                await session.execute(_CANCEL, {"queue": pgqueue.QUEUE, "ids": sorted(version_ids)})
+        except Exception:
+            log.exception("could not cancel the jobs of versions %s", sorted(version_ids))
 
     async def position(self, version_id: int) -> int | None:
         """0 while running; else the waiting jobs procrastinate would fetch first, plus one.

@@ -563,3 +563,23 @@ async def test_after_losing_its_connection_the_frontend_hears_what_finished_mean
             await pgqueue.notify(session, [JobDone(version_id, 1.0)])
         await events.until(lambda: bool(events.outcomes(version_id)))
     assert events.outcomes(version_id) == [JobDone(version_id, 0.0)]  # re-announced
+
+
+async def test_cancelled_edits_leave_the_queue(pg: Database, images: DatabaseImageStore) -> None:
+    sent: list[tuple[Actor, Reply]] = []
+    async with RemoteJobQueue(pg) as queue, frontend(pg, images, queue, sent) as chat:
+        await chat.upload("alice")
+        await chat.upload("bob")
+        first = await chat.instruct("alice", "alice 1")
+        cancelled = await chat.instruct("alice", "alice 2")
+        bob = await chat.instruct("bob", "bob 1")
+        assert await queue.position(bob) == 2  # alice's first, then bob (priority 0 each)
+        reply = await chat.service.cancel(actor("alice"))
+        assert reply.key == "cancel.done"
+        for _ in range(100):
+            if await queue.position(cancelled) is None:
+                break
+            await asyncio.sleep(0.02)
+        assert await queue.position(cancelled) is None
+        assert await queue.depth() == 2
+    assert [args["version_id"] for *_, args in await jobs(pg)] == [first, bob]
