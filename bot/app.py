@@ -4,18 +4,28 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from bot.config import Settings
 from bot.conversation import Admission, ConversationService
 from editor.base import Editor
 from editor.images import ImageLimits
+from editor.pgqueue import is_postgresql
 from editor.scheduler import EmbeddedScheduler
 from storage.database import Database
-from storage.images import FileImageStore
+from storage.images import DatabaseImageStore, FileImageStore, ImageStore
 from storage.limits import LimitPolicy
 from storage.migrate import upgrade
+
+if TYPE_CHECKING:
+    from editor.remote import RemoteJobQueue
+    from editor.worker import WorkerOptions
+
+
+class ConfigurationError(Exception):
+    """The settings ask for something this deployment cannot do; the message says what to fix."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,9 +34,9 @@ class Components:
 
     settings: Settings
     database: Database
-    images: FileImageStore
+    images: ImageStore
     editor: Editor
-    scheduler: EmbeddedScheduler
+    scheduler: EmbeddedScheduler | RemoteJobQueue
     service: ConversationService
 
 
@@ -42,23 +52,54 @@ def make_editor(settings: Settings) -> Editor:
     )
 
 
+def make_images(settings: Settings, url: str) -> ImageStore:
+    """Where images live: in the database when every process must read them, else files."""
+    choice = settings.image_store
+    if choice == "auto":
+        choice = "database" if is_postgresql(url) else "files"
+    if choice == "database":
+        return DatabaseImageStore(url)
+    return FileImageStore(settings.data_dir / "images")
+
+
+def _close_images(images: ImageStore) -> None:
+    if isinstance(images, DatabaseImageStore):
+        images.close()
+
+
 @asynccontextmanager
 async def build(settings: Settings, editor: Editor | None = None) -> AsyncIterator[Components]:
-    """Migrate, load the model, resume queued jobs, and yield the running service."""
+    """Migrate, load the model, resume queued jobs, and yield the running service.
+
+    With `PIX2CHAT_WORKER=remote` no model is loaded (only its tokenizer, for admission): edits
+    go to the shared queue and `pix2chat worker` processes run them.
+    """
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     url = settings.resolved_database_url()
+    remote = settings.worker == "remote"
+    if remote and not is_postgresql(url):
+        raise ConfigurationError(
+            "PIX2CHAT_WORKER=remote needs a PostgreSQL database shared with the workers: "
+            "set PIX2CHAT_DATABASE_URL=postgresql://user:password@host/pix2chat"
+        )
     await asyncio.to_thread(upgrade, url)
     editor = editor or make_editor(settings)
-    images = FileImageStore(settings.data_dir / "images")
-    async with Database(url) as database:
-        scheduler = EmbeddedScheduler(
-            database,
-            images,
-            editor,
-            max_batch=settings.max_batch,
-            max_wait_ms=settings.max_wait_ms,
-            max_attempts=settings.max_attempts,
-        )
+    images = make_images(settings, url)
+    async with AsyncExitStack() as stack:
+        stack.callback(_close_images, images)
+        database = await stack.enter_async_context(Database(url))
+        scheduler: EmbeddedScheduler | RemoteJobQueue
+        if remote:
+            scheduler = _remote_queue_class()(database)
+        else:
+            scheduler = EmbeddedScheduler(
+                database,
+                images,
+                editor,
+                max_batch=settings.max_batch,
+                max_wait_ms=settings.max_wait_ms,
+                max_attempts=settings.max_attempts,
+            )
         service = ConversationService(
             database,
             images,
@@ -78,5 +119,58 @@ async def build(settings: Settings, editor: Editor | None = None) -> AsyncIterat
                 max_bytes=settings.max_upload_bytes, max_pixels=settings.max_image_pixels
             ),
         )
-        async with scheduler:
-            yield Components(settings, database, images, editor, scheduler, service)
+        await stack.enter_async_context(scheduler)
+        yield Components(settings, database, images, editor, scheduler, service)
+
+
+def worker_options(settings: Settings) -> WorkerOptions:
+    from editor.worker import WorkerOptions
+
+    return WorkerOptions(
+        concurrency=settings.worker_concurrency,
+        max_wait_ms=settings.max_wait_ms,
+        max_attempts=settings.max_attempts,
+        heartbeat_s=settings.worker_heartbeat_s,
+        stalled_timeout_s=settings.stalled_timeout_s,
+        shutdown_timeout_s=settings.worker_shutdown_timeout_s,
+    )
+
+
+NEEDS_POSTGRES_EXTRA = (
+    "Scaling out needs the PostgreSQL extras (psycopg, procrastinate): "
+    "pip install 'pix2chat[postgres]'"
+)
+
+
+def _remote_queue_class() -> type[RemoteJobQueue]:
+    try:
+        from editor.remote import RemoteJobQueue
+    except ImportError as error:
+        raise ConfigurationError(f"{NEEDS_POSTGRES_EXTRA} ({error})") from error
+    return RemoteJobQueue
+
+
+async def serve_worker(settings: Settings, editor: Editor | None = None) -> None:
+    """`pix2chat worker`: migrate, load the model once, run edit jobs until SIGTERM/SIGINT."""
+    url = settings.resolved_database_url()
+    if not is_postgresql(url):
+        raise ConfigurationError(
+            "`pix2chat worker` serves the shared queue in PostgreSQL, but the database is "
+            f"SQLite ({url}). Set PIX2CHAT_DATABASE_URL=postgresql://user:password@host/pix2chat "
+            "for the workers and the frontends (PIX2CHAT_WORKER=remote), or just run "
+            "`pix2chat run`, whose embedded worker needs no queue."
+        )
+    try:
+        from editor.worker import GpuWorker
+    except ImportError as error:
+        raise ConfigurationError(f"{NEEDS_POSTGRES_EXTRA} ({error})") from error
+    await asyncio.to_thread(upgrade, url)
+    images = make_images(settings, url)
+    try:
+        async with Database(url) as database:
+            worker = GpuWorker(
+                database, images, editor or make_editor(settings), worker_options(settings)
+            )
+            await worker.run()
+    finally:
+        _close_images(images)

@@ -71,12 +71,13 @@ def _start(settings: Settings, verbose: bool) -> None:
         )
         raise typer.Exit(2)
     _configure_logging(verbose)
+    from bot.app import ConfigurationError
     from bot.frontends import FrontendError
     from editor.pix2pix import ModelLoadError
 
     try:
         asyncio.run(_serve(settings))
-    except (ModelLoadError, FrontendError) as error:
+    except (ModelLoadError, FrontendError, ConfigurationError) as error:
         typer.secho(str(error), fg="red", err=True)
         raise typer.Exit(1) from error
     except KeyboardInterrupt:
@@ -102,6 +103,32 @@ async def _serve(settings: Settings) -> None:
 
 
 @app.command()
+def worker(
+    gpu: Annotated[
+        str | None, typer.Option(help="GPU index to use (default: PIX2CHAT_WORKER_GPU).")
+    ] = None,
+    concurrency: Annotated[
+        int | None, typer.Option(min=1, help="Jobs at once = largest batch.")
+    ] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+    null_editor: Annotated[bool, typer.Option(hidden=True)] = False,
+    step_delay_ms: Annotated[int, typer.Option(hidden=True, min=0)] = 0,
+) -> None:
+    """Run edit jobs from the shared PostgreSQL queue on one GPU (scaled-out mode)."""
+    settings = _settings()
+    updates: dict[str, object] = {}
+    if gpu is not None:
+        updates["worker_gpu"] = gpu
+    if concurrency is not None:
+        updates["worker_concurrency"] = concurrency
+    settings = settings.model_copy(update=updates)
+    _configure_logging(verbose)
+    from bot.worker_cli import run_worker
+
+    raise typer.Exit(run_worker(settings, null_editor=null_editor, step_delay_ms=step_delay_ms))
+
+
+@app.command()
 def migrate() -> None:
     """Create or upgrade the database schema (also done automatically on start)."""
     from storage.migrate import current, upgrade
@@ -114,7 +141,12 @@ def migrate() -> None:
 
 
 @app.command()
-def doctor() -> None:
+def doctor(
+    only: Annotated[
+        list[str] | None,
+        typer.Option("--only", help="Run just these checks (e.g. database, queue)."),
+    ] = None,
+) -> None:
     """Check the device, model, database and data folder, and say what is wrong."""
     from bot.doctor import run_checks
 
@@ -124,7 +156,7 @@ def doctor() -> None:
     # A folder that cannot be created is what the data check reports, so go on without it.
     with contextlib.suppress(OSError):
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-    checks = run_checks(settings)
+    checks = run_checks(settings, only)
     for check in checks:
         mark = typer.style("ok  ", fg="green") if check.ok else typer.style("FAIL", fg="red")
         typer.echo(f"{mark} {check.name:<10} {check.detail}")
@@ -246,6 +278,38 @@ def bench_finetune(
 from editor.finetune.commands import register as _register_finetune  # noqa: E402
 
 _register_finetune(app)
+
+
+@bench_app.command("queue")
+def bench_queue(
+    workers: Annotated[str, typer.Option(help="Worker process counts to measure.")] = "1,2,4",
+    jobs: Annotated[int, typer.Option(help="Jobs per throughput run.")] = 2000,
+    concurrency: Annotated[int, typer.Option(help="Jobs at once per worker.")] = 8,
+    samples: Annotated[int, typer.Option(help="Edits for the idle latency.")] = 200,
+    stalled_timeout: Annotated[float, typer.Option(help="Seconds until a worker is dead.")] = 5.0,
+    admin_url: Annotated[
+        str, typer.Option(help="PostgreSQL to create a scratch database on.")
+    ] = "postgresql://postgres@127.0.0.1:5432/test",
+    analyze: Annotated[
+        bool, typer.Option(help="ANALYZE the queue after enqueueing the backlog.")
+    ] = True,
+) -> None:
+    """The procrastinate queue with the null editor: jobs/s, idle latency, SIGKILL recovery."""
+    from bot.bench_queue import run_queue_benchmark
+
+    counts = [int(part) for part in workers.split(",") if part.strip()]
+    asyncio.run(
+        run_queue_benchmark(
+            admin_url,
+            counts,
+            jobs,
+            concurrency,
+            samples,
+            stalled_timeout,
+            echo=typer.echo,
+            analyze=analyze,
+        )
+    )
 
 
 def main() -> None:

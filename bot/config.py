@@ -78,6 +78,28 @@ class Settings(BaseSettings):
         default=None, description="required when web_host is not a loopback address"
     )
 
+    # Scaling out: PostgreSQL + procrastinate GPU workers (issue 6)
+    worker: Literal["embedded", "remote"] = Field(
+        default="embedded",
+        description="remote: this process only queues edits; `pix2chat worker` runs them",
+    )
+    image_store: Literal["auto", "database", "files"] = Field(
+        default="auto", description="auto: in the database on PostgreSQL, files on SQLite"
+    )
+    worker_concurrency: int = Field(
+        default=4, ge=1, description="jobs a worker runs at once, and so its largest batch"
+    )
+    worker_gpu: str | None = Field(
+        default=None, description="GPU index a worker uses (sets CUDA_VISIBLE_DEVICES)"
+    )
+    worker_heartbeat_s: float = Field(default=5.0, gt=0)
+    stalled_timeout_s: float = Field(
+        default=30.0, gt=0, description="a worker silent this long is dead; its jobs run elsewhere"
+    )
+    worker_shutdown_timeout_s: float = Field(
+        default=300.0, ge=0, description="on SIGTERM, wait for running edits, then hand them back"
+    )
+
     @field_validator("discord_guild_ids", "discord_channel_ids", mode="before")
     @classmethod
     def _comma_separated(cls, value: Any) -> Any:

@@ -295,7 +295,7 @@ class ConversationService:
         request_key: str | None,
     ) -> Version:
         """Check every cap and record the queued version, all in one write transaction."""
-        if self.queue.depth() >= self.admission.queue_cap:  # the queue knows; no COUNT(*)
+        if await self.queue.depth() >= self.admission.queue_cap:  # the queue knows
             raise QueueFull()
         pending = await tree.count_pending_for_user(session, actor.platform, actor.user_id)
         if pending >= self.admission.max_pending_per_user:
@@ -303,30 +303,18 @@ class ConversationService:
         await limits.consume(
             session, actor.platform, actor.user_id, self.admission.rate, self.clock()
         )
-        return await tree.add_edit(
+        version = await tree.add_edit(
             session, conversation, parent, instruction, params, request_key=request_key
         )
+        await self.queue.defer_in(session, _job(actor, version, parent))
+        return version
 
     async def _queue(self, actor: Actor, version: Version, parent: Version) -> Reply:
         """Hand the committed version to the scheduler and say where it stands."""
         instruction = version.instruction or ""
         self._owners[version.id] = _Owner(actor, instruction, version.edit_params().seed)
-        parent_size = (
-            (parent.width, parent.height)
-            if parent.status == VersionStatus.DONE and parent.width and parent.height
-            else None
-        )
-        await self.queue.submit(
-            Job(
-                version_id=version.id,
-                user_key=f"{actor.platform}:{actor.user_id}",
-                parent_id=parent.id,
-                parent_size=parent_size,
-                instruction=instruction,
-                params=version.edit_params(),
-            )
-        )
-        position = self.queue.position(version.id)
+        await self.queue.submit(_job(actor, version, parent))
+        position = await self.queue.position(version.id)
         key = "edit.queued" if position and position > 1 else "edit.queued_next"
         return Reply(
             key=key,
@@ -470,7 +458,7 @@ class ConversationService:
             pending = await tree.pending(session, conversation) if conversation else []
         if not pending:
             return Reply(key="status.idle")
-        positions = [p for p in (self.queue.position(v.id) for v in pending) if p is not None]
+        positions = [p for p in [await self.queue.position(v.id) for v in pending] if p is not None]
         if 0 in positions:
             return Reply(key="status.running", args={"count": len(pending)})
         return Reply(
@@ -544,7 +532,8 @@ class ConversationService:
             version = await session.get(Version, event.version_id)
             if version is None:
                 return
-            await limits.refund(session, owner.actor.platform, owner.actor.user_id)
+            if not event.refunded:
+                await limits.refund(session, owner.actor.platform, owner.actor.user_id)
         await self._publish(owner.actor, self._result_reply(version))
 
     async def _owner(self, version_id: int) -> _Owner | None:
@@ -603,6 +592,23 @@ class ConversationService:
             if version.parent_id
             else (Action.REDO,),
         )
+
+
+def _job(actor: Actor, version: Version, parent: Version) -> Job:
+    """The scheduler's view of a queued version (the parent size is known once it is done)."""
+    parent_size = (
+        (parent.width, parent.height)
+        if parent.status == VersionStatus.DONE and parent.width and parent.height
+        else None
+    )
+    return Job(
+        version_id=version.id,
+        user_key=f"{actor.platform}:{actor.user_id}",
+        parent_id=parent.id,
+        parent_size=parent_size,
+        instruction=version.instruction or "",
+        params=version.edit_params(),
+    )
 
 
 def _changed(prefs: Preferences, defaults: EditParams) -> dict[str, Any]:

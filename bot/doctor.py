@@ -6,7 +6,7 @@ import asyncio
 import os
 import platform
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,8 +20,11 @@ class Check:
     detail: str
 
 
-def run_checks(settings: Settings) -> list[Check]:
-    """Each check runs on its own; one failing does not hide the others."""
+def run_checks(settings: Settings, only: Collection[str] | None = None) -> list[Check]:
+    """Each check runs on its own; one failing does not hide the others.
+
+    `only` names the checks to run (container health checks run just `database` or `queue`).
+    """
     checks: list[Callable[[Settings], Check]] = [
         check_device,
         check_model,
@@ -29,7 +32,10 @@ def run_checks(settings: Settings) -> list[Check]:
         check_database,
         check_data_dir,
         check_frontends,
+        check_queue,
     ]
+    if only:
+        checks = [check for check in checks if check.__name__.removeprefix("check_") in only]
     results = []
     for check in checks:
         try:
@@ -141,3 +147,65 @@ def check_frontends(settings: Settings) -> Check:
         detail = f"PIX2CHAT_WEB_HOST={settings.web_host} needs PIX2CHAT_WEB_PASSWORD"
         return Check("frontends", False, detail)
     return Check("frontends", True, ", ".join(enabled))
+
+
+@dataclass(frozen=True, slots=True)
+class QueueState:
+    """The shared job queue as `pix2chat doctor` reports it."""
+
+    waiting: int
+    running: int
+    workers_alive: int
+    stalled: int
+
+
+def check_queue(settings: Settings) -> Check:
+    """Scaled out: jobs waiting, workers alive (fresh heartbeat), jobs of dead workers."""
+    from editor.pgqueue import is_postgresql
+
+    url = settings.resolved_database_url()
+    if not is_postgresql(url):
+        if settings.worker == "remote":
+            return Check("queue", False, "PIX2CHAT_WORKER=remote needs a PostgreSQL database")
+        return Check("queue", True, "embedded worker (SQLite: no shared queue)")
+    state = asyncio.run(queue_state(url, settings.stalled_timeout_s))
+    detail = (
+        f"{state.waiting} waiting, {state.running} running, "
+        f"{state.workers_alive} worker(s) alive, {state.stalled} stalled"
+    )
+    if settings.worker != "remote":
+        return Check("queue", True, f"embedded worker; shared queue: {detail}")
+    if state.workers_alive == 0:
+        return Check("queue", False, f"{detail}: no worker is running, start `pix2chat worker`")
+    if state.stalled:
+        detail += " (a live worker hands them back within a heartbeat)"
+    return Check("queue", True, detail)
+
+
+async def queue_state(url: str, stalled_timeout_s: float) -> QueueState:
+    from sqlalchemy import text
+
+    from editor.pgqueue import QUEUE
+    from storage.database import Database
+
+    async with Database(url) as database, database.read() as session:
+        row = (
+            await session.execute(
+                text(
+                    "SELECT"
+                    " (SELECT count(*) FROM procrastinate_jobs"
+                    "   WHERE queue_name = :queue AND status = 'todo'),"
+                    " (SELECT count(*) FROM procrastinate_jobs"
+                    "   WHERE queue_name = :queue AND status = 'doing'),"
+                    " (SELECT count(*) FROM procrastinate_workers"
+                    "   WHERE last_heartbeat >= now() - make_interval(secs => :timeout)),"
+                    " (SELECT count(*) FROM procrastinate_jobs job"
+                    "   LEFT JOIN procrastinate_workers worker ON worker.id = job.worker_id"
+                    "   WHERE job.queue_name = :queue AND job.status = 'doing'"
+                    "     AND (worker.id IS NULL"
+                    "          OR worker.last_heartbeat < now() - make_interval(secs => :timeout)))"
+                ),
+                {"queue": QUEUE, "timeout": stalled_timeout_s},
+            )
+        ).one()
+    return QueueState(*(int(value) for value in row))

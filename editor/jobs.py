@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from editor.params import EditParams
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,10 +54,15 @@ class JobDone:
 
 @dataclass(frozen=True, slots=True)
 class JobFailed:
-    """The version failed; `error_key` names the catalogue message (parent_failed for dependents)."""
+    """The version failed; `error_key` names the catalogue message (parent_failed for dependents).
+
+    `refunded` is True when whoever failed it already gave the user's edit back in the same
+    transaction (remote workers do, so that several frontend processes do not refund it twice).
+    """
 
     version_id: int
     error_key: str
+    refunded: bool = False
 
 
 JobEvent = JobStarted | JobProgress | JobDone | JobFailed
@@ -64,12 +72,19 @@ JobListener = Callable[[JobEvent], Awaitable[None]]
 class JobQueue(Protocol):
     """The service's view of a scheduler: embedded here, procrastinate when scaled out.
 
-    Jobs are submitted after their version row is committed; a restart reloads them from the
-    database, so losing the process loses no work.
+    `defer_in` runs inside the transaction that inserts the version row, `submit` after it
+    commits; a restart reloads jobs from the database, so losing the process loses no work.
     """
 
     def subscribe(self, listener: JobListener) -> None:
         """Receive every job event (progress, done, failed)."""
+
+    async def defer_in(self, session: AsyncSession, job: Job) -> None:
+        """Record the job in the version's own transaction: neither exists without the other.
+
+        Embedded, the version row is the job and this does nothing; scaled out it inserts the
+        procrastinate job.
+        """
 
     async def submit(self, job: Job) -> None:
         """Queue a committed job (idempotent by version id)."""
@@ -77,8 +92,8 @@ class JobQueue(Protocol):
     def discard(self, version_ids: set[int]) -> None:
         """Forget queued jobs that were cancelled or deleted in the database."""
 
-    def position(self, version_id: int) -> int | None:
+    async def position(self, version_id: int) -> int | None:
         """1-based place in line (0 = running now), None if unknown."""
 
-    def depth(self) -> int:
+    async def depth(self) -> int:
         """Jobs waiting or running."""

@@ -9,20 +9,25 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import io
 import logging
 import time
 from collections import deque
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
 
-from PIL import Image
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from editor.base import Editor, EditRequest, ProgressCallback
-from editor.images import encode_png, fit_to_resolution, fitted_size
+from editor.base import Editor, ProgressCallback
+from editor.batching import (
+    ModelThread,
+    Output,
+    Work,
+    batch_signature,
+    compute_batch,
+    is_out_of_memory,
+    threadsafe_progress,
+)
 from editor.jobs import Job, JobDone, JobEvent, JobFailed, JobListener, JobProgress, JobStarted
 from storage import history
 from storage.database import Database
@@ -35,17 +40,13 @@ EDIT_FAILED = "error.edit_failed"
 OUT_OF_MEMORY = "error.out_of_memory"
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class _Output:
-    version_id: int
-    image_sha: str
-    size: tuple[int, int]
+_Output = Output
 
 
 def _batch_signature(job: Job) -> tuple[object, ...]:
     """Jobs with equal signatures can share one pipeline call."""
     assert job.parent_size is not None
-    return (*job.params.batch_key(), fitted_size(job.parent_size, job.params.resolution))
+    return batch_signature(job.params, job.parent_size)
 
 
 async def _done_sizes(session: AsyncSession, version_ids: set[int]) -> dict[int, tuple[int, int]]:
@@ -58,10 +59,6 @@ async def _done_sizes(session: AsyncSession, version_ids: set[int]) -> dict[int,
         )
     )
     return {vid: (w, h) for vid, w, h in rows.all() if w is not None and h is not None}
-
-
-def _is_out_of_memory(error: BaseException) -> bool:
-    return isinstance(error, MemoryError) or "out of memory" in str(error).lower()
 
 
 class EmbeddedScheduler:
@@ -103,7 +100,7 @@ class EmbeddedScheduler:
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
         self._background: set[asyncio.Future[None]] = set()
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pix2chat-model")
+        self._model = ModelThread()
 
     # ----- lifecycle -------------------------------------------------------------------------
 
@@ -121,8 +118,7 @@ class EmbeddedScheduler:
 
     async def start(self) -> None:
         """Load the model in its thread, reload queued jobs from the database, start serving."""
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._executor, self.editor.load)
+        await self._model.run(self.editor.load)
         await self._recover()
         self._task = asyncio.create_task(self._serve(), name="pix2chat-scheduler")
 
@@ -133,7 +129,7 @@ class EmbeddedScheduler:
         if self._task is not None:
             await self._task
             self._task = None
-        self._executor.shutdown(wait=True)
+        self._model.close()
 
     async def _recover(self) -> None:
         """Requeue jobs a crash interrupted; fail those that already crashed too often."""
@@ -173,6 +169,9 @@ class EmbeddedScheduler:
     def subscribe(self, listener: JobListener) -> None:
         self._listeners.append(listener)
 
+    async def defer_in(self, session: AsyncSession, job: Job) -> None:
+        """Nothing to add: embedded, the version row is the job."""
+
     async def submit(self, job: Job) -> None:
         """Queue a committed job; fills in the parent size if the parent finished meanwhile."""
         if job.version_id in self._pending_ids:
@@ -195,7 +194,7 @@ class EmbeddedScheduler:
             self._drop_user_if_idle(user_key)
         self._pending_ids -= version_ids - self._running_ids
 
-    def position(self, version_id: int) -> int | None:
+    async def position(self, version_id: int) -> int | None:
         """Place in line: 0 = running now; otherwise how many jobs run before it, plus one."""
         if version_id in self._running_ids:
             return 0
@@ -213,7 +212,7 @@ class EmbeddedScheduler:
                 return ahead + 1
         return None
 
-    def depth(self) -> int:
+    async def depth(self) -> int:
         return len(self._pending_ids)
 
     # ----- ordering --------------------------------------------------------------------------
@@ -345,33 +344,27 @@ class EmbeddedScheduler:
         await self._complete(outputs, time.perf_counter() - started)
 
     async def _compute(self, batch: Sequence[Job], parent_shas: dict[int, str]) -> list[_Output]:
-        loop = asyncio.get_running_loop()
         ids = [job.version_id for job in batch]
-
-        def report(step: int, total: int) -> None:
-            loop.call_soon_threadsafe(self._progress, ids, step, total)
-
-        return await loop.run_in_executor(
-            self._executor, self._compute_in_thread, list(batch), parent_shas, report
-        )
+        progress = threadsafe_progress(lambda step, total: self._progress(ids, step, total))
+        return await self._model.run(self._compute_in_thread, list(batch), parent_shas, progress)
 
     def _compute_in_thread(
         self, batch: list[Job], parent_shas: dict[int, str], progress: ProgressCallback
     ) -> list[_Output]:
         """Decode parents, run one pipeline call, store results losslessly (model thread)."""
-        requests = []
+        works = []
         for job in batch:
-            with Image.open(io.BytesIO(self.images.get(parent_shas[job.parent_id]))) as parent:
-                image = fit_to_resolution(parent.convert("RGB"), job.params.resolution)
-            requests.append(
-                EditRequest(image=image, instruction=job.instruction, params=job.params)
+            assert job.parent_size is not None  # only runnable jobs are batched
+            works.append(
+                Work(
+                    job.version_id,
+                    parent_shas[job.parent_id],
+                    job.parent_size,
+                    job.instruction,
+                    job.params,
+                )
             )
-        results = self.editor.edit_batch(requests, progress)
-        outputs = []
-        for job, result in zip(batch, results, strict=True):
-            sha = self.images.put(encode_png(result))
-            outputs.append(_Output(job.version_id, sha, result.size))
-        return outputs
+        return compute_batch(self.editor, self.images, works, progress)
 
     def _progress(self, version_ids: list[int], step: int, total: int) -> None:
         for version_id in version_ids:
@@ -417,7 +410,7 @@ class EmbeddedScheduler:
                 self.images.delete(sha)
 
     async def _fail(self, job: Job, error: BaseException) -> None:
-        key = OUT_OF_MEMORY if _is_out_of_memory(error) else EDIT_FAILED
+        key = OUT_OF_MEMORY if is_out_of_memory(error) else EDIT_FAILED
         log.error("edit %d failed: %r", job.version_id, error)
         async with self.database.write() as session:
             failed = await history.mark_failed(session, job.version_id, key, repr(error)[:2000])

@@ -9,6 +9,13 @@ import tempfile
 from pathlib import Path
 from typing import Protocol
 
+from sqlalchemy import create_engine, delete, func, select
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from storage.database import sync_url
+from storage.models import StoredImage, utcnow
+
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -108,3 +115,59 @@ class MemoryImageStore:
 
     def exists(self, sha: str) -> bool:
         return sha in self.blobs
+
+
+class DatabaseImageStore:
+    """Images in the database's `images` table, so every process and host reads the same ones.
+
+    The scaled-out default: frontends and GPU workers on other hosts share nothing but
+    PostgreSQL. Blocking, like every ImageStore (callers run it in a thread); it keeps its own
+    small synchronous engine so image traffic never waits behind the async pool. Another
+    backend (object storage) fits behind the same four methods.
+    """
+
+    def __init__(self, url: str, pool_size: int = 4) -> None:
+        parsed = sync_url(url)
+        options: dict[str, object] = {"pool_pre_ping": True}
+        if parsed.get_backend_name() != "sqlite":
+            options |= {"pool_size": pool_size, "max_overflow": pool_size}
+        self._engine = create_engine(parsed, **options)
+        self._dialect = parsed.get_backend_name()
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    def put(self, data: bytes) -> str:
+        sha = digest(data)
+        insert = postgresql_insert if self._dialect == "postgresql" else sqlite_insert
+        with self._engine.begin() as connection:
+            connection.execute(
+                insert(StoredImage)
+                .values(sha256=sha, data=data, created_at=utcnow())
+                .on_conflict_do_nothing(index_elements=["sha256"])
+            )
+        return sha
+
+    def get(self, sha: str) -> bytes:
+        with self._engine.connect() as connection:
+            data = connection.scalar(select(StoredImage.data).where(StoredImage.sha256 == sha))
+        if data is None:
+            raise ImageMissing(sha)
+        return bytes(data)
+
+    def delete(self, sha: str) -> None:
+        with self._engine.begin() as connection:
+            connection.execute(delete(StoredImage).where(StoredImage.sha256 == sha))
+
+    def exists(self, sha: str) -> bool:
+        with self._engine.connect() as connection:
+            found = connection.scalar(select(StoredImage.sha256).where(StoredImage.sha256 == sha))
+        return found is not None
+
+    def count(self) -> tuple[int, int]:
+        """(images, bytes) stored: for doctor and benchmarks."""
+        with self._engine.connect() as connection:
+            row = connection.execute(
+                select(func.count(), func.coalesce(func.sum(func.length(StoredImage.data)), 0))
+            ).one()
+        return int(row[0]), int(row[1])

@@ -16,6 +16,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     UniqueConstraint,
@@ -131,3 +132,13 @@ class UserLimit(Base):
     refilled_at: Mapped[float] = mapped_column(Float)
     quota_day: Mapped[str] = mapped_column(String(10))
     quota_used: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class StoredImage(Base):
+    """Image bytes by sha256, for deployments where every process must read every image."""
+
+    __tablename__ = "images"
+
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

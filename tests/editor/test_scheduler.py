@@ -188,15 +188,15 @@ async def test_users_take_turns_one_job_each(world: World) -> None:
 
     fair = ["alice 1", "bob 1", "carol 1", "alice 2", "bob 2", "alice 3"]
     by_name = {job.instruction: job.version_id for job in queued}
-    assert [scheduler.position(by_name[name]) for name in fair] == [1, 2, 3, 4, 5, 6]
-    assert scheduler.depth() == 6
+    assert [await scheduler.position(by_name[name]) for name in fair] == [1, 2, 3, 4, 5, 6]
+    assert await scheduler.depth() == 6
 
     async with scheduler:
         outcomes = await events.settled(*by_name.values())
 
     assert ran(editor) == [[name] for name in fair]
     assert all(isinstance(outcome, JobDone) for outcome in outcomes.values())
-    assert scheduler.depth() == 0
+    assert await scheduler.depth() == 0
 
 
 async def test_a_newcomer_goes_before_the_second_job_of_a_user_already_served(
@@ -214,8 +214,8 @@ async def test_a_newcomer_goes_before_the_second_job_of_a_user_already_served(
             # alice's first edit is running; bob and carol arrive while she has two waiting
             late = [await world.edit("bob", "bob 1"), await world.edit("carol", "carol 1")]
             await submit(scheduler, late)
-            assert scheduler.position(late[0].version_id) == 1
-            assert scheduler.position(alice[1].version_id) == 3
+            assert await scheduler.position(late[0].version_id) == 1
+            assert await scheduler.position(alice[1].version_id) == 3
         finally:
             editor.gate.set()
         await events.settled(*(job.version_id for job in alice + late))
@@ -360,7 +360,7 @@ async def test_an_edit_interrupted_too_often_fails_with_the_edits_built_on_it(
     assert (failed.status, failed.error_key, failed.attempts) == ("failed", EDIT_FAILED, 3)
     assert (await world.version(on_top.version_id)).status == VersionStatus.FAILED
     assert (await world.version(retried.version_id)).attempts == 3
-    assert scheduler.depth() == 0
+    assert await scheduler.depth() == 0
 
 
 # -- failures ----------------------------------------------------------------------------------
@@ -400,7 +400,7 @@ async def test_a_failing_request_does_not_take_its_batch_down(world: World) -> N
     assert (failed.status, failed.error_key) == (VersionStatus.FAILED, EDIT_FAILED)
     assert failed.error_detail is not None and "explode" in failed.error_detail
     assert await world.head("bob") != bob.version_id
-    assert scheduler.depth() == 0
+    assert await scheduler.depth() == 0
 
 
 async def test_out_of_memory_is_reported_as_such(world: World) -> None:
@@ -440,9 +440,9 @@ async def test_a_discarded_job_never_runs_and_the_line_closes_up(world: World) -
             b2 = await world.edit("bob", "bob 2")
             await submit(scheduler, [a2, b1, c1, b2])
             line = [a1, b1, c1, a2, b2]
-            assert [scheduler.position(j.version_id) for j in line] == [0, 1, 2, 3, 4]
-            assert scheduler.position(10_000) is None
-            assert scheduler.depth() == 5
+            assert [await scheduler.position(j.version_id) for j in line] == [0, 1, 2, 3, 4]
+            assert await scheduler.position(10_000) is None
+            assert await scheduler.depth() == 5
 
             async with world.database.write() as session:  # carol cancels, as the service does
                 conversation = await history.find_conversation(session, actor("carol"))
@@ -451,9 +451,14 @@ async def test_a_discarded_job_never_runs_and_the_line_closes_up(world: World) -
             assert [v.id for v in cancelled] == [c1.version_id]
             scheduler.discard({c1.version_id})
 
-            assert scheduler.position(c1.version_id) is None
-            assert [scheduler.position(j.version_id) for j in (a1, b1, a2, b2)] == [0, 1, 2, 3]
-            assert scheduler.depth() == 4
+            assert await scheduler.position(c1.version_id) is None
+            assert [await scheduler.position(j.version_id) for j in (a1, b1, a2, b2)] == [
+                0,
+                1,
+                2,
+                3,
+            ]
+            assert await scheduler.depth() == 4
         finally:
             editor.gate.set()
         await events.settled(*(j.version_id for j in (a1, b1, a2, b2)))
@@ -462,7 +467,7 @@ async def test_a_discarded_job_never_runs_and_the_line_closes_up(world: World) -
     assert c1.version_id not in events.started()
     assert c1.version_id not in events.outcomes()
     assert (await world.version(c1.version_id)).status == VersionStatus.CANCELLED
-    assert scheduler.depth() == 0
+    assert await scheduler.depth() == 0
 
 
 # -- rate limits and quota (SQLite and PostgreSQL) -----------------------------------------------

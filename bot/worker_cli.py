@@ -1,0 +1,41 @@
+"""What `pix2chat worker` runs: pick the GPU, build the editor, serve the shared queue."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+
+import typer
+
+from bot.config import Settings
+from editor.base import Editor, NullEditor
+
+
+def run_worker(settings: Settings, *, null_editor: bool = False, step_delay_ms: int = 0) -> int:
+    """Serve until SIGTERM/SIGINT; the exit status (messages for the operator on stderr).
+
+    `null_editor` and `step_delay_ms` are hidden options for benchmarks and crash drills: the
+    queue without a model, and edits slow enough to kill a worker in the middle of one.
+    """
+    if settings.worker_gpu is not None:
+        # Before torch is imported: the worker then sees exactly one GPU, as cuda:0.
+        os.environ["CUDA_VISIBLE_DEVICES"] = settings.worker_gpu
+    from bot.app import ConfigurationError, make_editor, serve_worker
+    from editor.pix2pix import ModelLoadError
+
+    if not logging.getLogger().isEnabledFor(logging.DEBUG):
+        logging.getLogger("procrastinate").setLevel(logging.WARNING)
+    editor: Editor = NullEditor() if null_editor else make_editor(settings)
+    if step_delay_ms:
+        from editor.worker import StepDelay
+
+        editor = StepDelay(editor, step_delay_ms / 1000)
+    try:
+        asyncio.run(serve_worker(settings, editor))
+    except (ConfigurationError, ModelLoadError) as error:
+        typer.secho(str(error), fg="red", err=True)
+        return 2 if isinstance(error, ConfigurationError) else 1
+    except KeyboardInterrupt:
+        pass
+    return 0

@@ -1,0 +1,122 @@
+"""What frontends and GPU workers agree on when they share nothing but PostgreSQL.
+
+Edit jobs are procrastinate jobs (queue `QUEUE`, task `TASK`, args `{"version_id": id}`),
+deferred with procrastinate's own SQL function inside the transaction that inserts the version
+row, so there is never a version without a job or a job without a version. Job events travel
+back on one LISTEN/NOTIFY channel as small JSON payloads; `pg_notify` is transactional, so a
+"done" notification leaves exactly when the result is committed.
+
+Ordering and fairness: every job of a user carries the lock `user:<platform>:<id>`, and
+procrastinate runs one job per lock at a time, oldest (then highest priority) first, so a
+user's edits run one at a time and in order. Priorities approximate the embedded scheduler's
+round-robin: a user's k-th pending job gets priority -k (never above the user's older waiting
+jobs), so anybody's first job runs before anybody's second, and so on.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from editor.jobs import Job, JobDone, JobEvent, JobFailed, JobProgress, JobStarted
+
+QUEUE = "pix2chat_edits"
+TASK = "pix2chat.edit"
+EVENTS_CHANNEL = "pix2chat_events"
+
+_RANK = text(
+    "SELECT count(*), min(priority) FILTER (WHERE status = 'todo') FROM procrastinate_jobs "
+    "WHERE lock = :lock AND status IN ('todo', 'doing')"
+)
+_DEFER = text(
+    "SELECT unnest(procrastinate_defer_jobs_v1(ARRAY[ROW(:queue, :task, :priority, :lock, "
+    "NULL, CAST(:args AS jsonb), NULL)::procrastinate_job_to_defer_v1]))"
+)
+_NOTIFY = text(
+    "SELECT pg_notify(:channel, payload) FROM unnest(CAST(:payloads AS text[])) AS payload"
+)
+
+
+def is_postgresql(url: str) -> bool:
+    return make_url(url).get_backend_name() in ("postgresql", "postgres")
+
+
+def libpq_url(url: str) -> str:
+    """The plain `postgresql://` form psycopg and procrastinate connect with."""
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def lock_for(user_key: str) -> str:
+    return f"user:{user_key}"
+
+
+def job_args(version_id: int) -> dict[str, Any]:
+    return {"version_id": version_id}
+
+
+async def defer_in(session: AsyncSession, job: Job) -> int:
+    """Insert the procrastinate job for `job` in the caller's transaction; its job id.
+
+    The worker is woken by procrastinate's own insert trigger (NOTIFY) once this commits.
+    """
+    lock = lock_for(job.user_key)
+    pending, lowest = (await session.execute(_RANK, {"lock": lock})).one()
+    priority = -int(pending) if lowest is None else min(-int(pending), int(lowest))
+    job_id = await session.scalar(
+        _DEFER,
+        {
+            "queue": QUEUE,
+            "task": TASK,
+            "priority": priority,
+            "lock": lock,
+            "args": json.dumps(job_args(job.version_id)),
+        },
+    )
+    assert job_id is not None
+    return int(job_id)
+
+
+def encode_event(event: JobEvent) -> str:
+    payload: dict[str, Any] = {"v": event.version_id}
+    if isinstance(event, JobStarted):
+        payload |= {"e": "started", "n": event.batch_size}
+    elif isinstance(event, JobProgress):
+        payload |= {"e": "progress", "s": event.step, "t": event.total}
+    elif isinstance(event, JobDone):
+        payload |= {"e": "done", "sec": round(event.seconds, 3)}
+    else:
+        payload |= {"e": "failed", "k": event.error_key, "r": event.refunded}
+    return json.dumps(payload, separators=(",", ":"))
+
+
+def decode_event(payload: str) -> JobEvent | None:
+    """The event a worker sent; None for anything this version does not understand."""
+    try:
+        data = json.loads(payload)
+        version_id = int(data["v"])
+        kind = data["e"]
+        if kind == "started":
+            return JobStarted(version_id, int(data["n"]))
+        if kind == "progress":
+            return JobProgress(version_id, int(data["s"]), int(data["t"]))
+        if kind == "done":
+            return JobDone(version_id, float(data["sec"]))
+        if kind == "failed":
+            return JobFailed(version_id, str(data["k"]), bool(data.get("r", False)))
+    except (ValueError, KeyError, TypeError):
+        return None
+    return None
+
+
+async def notify(session: AsyncSession, events: Sequence[JobEvent]) -> None:
+    """Send events to every listening frontend when (and only if) `session` commits."""
+    if events:
+        await session.execute(
+            _NOTIFY,
+            {"channel": EVENTS_CHANNEL, "payloads": [encode_event(event) for event in events]},
+        )

@@ -1,0 +1,346 @@
+"""`pix2chat worker`: a procrastinate worker that owns one GPU and runs edit jobs.
+
+Several workers on several hosts share one queue in PostgreSQL. Each loads the model once, in
+its one model thread, and runs up to `concurrency` jobs at a time; their samples meet in a
+`MicroBatcher`, so compatible edits of different users share a pipeline call while the event
+loop stays free for procrastinate's heartbeats, progress notifications and new jobs.
+
+A job is idempotent by version id: it claims the version in one locked UPDATE and records the
+result only if the version is still running, so a job run twice (a worker thought dead that
+was not) never writes two results nor sends two messages. The "done" notification is sent in
+the transaction that records the result.
+
+Crash recovery: every worker also looks, every heartbeat, for jobs of workers whose heartbeat
+stopped `stalled_timeout_s` ago (SIGKILL, power loss) and hands them back to the queue, so
+another worker runs them; a version whose runs crashed `max_attempts` times is failed and its
+user told. On SIGTERM a worker stops fetching, lets running edits finish for
+`shutdown_timeout_s`, then hands what is left back to the queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from PIL import Image
+from procrastinate import App, JobContext, PsycopgConnector, RetryStrategy
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from editor import pgqueue
+from editor.base import Editor, EditRequest, ProgressCallback
+from editor.batching import MicroBatcher, ModelThread, Output, Work, is_out_of_memory
+from editor.jobs import JobDone, JobFailed, JobProgress, JobStarted
+from storage import history, limits
+from storage.database import Database
+from storage.images import ImageStore
+from storage.models import PENDING_STATUSES, Conversation, Version, VersionStatus, utcnow
+
+log = logging.getLogger(__name__)
+
+EDIT_FAILED = "error.edit_failed"
+OUT_OF_MEMORY = "error.out_of_memory"
+PARENT_FAILED = "error.parent_failed"
+JOB_RETRIES = 10
+"""Retries of a job whose bookkeeping failed (database unreachable...), a second apart."""
+
+
+class ParentPending(Exception):
+    """The parent edit has not finished yet (cannot happen under the per-user lock)."""
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerOptions:
+    """How a worker runs; defaults suit one GPU."""
+
+    concurrency: int = 4
+    max_wait_ms: int = 20
+    max_attempts: int = 3
+    heartbeat_s: float = 5.0
+    stalled_timeout_s: float = 30.0
+    shutdown_timeout_s: float = 300.0
+    progress_interval_s: float = 0.5
+    poll_interval_s: float = 1.0
+    name: str | None = None
+
+
+class GpuWorker:
+    """Runs edit jobs from the shared queue until stopped (SIGTERM / SIGINT).
+
+    Args:
+        database: the shared PostgreSQL database.
+        images: an image store every process can read (DatabaseImageStore by default).
+        editor: the model; loaded once, in the worker's model thread.
+        options: concurrency, timeouts and the worker's name.
+    """
+
+    def __init__(
+        self,
+        database: Database,
+        images: ImageStore,
+        editor: Editor,
+        options: WorkerOptions | None = None,
+    ) -> None:
+        if database.is_sqlite:
+            raise ValueError("`pix2chat worker` needs PostgreSQL (PIX2CHAT_DATABASE_URL)")
+        self.database = database
+        self.images = images
+        self.editor = editor
+        self.options = options or WorkerOptions()
+        self.name = self.options.name or f"{socket.gethostname()}-{os.getpid()}"
+        self._batcher: MicroBatcher | None = None
+        self._last_progress: dict[int, float] = {}
+        self._background: set[asyncio.Task[None]] = set()
+
+    def make_app(self) -> App:
+        """The procrastinate app: one task, on the pix2chat queue."""
+        size = self.options.concurrency + 3  # jobs, fetcher, heartbeat, stalled sweep
+        connector = PsycopgConnector(
+            conninfo=pgqueue.libpq_url(self.database.url), min_size=1, max_size=size
+        )
+        app = App(connector=connector)
+        app.task(
+            name=pgqueue.TASK,
+            queue=pgqueue.QUEUE,
+            pass_context=True,
+            retry=RetryStrategy(max_attempts=JOB_RETRIES, wait=1),
+        )(self._edit)
+        return app
+
+    async def run(self, *, install_signal_handlers: bool = True) -> None:
+        """Load the model, then serve jobs until a stop signal (or cancellation)."""
+        model = ModelThread()
+        try:
+            await model.run(self.editor.load)
+            app = self.make_app()
+            batcher = MicroBatcher(
+                model,
+                self.editor,
+                self.images,
+                max_batch=self.options.concurrency,
+                max_wait_ms=self.options.max_wait_ms,
+                on_start=self._started,
+                on_progress=self._progress,
+            )
+            async with app.open_async(), batcher:
+                self._batcher = batcher
+                sweeper = asyncio.create_task(self._sweep_stalled(app), name="stalled-sweep")
+                log.info("worker %s ready: %d job(s) at a time", self.name, batcher.max_batch)
+                try:
+                    await app.run_worker_async(
+                        queues=[pgqueue.QUEUE],
+                        name=self.name,
+                        concurrency=self.options.concurrency,
+                        update_heartbeat_interval=self.options.heartbeat_s,
+                        stalled_worker_timeout=self.options.stalled_timeout_s,
+                        shutdown_graceful_timeout=self.options.shutdown_timeout_s,
+                        fetch_job_polling_interval=self.options.poll_interval_s,
+                        delete_jobs="always",
+                        install_signal_handlers=install_signal_handlers,
+                    )
+                finally:
+                    sweeper.cancel()
+                    await asyncio.gather(sweeper, return_exceptions=True)
+                    await asyncio.gather(*self._background, return_exceptions=True)
+        finally:
+            self._batcher = None
+            model.close()
+        log.info("worker %s stopped", self.name)
+
+    # ----- one job ---------------------------------------------------------------------------
+
+    async def _edit(self, context: JobContext, version_id: int) -> None:
+        """The procrastinate task: claim, compute (batched), record; idempotent by version."""
+        try:
+            work = await self._claim(version_id)
+            if work is None:
+                return
+            started = time.perf_counter()
+            try:
+                assert self._batcher is not None
+                output = await self._batcher.run(work)
+            except asyncio.CancelledError:
+                await asyncio.shield(self._hand_back(version_id))
+                raise
+            except Exception as error:
+                await self._fail(version_id, error)
+                return
+            if self._background:  # progress of this edit must not arrive after its result
+                await asyncio.wait(list(self._background), timeout=1.0)
+            await self._record(output, time.perf_counter() - started)
+        except Exception:
+            if (context.job.attempts or 0) + 1 >= JOB_RETRIES:
+                log.exception("edit %d: giving up after %d tries", version_id, JOB_RETRIES)
+                await self._fail(version_id, RuntimeError("the worker could not record it"))
+                return
+            raise
+
+    async def _claim(self, version_id: int) -> Work | None:
+        """Running from now on, or None if there is nothing (left) to do for this version."""
+        async with self.database.write() as session:
+            version = await session.get(Version, version_id, with_for_update=True)
+            if version is None or version.status not in PENDING_STATUSES:
+                return None  # cancelled, forgotten, or already finished by an earlier run
+            if version.attempts >= self.options.max_attempts:
+                log.error("edit %d crashed %d times: failing it", version_id, version.attempts)
+                await self._fail_in(session, version_id, EDIT_FAILED, "too many attempts")
+                return None
+            assert version.parent_id is not None and version.params is not None
+            parent = await session.get(Version, version.parent_id)
+            if parent is not None and parent.is_pending:
+                raise ParentPending(version_id)
+            if parent is None or parent.image_sha is None or not parent.width or not parent.height:
+                await self._fail_in(session, version_id, PARENT_FAILED, "no parent image")
+                return None
+            version.status = VersionStatus.RUNNING
+            version.started_at = utcnow()
+            version.attempts += 1
+            return Work(
+                version_id,
+                parent.image_sha,
+                (parent.width, parent.height),
+                version.instruction or "",
+                version.edit_params(),
+            )
+
+    async def _record(self, output: Output, seconds: float) -> None:
+        async with self.database.write() as session:
+            recorded = await history.mark_done_many(
+                session, [history.Result(output.version_id, output.image_sha, output.size)]
+            )
+            if recorded:
+                await pgqueue.notify(session, [JobDone(output.version_id, seconds)])
+        if recorded:
+            log.info("edit %d done in %.2f s", output.version_id, seconds)
+            return
+        async with self.database.read() as session:  # forgotten meanwhile, or a double run
+            used = await session.scalar(
+                select(Version.id).where(Version.image_sha == output.image_sha).limit(1)
+            )
+        if used is None:
+            await asyncio.to_thread(self.images.delete, output.image_sha)
+
+    async def _fail(self, version_id: int, error: BaseException) -> None:
+        key = OUT_OF_MEMORY if is_out_of_memory(error) else EDIT_FAILED
+        log.error("edit %d failed: %r", version_id, error)
+        async with self.database.write() as session:
+            await self._fail_in(session, version_id, key, repr(error)[:2000])
+
+    async def _fail_in(self, session: AsyncSession, version_id: int, key: str, detail: str) -> None:
+        """Fail the version and the edits built on it, give the edits back, tell the users."""
+        failed = await history.mark_failed(session, version_id, key, detail)
+        for version in failed:
+            conversation = await session.get(Conversation, version.conversation_id)
+            if conversation is not None:
+                await limits.refund(session, conversation.platform, conversation.user_id)
+        await pgqueue.notify(
+            session,
+            [JobFailed(v.id, v.error_key or key, refunded=True) for v in failed],
+        )
+
+    async def _hand_back(self, version_id: int) -> None:
+        """Shutdown took too long: the version waits for the next worker (not a crash)."""
+        async with self.database.write() as session:
+            version = await session.get(Version, version_id, with_for_update=True)
+            if version is not None and version.status == VersionStatus.RUNNING:
+                version.status = VersionStatus.QUEUED
+                version.started_at = None
+                version.attempts = max(0, version.attempts - 1)
+        log.warning("edit %d handed back to the queue", version_id)
+
+    # ----- events ----------------------------------------------------------------------------
+
+    async def _started(self, version_ids: list[int]) -> None:
+        log.info("edit(s) %s started (batch of %d)", version_ids, len(version_ids))
+        async with self.database.write() as session:
+            await pgqueue.notify(session, [JobStarted(v, len(version_ids)) for v in version_ids])
+
+    def _progress(self, version_ids: list[int], step: int, total: int) -> None:
+        """Throttled: chats show progress at most about once a second anyway.
+
+        The last step is not sent: the result follows at once.
+        """
+        key = version_ids[0]
+        if step >= total:
+            self._last_progress.pop(key, None)
+            return
+        now = time.monotonic()
+        if now - self._last_progress.get(key, 0.0) < self.options.progress_interval_s:
+            return
+        self._last_progress[key] = now
+        task = asyncio.create_task(self._send_progress(version_ids, step, total))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _send_progress(self, version_ids: list[int], step: int, total: int) -> None:
+        try:
+            async with self.database.write() as session:
+                await pgqueue.notify(session, [JobProgress(v, step, total) for v in version_ids])
+        except Exception:
+            log.exception("could not send progress")
+
+    # ----- crash recovery --------------------------------------------------------------------
+
+    async def _sweep_stalled(self, app: App) -> None:
+        """Hand the jobs of dead workers back to the queue, every heartbeat."""
+        while True:
+            await asyncio.sleep(self.options.heartbeat_s)
+            try:
+                await self.retry_stalled(app)
+            except Exception:
+                log.exception("stalled-job sweep failed")
+
+    async def retry_stalled(self, app: App) -> list[int]:
+        """One sweep; the ids of the jobs handed back."""
+        stalled = await app.job_manager.get_stalled_jobs(
+            queue=pgqueue.QUEUE, seconds_since_heartbeat=self.options.stalled_timeout_s
+        )
+        retried = []
+        for job in stalled:
+            try:
+                await app.job_manager.retry_job(job)
+            except Exception as error:  # another worker's sweep got there first
+                log.debug("stalled job %s not retried: %s", job.id, error)
+                continue
+            assert job.id is not None
+            retried.append(job.id)
+            log.warning("job %s of a dead worker goes back to the queue", job.id)
+        if retried:
+            await app.job_manager.prune_stalled_workers(self.options.stalled_timeout_s)
+        return retried
+
+
+class StepDelay:
+    """Wraps an editor so every denoising step takes `delay_s` longer.
+
+    For drills and tests that must kill a worker in the middle of an edit, with any model.
+    """
+
+    def __init__(self, editor: Editor, delay_s: float) -> None:
+        self.inner = editor
+        self.delay_s = delay_s
+        self.max_instruction_tokens = editor.max_instruction_tokens
+
+    def load(self) -> None:
+        self.inner.load()
+
+    def count_tokens(self, instruction: str) -> int:
+        return self.inner.count_tokens(instruction)
+
+    def edit_batch(
+        self, requests: Sequence[EditRequest], progress: ProgressCallback | None = None
+    ) -> list[Image.Image]:
+        def slow(step: int, total: int) -> None:
+            time.sleep(self.delay_s)
+            if progress is not None:
+                progress(step, total)
+
+        return self.inner.edit_batch(requests, slow)
+
+    def describe(self) -> dict[str, str]:
+        return {**self.inner.describe(), "step_delay_s": str(self.delay_s)}
