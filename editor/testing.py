@@ -53,8 +53,11 @@ def bytes_to_unicode() -> dict[int, str]:
     return dict(zip(printable, map(chr, codepoints), strict=True))
 
 
-def _build_tokenizer(folder: Path) -> CLIPTokenizer:
-    """A CLIP tokenizer with one token per byte (plus its end-of-word form) and no merges."""
+def build_byte_tokenizer(folder: Path) -> CLIPTokenizer:
+    """A CLIP tokenizer with one token per byte (plus its end-of-word form) and no merges.
+
+    Its files are written to `folder`, which may be deleted afterwards (they are read at once).
+    """
     characters = list(bytes_to_unicode().values())
     tokens = [*characters, *(c + "</w>" for c in characters), "<|startoftext|>", "<|endoftext|>"]
     vocab_file = folder / "vocab.json"
@@ -95,7 +98,7 @@ def build_tiny_pipeline(path: Path, seed: int = 0) -> Path:
         layers_per_block=1,
     )
     with tempfile.TemporaryDirectory() as folder:
-        tokenizer = _build_tokenizer(Path(folder))
+        tokenizer = build_byte_tokenizer(Path(folder))
     text_encoder = CLIPTextModel(
         CLIPTextConfig(
             vocab_size=len(tokenizer),
