@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from diffusers import (
     AutoencoderKL,
+    AutoencoderTiny,
     EulerAncestralDiscreteScheduler,
     UNet2DConditionModel,
 )
@@ -144,3 +145,20 @@ def build_tiny_lora(pipeline_dir: Path, out_dir: Path, seed: int = 1) -> Path:
     layers = convert_state_dict_to_diffusers(get_peft_model_state_dict(unet))
     StableDiffusionInstructPix2PixPipeline.save_lora_weights(out_dir, unet_lora_layers=layers)
     return out_dir
+
+
+def build_tiny_preview_decoder(path: Path, seed: int = 2) -> Path:
+    """Save a random `AutoencoderTiny` (TAESD's architecture, a few channels wide) to `path`.
+
+    Same 8x upscale and 4 latent channels as TAESD, so it decodes the tiny pipeline's latents.
+    """
+    torch.manual_seed(seed)
+    decoder = AutoencoderTiny(
+        encoder_block_out_channels=(8, 8, 8, 8),
+        decoder_block_out_channels=(8, 8, 8, 8),
+        num_encoder_blocks=(1, 1, 1, 1),
+        num_decoder_blocks=(1, 1, 1, 1),
+        latent_channels=4,
+    )
+    decoder.save_pretrained(path)
+    return path
