@@ -79,6 +79,14 @@ def select_device(preference: str) -> str:
     )
 
 
+def resolve_dtype(dtype: str, device: str) -> torch.dtype:
+    """`PIX2CHAT_DTYPE`: "auto" is float16 on CUDA, which halves memory and time there; on other
+    devices float16 is slow or unsupported, so float32."""
+    if dtype == "auto":
+        return torch.float16 if device == "cuda" else torch.float32
+    return DTYPES[dtype]
+
+
 class DiffusersEditor:
     """Edits photos with `StableDiffusionInstructPix2PixPipeline`.
 
@@ -461,10 +469,7 @@ class DiffusersEditor:
         }
 
     def _resolve_dtype(self, device: str) -> torch.dtype:
-        """float16 halves memory and time on CUDA; elsewhere it is slow or unsupported."""
-        if self.dtype == "auto":
-            return torch.float16 if device == "cuda" else torch.float32
-        return DTYPES[self.dtype]
+        return resolve_dtype(self.dtype, device)
 
     def _fuse_lora(self, pipe: StableDiffusionInstructPix2PixPipeline, lora: str) -> None:
         """Merge the adapter into the base weights, so inference costs what it costs without it."""

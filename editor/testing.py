@@ -15,12 +15,12 @@ from typing import Any
 import torch
 from diffusers import (
     AutoencoderKL,
-    AutoencoderTiny,
     EulerAncestralDiscreteScheduler,
     UNet2DConditionModel,
 )
 
-# From its module, not the package root: there mypy sees diffusers' dummy placeholder class.
+# From their modules, not the package root: there mypy sees diffusers' dummy placeholder classes.
+from diffusers.models.autoencoders.autoencoder_tiny import AutoencoderTiny
 from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion_instruct_pix2pix import (
     StableDiffusionInstructPix2PixPipeline,
 )

@@ -1,0 +1,526 @@
+"""`pix2chat bench model`: what one GPU worker delivers, timed the way production runs it.
+
+Each configuration (speed options x resolution x batch size) is edited once to warm up (and,
+with compile, after `load` compiled every shape), then timed end to end through
+`DiffusersEditor.edit_batch`, the call the scheduler makes. Around it, the parts are timed on
+their own at the same shapes: one denoising step (one UNet call on 3 x batch samples: text,
+image and unconditional guidance), VAE encode and VAE decode. FLOPs come from PyTorch's
+FlopCounterMode on a shapes-only (`meta`) copy of the UNet, so they cost nothing to count and
+are exact for the architecture; achieved TFLOP/s is set against the device's published dense
+fp16/bf16 peak (or, on a CPU, a matmul peak measured on the spot).
+
+By default the model is the full-size InstructPix2Pix architecture with random weights
+(editor/architecture.py): speed does not depend on weight values.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import statistics
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image
+
+from bot.bench import product_photo
+from editor.base import EditRequest
+from editor.params import EditParams
+from editor.speed import SpeedOptions
+
+Echo = Callable[[str], None]
+
+FULL_SIZE = "sd15-random"
+"""`--model` value for the full-size random-weight architecture (the default)."""
+TINY = "tiny-random"
+"""`--model` value for the tiny test pipeline (seconds on a CPU; for checking the command)."""
+
+# Published dense (no sparsity) fp16/bf16 tensor-core peaks, TFLOP/s, most specific name first.
+# H200 has the H100 SXM's compute. The issue's "achievable" H100 figure is ~790.
+PEAK_TFLOPS: tuple[tuple[str, float], ...] = (
+    ("H200", 989.0),
+    ("H100 PCIe", 756.0),
+    ("H100 NVL", 835.0),
+    ("H100", 989.0),
+    ("A100", 312.0),
+    ("L40S", 362.0),
+    ("L4", 121.0),
+    ("A10G", 70.0),
+    ("A10", 125.0),
+    ("RTX 4090", 165.0),
+    ("RTX 3090", 71.0),
+    ("V100", 125.0),
+    ("T4", 65.0),
+)
+
+OPTION_TOKENS: dict[str, dict[str, Any]] = {
+    "default": {},
+    "classic": {"attention": "classic"},
+    "channels_last": {"channels_last": True},
+    "fuse_qkv": {"fuse_qkv": True},
+    "compile": {"compile": "unet"},
+    "compile_vae": {"compile": "unet+vae"},
+    "max_autotune": {"compile_mode": "max-autotune"},
+    "cuda_graphs": {"cuda_graphs": True},
+    "preview": {"preview": "taesd"},
+}
+"""`--options` words; a set is words joined by '+', e.g. `channels_last+fuse_qkv+compile`."""
+
+
+@dataclass(frozen=True, slots=True)
+class ModelBenchConfig:
+    """What `pix2chat bench model` measures."""
+
+    model: str = FULL_SIZE
+    device: str = "auto"
+    dtype: str = "auto"
+    resolutions: tuple[int, ...] = (512, 768)
+    batch_sizes: tuple[int, ...] = (1, 2, 4, 8)
+    steps: int = 20
+    runs: int = 3
+    option_sets: tuple[str, ...] = ("default",)
+    preview_model: str | None = None
+
+
+@dataclass(slots=True)
+class Row:
+    """One measured configuration; times in seconds unless the name says ms."""
+
+    options: str
+    resolution: int
+    batch_size: int
+    steps: int
+    batch_seconds: float = float("nan")
+    seconds_per_edit: float = float("nan")
+    edits_per_second: float = float("nan")
+    unet_step_ms: float = float("nan")
+    vae_encode_ms: float = float("nan")
+    vae_decode_ms: float = float("nan")
+    other_ms: float = float("nan")
+    projected_seconds_per_edit_20_steps: float = float("nan")
+    peak_memory_mib: float = float("nan")
+    unet_tflop_per_step: float = float("nan")
+    unet_tflops: float = float("nan")
+    end_to_end_tflops: float = float("nan")
+    percent_of_peak: float = float("nan")
+    oom_splits: int = 0
+    previews_per_edit: float = 0.0
+    finite_output: bool = True
+    error: str | None = None
+
+
+@dataclass(slots=True)
+class Report:
+    environment: dict[str, Any]
+    rows: list[Row] = field(default_factory=list)
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {"environment": self.environment, "rows": [asdict(row) for row in self.rows]},
+            indent=2,
+            allow_nan=True,
+        )
+
+
+def parse_option_set(text: str) -> SpeedOptions:
+    """'channels_last+fuse_qkv+compile' -> SpeedOptions; unknown words name the valid ones."""
+    values: dict[str, Any] = {}
+    for word in text.replace(",", "+").split("+"):
+        word = word.strip()
+        if not word:
+            continue
+        if word not in OPTION_TOKENS:
+            raise ValueError(f"unknown option {word!r}; use {', '.join(OPTION_TOKENS)}")
+        values.update(OPTION_TOKENS[word])
+    return SpeedOptions(**values)
+
+
+def device_peak_tflops(device: torch.device, dtype: torch.dtype) -> tuple[float | None, str]:
+    """(peak TFLOP/s, where the figure comes from) for this device and dtype."""
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+        if dtype not in (torch.float16, torch.bfloat16):
+            return None, f"{name}: no fp32 peak in the table"
+        for key, peak in PEAK_TFLOPS:
+            if key in name:
+                return peak, f"{name}: published dense fp16/bf16 peak"
+        return None, f"{name}: not in the peak table"
+    if device.type == "cpu":
+        return _measured_matmul_tflops(dtype), f"{platform.processor() or 'CPU'}: measured matmul"
+    return None, f"{device.type}: no peak known"
+
+
+def _measured_matmul_tflops(dtype: torch.dtype, size: int = 1024, seconds: float = 1.0) -> float:
+    a = torch.randn(size, size, dtype=dtype)
+    b = torch.randn(size, size, dtype=dtype)
+    torch.mm(a, b)
+    count, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        torch.mm(a, b)
+        count += 1
+    return 2 * size**3 * count / (time.perf_counter() - started) / 1e12
+
+
+def unet_flops_per_sample(unet_config: dict[str, Any], resolution: int) -> int:
+    """FLOPs of one UNet call on one sample at `resolution`, counted on a shapes-only copy."""
+    from diffusers.models.unets.unet_2d_condition import UNet2DConditionModel
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with torch.device("meta"):
+        unet = UNet2DConditionModel.from_config(unet_config)
+        side = resolution // 8
+        sample = torch.empty(1, unet.config.in_channels, side, side)
+        context = torch.empty(1, 77, unet.config.cross_attention_dim)
+        timestep = torch.tensor(500.0)
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        unet(sample, timestep, encoder_hidden_states=context, return_dict=False)
+    return int(counter.get_total_flops())
+
+
+class _Memory:
+    """Peak memory of a block: CUDA's allocator peak, or the growth of peak RSS on Linux."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.kind = "GPU max_memory_allocated" if device.type == "cuda" else "peak RSS increase"
+
+    @contextmanager
+    def measure(self) -> Iterator[list[float]]:
+        peak: list[float] = []
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+            yield peak
+            torch.cuda.synchronize(self.device)
+            peak.append(torch.cuda.max_memory_allocated(self.device) / 2**20)
+            return
+        before = _proc_status_kib("VmRSS")
+        try:
+            Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current RSS
+        except OSError:
+            before = None
+        yield peak
+        after = _proc_status_kib("VmHWM")
+        if before is not None and after is not None:
+            peak.append(max(0, after - before) / 1024)
+
+
+def _proc_status_kib(key: str) -> int | None:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
+
+
+def _timed(device: torch.device, runs: int, work: Callable[[], object]) -> float:
+    """Median seconds of `runs` calls after one untimed call."""
+    work()
+    times = []
+    for _ in range(runs):
+        _sync(device)
+        started = time.perf_counter()
+        work()
+        _sync(device)
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def run_model_benchmark(config: ModelBenchConfig, echo: Echo = print) -> Report:
+    """Measure every (options, resolution, batch size) of `config`; print a table as it goes."""
+    option_sets = [(label, parse_option_set(label)) for label in config.option_sets]
+    with tempfile.TemporaryDirectory(prefix="pix2chat-bench-model-") as tmp:
+        folder = Path(tmp)
+        report: Report | None = None
+        for label, speed in option_sets:
+            speed = _with_compile_shapes(speed, config)
+            if speed.preview != "off":
+                speed = replace(speed, preview_model=_preview_model(config, folder))
+            editor = _make_editor(config, speed, folder)
+            started = time.perf_counter()
+            editor.load()
+            load_s = time.perf_counter() - started
+            pipe = editor._pipe
+            assert pipe is not None
+            device, dtype = pipe.device, pipe.unet.dtype
+            if report is None:
+                report = Report(_environment(config, pipe, device, dtype))
+                _print_header(report, echo)
+            echo(f"-- options: {label} ({editor.describe()['speed']}); load {load_s:.1f} s")
+            flops: dict[int, int] = {}
+            for resolution in config.resolutions:
+                if resolution not in flops:
+                    flops[resolution] = unet_flops_per_sample(dict(pipe.unet.config), resolution)
+                for batch_size in config.batch_sizes:
+                    row = _measure(
+                        editor, label, resolution, batch_size, config, flops[resolution], report
+                    )
+                    report.rows.append(row)
+                    echo(_format_row(row))
+            del editor, pipe
+            _release(device)
+        assert report is not None
+        return report
+
+
+def _with_compile_shapes(speed: SpeedOptions, config: ModelBenchConfig) -> SpeedOptions:
+    """Compile exactly the shapes the benchmark runs, so `load` warms them all up."""
+    if speed.compile == "off":
+        return speed
+    return replace(
+        speed,
+        compile_sizes=tuple((r // 8 * 8, r // 8 * 8) for r in config.resolutions),
+        compile_batch_sizes=config.batch_sizes,
+    )
+
+
+def _preview_model(config: ModelBenchConfig, folder: Path) -> str:
+    """TAESD weights: the one given, else a random one of the right architecture."""
+    if config.preview_model:
+        return config.preview_model
+    from editor.testing import build_tiny_preview_decoder
+
+    if config.model == TINY:
+        return str(build_tiny_preview_decoder(folder / "tiny-taesd"))
+    from diffusers.models.autoencoders.autoencoder_tiny import AutoencoderTiny
+
+    AutoencoderTiny().save_pretrained(folder / "taesd-random")  # TAESD's default config
+    return str(folder / "taesd-random")
+
+
+def _make_editor(config: ModelBenchConfig, speed: SpeedOptions, folder: Path) -> Any:
+    from editor.pix2pix import DiffusersEditor, resolve_dtype, select_device
+
+    if config.model == TINY:
+        from editor.testing import build_tiny_pipeline
+
+        tiny = folder / "tiny"
+        if not tiny.exists():
+            build_tiny_pipeline(tiny)
+        return DiffusersEditor(str(tiny), device=config.device, dtype=config.dtype, speed=speed)
+    if config.model == FULL_SIZE:
+        from editor.architecture import build_full_size_pipeline
+
+        device = select_device(config.device)
+        pipeline = build_full_size_pipeline(device, resolve_dtype(config.dtype, device))
+        return DiffusersEditor(
+            FULL_SIZE, device=device, dtype=config.dtype, speed=speed, pipeline=pipeline
+        )
+    return DiffusersEditor(config.model, device=config.device, dtype=config.dtype, speed=speed)
+
+
+def _measure(
+    editor: Any,
+    label: str,
+    resolution: int,
+    batch_size: int,
+    config: ModelBenchConfig,
+    flops_per_sample: int,
+    report: Report,
+) -> Row:
+    pipe = editor._pipe
+    device, dtype = pipe.device, pipe.unet.dtype
+    side = resolution // 8 * 8
+    row = Row(label, side, batch_size, config.steps)
+    requests = [
+        EditRequest(
+            product_photo(side, seed=i),
+            "make it night",
+            EditParams(num_inference_steps=config.steps, seed=i, resolution=side),
+        )
+        for i in range(batch_size)
+    ]
+    memory = _Memory(device)
+    splits_before = editor.oom_splits
+    results: list[Image.Image] = []
+    previews: list[int] = []
+
+    def on_preview(step: int, _total: int, images: Any) -> None:
+        previews.append(len(images))
+
+    hook = on_preview if editor.speed.preview != "off" else None
+    try:
+        with memory.measure() as peak:
+            batch_s = _timed(
+                device,
+                config.runs,
+                lambda: results.extend(editor.edit_batch(requests, preview=hook)),
+            )
+        latent = side // 8
+        unet_s = _time_unet(pipe, device, dtype, batch_size, latent, config.runs)
+        encode_s, decode_s = _time_vae(pipe, device, dtype, batch_size, side, config.runs)
+    except Exception as error:  # one configuration failing (OOM at batch 1) must not end the run
+        row.error = f"{type(error).__name__}: {str(error).splitlines()[0][:200]}"
+        _release(device)
+        return row
+    row.oom_splits = editor.oom_splits - splits_before
+    row.previews_per_edit = sum(previews) / (config.runs + 1) / batch_size
+    row.finite_output = all(image.getextrema() != ((0, 0),) * 3 for image in results[-batch_size:])
+    row.batch_seconds = batch_s
+    row.seconds_per_edit = batch_s / batch_size
+    row.edits_per_second = batch_size / batch_s
+    row.unet_step_ms = unet_s * 1000
+    row.vae_encode_ms = encode_s * 1000
+    row.vae_decode_ms = decode_s * 1000
+    row.other_ms = (batch_s - config.steps * unet_s - encode_s - decode_s) * 1000
+    row.projected_seconds_per_edit_20_steps = (batch_s + (20 - config.steps) * unet_s) / batch_size
+    row.peak_memory_mib = peak[0] if peak else float("nan")
+    step_flops = 3 * batch_size * flops_per_sample
+    row.unet_tflop_per_step = step_flops / 1e12
+    row.unet_tflops = step_flops / unet_s / 1e12
+    row.end_to_end_tflops = config.steps * step_flops / batch_s / 1e12
+    peak_tflops = report.environment.get("peak_tflops")
+    if peak_tflops:
+        row.percent_of_peak = 100 * row.unet_tflops / peak_tflops
+    return row
+
+
+def _time_unet(
+    pipe: Any, device: torch.device, dtype: torch.dtype, batch: int, latent: int, runs: int
+) -> float:
+    """One denoising step: the UNet on 3 x batch samples, as the pipeline calls it."""
+    unet = pipe.unet
+    generator = torch.Generator(device="cpu").manual_seed(0)
+    sample = torch.randn(3 * batch, unet.config.in_channels, latent, latent, generator=generator)
+    context = torch.randn(3 * batch, 77, unet.config.cross_attention_dim, generator=generator)
+    sample, context = sample.to(device, dtype), context.to(device, dtype)
+    timestep = torch.tensor(500.0, device=device)
+    with torch.inference_mode():
+        return _timed(
+            device,
+            runs,
+            lambda: unet(sample, timestep, encoder_hidden_states=context, return_dict=False),
+        )
+
+
+def _time_vae(
+    pipe: Any, device: torch.device, dtype: torch.dtype, batch: int, side: int, runs: int
+) -> tuple[float, float]:
+    generator = torch.Generator(device="cpu").manual_seed(0)
+    pixels = torch.rand(batch, 3, side, side, generator=generator).to(device, dtype) * 2 - 1
+    latents = torch.randn(batch, 4, side // 8, side // 8, generator=generator).to(device, dtype)
+    vae = pipe.vae
+    with torch.inference_mode():
+        encode = _timed(device, runs, lambda: vae.encode(pixels).latent_dist.mode())
+        decode = _timed(device, runs, lambda: vae.decode(latents, return_dict=False))
+    return encode, decode
+
+
+def _release(device: torch.device) -> None:
+    import gc
+
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+
+
+def _environment(
+    config: ModelBenchConfig, pipe: Any, device: torch.device, dtype: torch.dtype
+) -> dict[str, Any]:
+    import diffusers
+    import transformers
+
+    peak, peak_source = device_peak_tflops(device, dtype)
+    weights = sum(
+        p.numel() * p.element_size()
+        for module in (pipe.unet, pipe.vae, pipe.text_encoder)
+        for p in module.parameters()
+    )
+    return {
+        "model": config.model,
+        "device": str(device),
+        "device_name": (
+            torch.cuda.get_device_name(device)
+            if device.type == "cuda"
+            else platform.processor() or platform.machine()
+        ),
+        "cpu_threads": torch.get_num_threads(),
+        "dtype": str(dtype).removeprefix("torch."),
+        "steps": config.steps,
+        "runs": config.runs,
+        "peak_tflops": peak,
+        "peak_source": peak_source,
+        "weights_mib": weights / 2**20,
+        "unet_parameters": sum(p.numel() for p in pipe.unet.parameters()),
+        "memory_measure": _Memory(device).kind,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "diffusers": diffusers.__version__,
+        "transformers": transformers.__version__,
+    }
+
+
+def _print_header(report: Report, echo: Echo) -> None:
+    env = report.environment
+    peak = f"{env['peak_tflops']:.2f} TFLOP/s" if env["peak_tflops"] else "n/a"
+    echo(
+        f"== pix2chat bench model: {env['model']} ({env['unet_parameters']:,} UNet parameters, "
+        f"weights {env['weights_mib']:,.0f} MiB) on {env['device']} ({env['device_name']}, "
+        f"{env['cpu_threads']} CPU threads), {env['dtype']}, {env['steps']} steps, "
+        f"median of {env['runs']} =="
+    )
+    echo(f"peak: {peak} ({env['peak_source']}); memory: {env['memory_measure']}")
+    echo(
+        f"torch {env['torch']} (CUDA {env['cuda']}), diffusers {env['diffusers']}, "
+        f"transformers {env['transformers']}, Python {env['python']}"
+    )
+    echo(
+        "res  batch  s/edit  edits/s  batch s  UNet step ms  VAE enc ms  VAE dec ms  other ms"
+        "  @20 steps s/edit  peak MiB  TFLOP/step  UNet TFLOP/s  % peak  e2e TFLOP/s"
+    )
+
+
+def _format_row(row: Row) -> str:
+    if row.error:
+        return f"{row.resolution:>4} {row.batch_size:>5}  failed: {row.error}"
+    pct = "n/a" if row.percent_of_peak != row.percent_of_peak else f"{row.percent_of_peak:5.1f}"
+    notes = []
+    if row.oom_splits:
+        notes.append(f"split {row.oom_splits}x on OOM")
+    if row.previews_per_edit:
+        notes.append(f"{row.previews_per_edit:.0f} previews/edit")
+    if not row.finite_output:
+        notes.append("blank output")
+    return (
+        f"{row.resolution:>4} {row.batch_size:>5} {row.seconds_per_edit:7.3f} "
+        f"{row.edits_per_second:8.2f} {row.batch_seconds:8.3f} {row.unet_step_ms:13.1f} "
+        f"{row.vae_encode_ms:11.1f} {row.vae_decode_ms:11.1f} {row.other_ms:9.1f} "
+        f"{row.projected_seconds_per_edit_20_steps:17.3f} {row.peak_memory_mib:9.0f} "
+        f"{row.unet_tflop_per_step:11.3f} {row.unet_tflops:13.2f} {pct:>7} "
+        f"{row.end_to_end_tflops:12.2f}" + (f"  ({'; '.join(notes)})" if notes else "")
+    )
+
+
+def write_json(report: Report, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(report.to_json() + "\n", "utf-8")
+
+
+def parse_list(text: str) -> tuple[int, ...]:
+    """'512,768' -> (512, 768), for the CLI."""
+    from editor.speed import parse_ints
+
+    values = parse_ints(text)
+    if not values or min(values) < 1:
+        raise ValueError(f"expected positive comma-separated integers, not {text!r}")
+    return values
+
+
+def describe_options() -> str:
+    return ", ".join(OPTION_TOKENS)
