@@ -166,7 +166,10 @@ class DiffusersEditor:
         pipe.vae.set_attn_processor(processor())
         pipe.set_progress_bar_config(disable=True)
         try:
-            pipe.to(device, torch_dtype) if self._prebuilt is not None else pipe.to(device)
+            if self._prebuilt is not None and self._prebuilt.unet.dtype != torch_dtype:
+                pipe.to(device, torch_dtype)
+            else:
+                pipe.to(device)
         except Exception as exc:
             raise ModelLoadError(f"Could not move {self.model!r} to {device}: {exc}") from exc
         if self.lora is not None:
