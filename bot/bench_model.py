@@ -105,6 +105,7 @@ class Row:
     other_ms: float = float("nan")
     projected_seconds_per_edit_20_steps: float = float("nan")
     peak_memory_mib: float = float("nan")
+    estimated_memory_mib: float = float("nan")
     unet_tflop_per_step: float = float("nan")
     unet_tflops: float = float("nan")
     end_to_end_tflops: float = float("nan")
@@ -152,8 +153,18 @@ def device_peak_tflops(device: torch.device, dtype: torch.dtype) -> tuple[float 
                 return peak, f"{name}: published dense fp16/bf16 peak"
         return None, f"{name}: not in the peak table"
     if device.type == "cpu":
-        return _measured_matmul_tflops(dtype), f"{platform.processor() or 'CPU'}: measured matmul"
+        return _measured_matmul_tflops(dtype), f"{_cpu_name()}: measured {dtype} matmul, now"
     return None, f"{device.type}: no peak known"
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def _measured_matmul_tflops(dtype: torch.dtype, size: int = 1024, seconds: float = 1.0) -> float:
@@ -380,6 +391,7 @@ def _measure(
     row.other_ms = (batch_s - config.steps * unet_s - encode_s - decode_s) * 1000
     row.projected_seconds_per_edit_20_steps = (batch_s + (20 - config.steps) * unet_s) / batch_size
     row.peak_memory_mib = peak[0] if peak else float("nan")
+    row.estimated_memory_mib = estimated_memory(pipe, side, batch_size, dtype) / 2**20
     step_flops = 3 * batch_size * flops_per_sample
     row.unet_tflop_per_step = step_flops / 1e12
     row.unet_tflops = step_flops / unet_s / 1e12
@@ -388,6 +400,23 @@ def _measure(
     if peak_tflops:
         row.percent_of_peak = 100 * row.unet_tflops / peak_tflops
     return row
+
+
+def estimated_memory(pipe: Any, side: int, batch_size: int, dtype: torch.dtype) -> int:
+    """Bytes a CUDA run of this batch should peak at (editor/memory.py), from shapes alone."""
+    from diffusers.models.autoencoders.autoencoder_kl import AutoencoderKL
+    from diffusers.models.unets.unet_2d_condition import UNet2DConditionModel
+    from transformers import CLIPTextModel
+
+    from editor.memory import estimate_memory
+
+    with torch.device("meta"):
+        unet = UNet2DConditionModel.from_config(pipe.unet.config)
+        vae = AutoencoderKL.from_config(pipe.vae.config)
+        text_encoder = CLIPTextModel(pipe.text_encoder.config)
+    for module in (unet, vae, text_encoder):
+        torch.nn.Module.to(module, dtype)  # not diffusers' override, which warns about upcasting
+    return estimate_memory(unet, vae, text_encoder, side, side, batch_size, dtype).total
 
 
 def _time_unet(
@@ -445,9 +474,7 @@ def _environment(
         "model": config.model,
         "device": str(device),
         "device_name": (
-            torch.cuda.get_device_name(device)
-            if device.type == "cuda"
-            else platform.processor() or platform.machine()
+            torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_name()
         ),
         "cpu_threads": torch.get_num_threads(),
         "dtype": str(dtype).removeprefix("torch."),
@@ -471,8 +498,8 @@ def _print_header(report: Report, echo: Echo) -> None:
     peak = f"{env['peak_tflops']:.2f} TFLOP/s" if env["peak_tflops"] else "n/a"
     echo(
         f"== pix2chat bench model: {env['model']} ({env['unet_parameters']:,} UNet parameters, "
-        f"weights {env['weights_mib']:,.0f} MiB) on {env['device']} ({env['device_name']}, "
-        f"{env['cpu_threads']} CPU threads), {env['dtype']}, {env['steps']} steps, "
+        f"weights {env['weights_mib']:,.0f} MiB) on {env['device']} ({env['device_name']}; "
+        f"{env['cpu_threads']} torch CPU threads), {env['dtype']}, {env['steps']} steps, "
         f"median of {env['runs']} =="
     )
     echo(f"peak: {peak} ({env['peak_source']}); memory: {env['memory_measure']}")
@@ -482,7 +509,7 @@ def _print_header(report: Report, echo: Echo) -> None:
     )
     echo(
         "res  batch  s/edit  edits/s  batch s  UNet step ms  VAE enc ms  VAE dec ms  other ms"
-        "  @20 steps s/edit  peak MiB  TFLOP/step  UNet TFLOP/s  % peak  e2e TFLOP/s"
+        "  @20 steps s/edit  peak MiB  est. MiB  TFLOP/step  UNet TFLOP/s  % peak  e2e TFLOP/s"
     )
 
 
@@ -502,6 +529,7 @@ def _format_row(row: Row) -> str:
         f"{row.edits_per_second:8.2f} {row.batch_seconds:8.3f} {row.unet_step_ms:13.1f} "
         f"{row.vae_encode_ms:11.1f} {row.vae_decode_ms:11.1f} {row.other_ms:9.1f} "
         f"{row.projected_seconds_per_edit_20_steps:17.3f} {row.peak_memory_mib:9.0f} "
+        f"{row.estimated_memory_mib:9.0f} "
         f"{row.unet_tflop_per_step:11.3f} {row.unet_tflops:13.2f} {pct:>7} "
         f"{row.end_to_end_tflops:12.2f}" + (f"  ({'; '.join(notes)})" if notes else "")
     )

@@ -22,6 +22,7 @@ from editor.architecture import (
     parameter_count,
 )
 from editor.base import EditRequest
+from editor.memory import _peak_bytes, estimate_memory
 from editor.params import EditParams
 from editor.pix2pix import DiffusersEditor
 from editor.speed import SpeedOptions
@@ -73,3 +74,39 @@ def test_full_size_pipeline_edits_and_fused_options_agree() -> None:
     assert values.std() > 1  # the random network produces a picture, not a constant
     assert np.abs(values - np.asarray(optimised).astype(np.int16)).max() <= 4
     assert "FusedAttnProcessor2_0" in fused.describe()["attention"]
+
+
+def test_live_bytes_follow_tensors_as_they_are_freed() -> None:
+    """Two 1 MiB tensors alive at once, then one at a time: the peak is 2 MiB, not 3."""
+
+    def work() -> torch.Tensor:
+        first = torch.ones(256, 1024, device="meta")  # 1 MiB of float32
+        second = first * 2  # 1 MiB more; 2 MiB live
+        view = second[:128]  # a view: no new memory
+        del first
+        third = view + 1  # 0.5 MiB; 1.5 MiB live
+        del second, view
+        return third
+
+    assert _peak_bytes(work) == 2 * 2**20
+
+
+def test_memory_estimate_fits_a_512_batch_of_4_in_8_gb_at_fp16() -> None:
+    with torch.device("meta"):
+        unet = UNet2DConditionModel(**SD15_UNET_CONFIG)
+        vae = AutoencoderKL(**SD15_VAE_CONFIG)
+        text_encoder = CLIPTextModel(CLIPTextConfig(**CLIP_VIT_L14_TEXT_CONFIG))
+    for module in (unet, vae, text_encoder):
+        torch.nn.Module.to(module, torch.float16)
+
+    one = estimate_memory(unet, vae, text_encoder, 512, 512, 1, torch.float16)
+    four = estimate_memory(unet, vae, text_encoder, 512, 512, 4, torch.float16)
+
+    assert (
+        one.weights
+        == four.weights
+        == 2 * (UNET_PARAMETERS + VAE_PARAMETERS + TEXT_ENCODER_PARAMETERS)
+    )
+    assert four.vae_decode == pytest.approx(4 * one.vae_decode, rel=0.05)  # linear in batch
+    assert one.total < 4 * 2**30  # the issue's VRAM target at batch 1
+    assert four.total < 8 * 10**9 * 0.85  # room for the CUDA context and fragmentation
