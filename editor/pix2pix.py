@@ -215,8 +215,9 @@ class DiffusersEditor:
             self._compiled["decoder"] = self._compile(pipe.vae.decoder, options)
         # One graph per shape; keep them all rather than falling back to eager after eight.
         shapes = len(speed.compile_sizes) * len(set(speed.compile_batch_sizes))
-        limit = torch._dynamo.config.recompile_limit
-        torch._dynamo.config.recompile_limit = max(limit, shapes + 2)
+        config = torch._dynamo.config
+        name = "recompile_limit" if hasattr(config, "recompile_limit") else "cache_size_limit"
+        setattr(config, name, max(getattr(config, name), shapes + 2))
 
     @staticmethod
     def _compile(module: torch.nn.Module, options: dict[str, Any]) -> torch.nn.Module:
@@ -243,7 +244,11 @@ class DiffusersEditor:
         return decoder
 
     def _warm_up(self) -> None:
-        """Compile every configured (size, batch size) now, so no user pays for it."""
+        """Compile every configured (size, batch size) now, so no user pays for it.
+
+        A batch size that does not fit in memory is left uncompiled (with a warning) along
+        with the larger ones; batches of that size then run split or uncompiled.
+        """
         started = time.perf_counter()
         for width, height in self.speed.compile_sizes:
             image = Image.new("RGB", (width, height), (128, 128, 128))
@@ -251,8 +256,27 @@ class DiffusersEditor:
                 requests = [
                     EditRequest(image, "warm up", EditParams(num_inference_steps=WARM_UP_STEPS))
                 ] * batch_size
-                self._run(requests, batch_size, compiled=True)
-                self._warm.add((width, height, batch_size))
+                try:
+                    self._run(requests, batch_size, compiled=True)
+                except Exception as error:
+                    if not is_out_of_memory(error):
+                        raise ModelLoadError(
+                            f"torch.compile failed while warming up {width}x{height} at batch "
+                            f"{batch_size}: {error}\nSet PIX2CHAT_COMPILE=off to run without it."
+                        ) from error
+                    log.warning(
+                        "no memory to compile batch %d at %dx%d; larger batches run uncompiled",
+                        batch_size,
+                        width,
+                        height,
+                    )
+                    oom = True
+                else:
+                    oom = False
+                    self._warm.add((width, height, batch_size))
+                if oom:
+                    free_memory(self._device_type)
+                    break
         log.info(
             "compiled %d shape(s) in %.0f s (%s)",
             len(self._warm),

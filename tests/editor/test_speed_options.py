@@ -225,6 +225,43 @@ def test_inductor_compiled_unet_agrees_with_the_plain_path(
     _assert_agree(results, plain_results)
 
 
+@pytest.mark.usefixtures("fresh_dynamo")
+def test_a_failing_compile_is_a_load_error_that_names_the_setting(tiny_model_dir: Path) -> None:
+    def broken(graph: torch.fx.GraphModule, inputs: list[Any]) -> Callable[..., Any]:
+        raise RuntimeError("inductor exploded")
+
+    speed = SpeedOptions(
+        compile="unet", compile_sizes=(SIZE,), compile_batch_sizes=(1,), compile_backend=broken
+    )
+
+    with pytest.raises(ModelLoadError, match="PIX2CHAT_COMPILE=off"):
+        DiffusersEditor(str(tiny_model_dir), device="cpu", speed=speed).load()
+
+
+@pytest.mark.usefixtures("fresh_dynamo")
+def test_a_batch_size_without_memory_to_compile_is_left_out(
+    tiny_model_dir: Path, plain_results: list[Image.Image]
+) -> None:
+    """The UNet graph for batch 2 (6 samples) 'runs out of memory' while compiling."""
+    counting = _CountingBackend()
+
+    def tight(graph: torch.fx.GraphModule, inputs: list[Any]) -> Callable[..., Any]:
+        if any(isinstance(i, torch.Tensor) and i.dim() == 4 and i.shape[0] == 6 for i in inputs):
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 1.00 GiB")
+        return counting(graph, inputs)
+
+    speed = SpeedOptions(
+        compile="unet", compile_sizes=(SIZE,), compile_batch_sizes=(1, 2, 4), compile_backend=tight
+    )
+    editor = DiffusersEditor(str(tiny_model_dir), device="cpu", speed=speed)
+
+    editor.load()
+    results = editor.edit_batch(_requests(3))  # three compiled batches of 1
+
+    assert editor._warm == {(64, 64, 1)}
+    _assert_agree(results, plain_results)
+
+
 def test_cuda_graphs_on_the_cpu_are_ignored_with_a_warning(
     tiny_model_dir: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
