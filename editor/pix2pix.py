@@ -180,8 +180,19 @@ class DiffusersEditor:
         self._pipe = pipe
         self._torch_dtype = torch_dtype
         self._use_tokenizer(copy.deepcopy(pipe.tokenizer))
+        log.info(
+            "model %s on %s, %s, %s",
+            self.model,
+            pipe.device,
+            str(torch_dtype).removeprefix("torch."),
+            self.speed.summary(self._device_type),
+        )
         if self._compiled:
-            self._warm_up()
+            try:
+                self._warm_up()
+            except ModelLoadError:
+                self._pipe = None  # not half-loaded: a retry of `load` starts over
+                raise
 
     def _apply_speed_options(
         self, pipe: StableDiffusionInstructPix2PixPipeline, torch_dtype: torch.dtype
