@@ -290,6 +290,8 @@ def run_model_benchmark(config: ModelBenchConfig, echo: Echo = print) -> Report:
                     report.rows.append(row)
                     echo(_format_row(row))
             del editor, pipe
+            if speed.compile != "off":
+                torch._dynamo.reset()  # drops compiled graphs (and CUDA graph pools) with them
             _release(device)
         assert report is not None
         return report
