@@ -257,8 +257,8 @@ class DiffusersEditor:
     def _warm_up(self) -> None:
         """Compile every configured (size, batch size) now, so no user pays for it.
 
-        A batch size that does not fit in memory is left uncompiled (with a warning) along
-        with the larger ones; batches of that size then run split or uncompiled.
+        A batch size that does not fit in memory is left out (with a warning) along with the
+        larger ones; batches of those sizes are then split into the compiled sizes that fit.
         """
         started = time.perf_counter()
         for width, height in self.speed.compile_sizes:
@@ -276,7 +276,7 @@ class DiffusersEditor:
                             f"{batch_size}: {error}\nSet PIX2CHAT_COMPILE=off to run without it."
                         ) from error
                     log.warning(
-                        "no memory to compile batch %d at %dx%d; larger batches run uncompiled",
+                        "no memory to compile batch %d at %dx%d; larger batches there will be split",
                         batch_size,
                         width,
                         height,
