@@ -2,9 +2,10 @@
 
 Each configuration (speed options x resolution x batch size) is edited once to warm up (and,
 with compile, after `load` compiled every shape), then timed end to end through
-`DiffusersEditor.edit_batch`, the call the scheduler makes. Around it, the parts are timed on
-their own at the same shapes: one denoising step (one UNet call on 3 x batch samples: text,
-image and unconditional guidance), VAE encode and VAE decode. FLOPs come from PyTorch's
+`DiffusersEditor.edit_batch`, the call the scheduler makes. One more, instrumented edit breaks
+the time down: each denoising step (one UNet call on 3 x batch samples: text, image and
+unconditional guidance), VAE encode, VAE decode and the text encoder, each synchronised so the
+parts of that edit add up to its total. FLOPs come from PyTorch's
 FlopCounterMode on a shapes-only (`meta`) copy of the UNet, so they cost nothing to count and
 are exact for the architecture; achieved TFLOP/s is set against the device's published dense
 fp16/bf16 peak (or, on a CPU, a matmul peak measured on the spot).
@@ -102,6 +103,8 @@ class Row:
     unet_step_ms: float = float("nan")
     vae_encode_ms: float = float("nan")
     vae_decode_ms: float = float("nan")
+    text_encoder_ms: float = float("nan")
+    instrumented_seconds: float = float("nan")
     other_ms: float = float("nan")
     projected_seconds_per_edit_20_steps: float = float("nan")
     peak_memory_mib: float = float("nan")
@@ -380,9 +383,11 @@ def _measure(
                 config.runs,
                 lambda: results.extend(editor.edit_batch(requests, preview=hook)),
             )
-        latent = side // 8
-        unet_s = _time_unet(pipe, device, dtype, batch_size, latent, config.runs)
-        encode_s, decode_s = _time_vae(pipe, device, dtype, batch_size, side, config.runs)
+        with _breakdown(editor, device) as parts:
+            started = time.perf_counter()
+            editor.edit_batch(requests)
+            _sync(device)
+            instrumented_s = time.perf_counter() - started
     except Exception as error:  # one configuration failing (OOM at batch 1) must not end the run
         row.error = f"{type(error).__name__}: {str(error).splitlines()[0][:200]}"
         _release(device)
@@ -393,10 +398,14 @@ def _measure(
     row.batch_seconds = batch_s
     row.seconds_per_edit = batch_s / batch_size
     row.edits_per_second = batch_size / batch_s
+    unet_s = statistics.median(parts["unet"])
+    encode_s, decode_s = sum(parts["vae_encode"]), sum(parts["vae_decode"])
     row.unet_step_ms = unet_s * 1000
     row.vae_encode_ms = encode_s * 1000
     row.vae_decode_ms = decode_s * 1000
-    row.other_ms = (batch_s - config.steps * unet_s - encode_s - decode_s) * 1000
+    row.text_encoder_ms = sum(parts["text"]) * 1000
+    row.instrumented_seconds = instrumented_s
+    row.other_ms = (instrumented_s - sum(sum(times) for times in parts.values())) * 1000
     row.projected_seconds_per_edit_20_steps = (batch_s + (20 - config.steps) * unet_s) / batch_size
     row.peak_memory_mib = peak[0] if peak else float("nan")
     row.estimated_memory_mib = estimated_memory(pipe, side, batch_size, dtype) / 2**20
@@ -427,35 +436,53 @@ def estimated_memory(pipe: Any, side: int, batch_size: int, dtype: torch.dtype) 
     return estimate_memory(unet, vae, text_encoder, side, side, batch_size, dtype).total
 
 
-def _time_unet(
-    pipe: Any, device: torch.device, dtype: torch.dtype, batch: int, latent: int, runs: int
-) -> float:
-    """One denoising step: the UNet on 3 x batch samples, as the pipeline calls it."""
-    unet = pipe.unet
-    generator = torch.Generator(device="cpu").manual_seed(0)
-    sample = torch.randn(3 * batch, unet.config.in_channels, latent, latent, generator=generator)
-    context = torch.randn(3 * batch, 77, unet.config.cross_attention_dim, generator=generator)
-    sample, context = sample.to(device, dtype), context.to(device, dtype)
-    timestep = torch.tensor(500.0, device=device)
-    with torch.inference_mode():
-        return _timed(
-            device,
-            runs,
-            lambda: unet(sample, timestep, encoder_hidden_states=context, return_dict=False),
-        )
+@contextmanager
+def _breakdown(editor: Any, device: torch.device) -> Iterator[dict[str, list[float]]]:
+    """Seconds of each UNet call, VAE encode/decode and text encoding inside one real edit.
 
+    Each part is synchronised before and after, so its time is its own; that also stops the
+    CPU from queueing the next kernels early, which is why the end-to-end figures come from
+    separate, uninstrumented runs. Compiled UNets are timed around the compiled module (hooks
+    on the inner module would change what dynamo traced and force a recompile).
+    """
+    pipe = editor._pipe
+    parts: dict[str, list[float]] = {"unet": [], "vae_encode": [], "vae_decode": [], "text": []}
+    started: dict[str, float] = {}
+    handles: list[Any] = []
 
-def _time_vae(
-    pipe: Any, device: torch.device, dtype: torch.dtype, batch: int, side: int, runs: int
-) -> tuple[float, float]:
-    generator = torch.Generator(device="cpu").manual_seed(0)
-    pixels = torch.rand(batch, 3, side, side, generator=generator).to(device, dtype) * 2 - 1
-    latents = torch.randn(batch, 4, side // 8, side // 8, generator=generator).to(device, dtype)
-    vae = pipe.vae
-    with torch.inference_mode():
-        encode = _timed(device, runs, lambda: vae.encode(pixels).latent_dist.mode())
-        decode = _timed(device, runs, lambda: vae.decode(latents, return_dict=False))
-    return encode, decode
+    def hook(module: torch.nn.Module, label: str) -> None:
+        def before(*_: Any) -> None:
+            _sync(device)
+            started[label] = time.perf_counter()
+
+        def after(*_: Any) -> None:
+            _sync(device)
+            parts[label].append(time.perf_counter() - started[label])
+
+        handles.append(module.register_forward_pre_hook(before))
+        handles.append(module.register_forward_hook(after))
+
+    compiled = editor._compiled.get("unet")
+    hook(compiled if compiled is not None else pipe.unet, "unet")
+    hook(pipe.text_encoder, "text")
+    for name, label in (("encode", "vae_encode"), ("decode", "vae_decode")):
+        method = getattr(pipe.vae, name)
+
+        def timed(*args: Any, _method: Any = method, _label: str = label, **kwargs: Any) -> Any:
+            _sync(device)
+            begun = time.perf_counter()
+            result = _method(*args, **kwargs)
+            _sync(device)
+            parts[_label].append(time.perf_counter() - begun)
+            return result
+
+        setattr(pipe.vae, name, timed)
+    try:
+        yield parts
+    finally:
+        for handle in handles:
+            handle.remove()
+        del pipe.vae.encode, pipe.vae.decode  # the class's methods show through again
 
 
 def _release(device: torch.device) -> None:
@@ -516,7 +543,7 @@ def _print_header(report: Report, echo: Echo) -> None:
         f"transformers {env['transformers']}, Python {env['python']}"
     )
     echo(
-        "res  batch  s/edit  edits/s  batch s  UNet step ms  VAE enc ms  VAE dec ms  other ms"
+        "res  batch  s/edit  edits/s  batch s  UNet step ms  VAE enc ms  VAE dec ms  text ms  other ms"
         "  @20 steps s/edit  peak MiB  est. MiB  TFLOP/step  UNet TFLOP/s  % peak  e2e TFLOP/s"
     )
 
@@ -535,7 +562,8 @@ def _format_row(row: Row) -> str:
     return (
         f"{row.resolution:>4} {row.batch_size:>5} {row.seconds_per_edit:7.3f} "
         f"{row.edits_per_second:8.2f} {row.batch_seconds:8.3f} {row.unet_step_ms:13.1f} "
-        f"{row.vae_encode_ms:11.1f} {row.vae_decode_ms:11.1f} {row.other_ms:9.1f} "
+        f"{row.vae_encode_ms:11.1f} {row.vae_decode_ms:11.1f} {row.text_encoder_ms:8.1f} "
+        f"{row.other_ms:9.1f} "
         f"{row.projected_seconds_per_edit_20_steps:17.3f} {row.peak_memory_mib:9.0f} "
         f"{row.estimated_memory_mib:9.0f} "
         f"{row.unet_tflop_per_step:11.3f} {row.unet_tflops:13.2f} {pct:>7} "
