@@ -49,7 +49,10 @@ def test_bench_model_prints_a_table_and_writes_json(tmp_path: Path) -> None:
         assert row["error"] is None
         assert row["edits_per_second"] == pytest.approx(row["batch_size"] / row["batch_seconds"])
         assert row["unet_step_ms"] > 0
-        assert row["vae_encode_ms"] > 0 and row["vae_decode_ms"] > 0
+        assert row["vae_encode_ms"] > 0 and row["vae_decode_ms"] > 0 and row["text_encoder_ms"] > 0
+        # The parts are timed inside one edit: together they never exceed it.
+        parts_ms = 6 * row["unet_step_ms"] + row["vae_encode_ms"] + row["vae_decode_ms"]
+        assert row["other_ms"] >= 0 and parts_ms <= row["instrumented_seconds"] * 1000 * 1.2
         assert row["unet_tflops"] > 0 and not math.isnan(row["percent_of_peak"])
         assert row["finite_output"]
     previews = [r["previews_per_edit"] for r in rows]
