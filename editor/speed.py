@@ -43,7 +43,8 @@ class SpeedOptions:
         channels_last: NHWC memory format for the UNet and VAE, which cuDNN's fastest
             fp16 convolutions use.
         fuse_qkv: one matmul for the query, key and value projections of each self-attention
-            (key and value for cross-attention) in the UNet and VAE.
+            (key and value for cross-attention) in the UNet and VAE. diffusers keeps the
+            unfused weights as well: +56M parameters for the SD 1.5 UNet.
         compile: torch.compile the UNet ("unet") or the UNet and the VAE decoder ("unet+vae"),
             with static shapes, one graph per (image size, batch size) in `compile_sizes` x
             `compile_batch_sizes`, all compiled by `load` so users never wait for it.
