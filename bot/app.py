@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -51,6 +52,13 @@ def make_editor(settings: Settings) -> Editor:
         )
     except ValueError as error:
         raise ModelLoadError(f"Invalid speed settings: {error}") from error
+    if speed.compile != "off" and settings.max_batch > max(speed.compile_batch_sizes):
+        logging.getLogger(__name__).warning(
+            "PIX2CHAT_MAX_BATCH=%d is above the largest compiled batch size (%d): "
+            "such batches run split into compiled ones",
+            settings.max_batch,
+            max(speed.compile_batch_sizes),
+        )
     return DiffusersEditor(
         settings.model,
         lora=settings.lora,

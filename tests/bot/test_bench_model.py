@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 from pathlib import Path
 
@@ -101,6 +102,19 @@ def test_settings_reach_the_editor(monkeypatch: pytest.MonkeyPatch) -> None:
         compile_batch_sizes=(1, 4),
         preview="taesd",
     )
+
+
+def test_a_max_batch_above_the_compiled_sizes_is_logged(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("PIX2CHAT_COMPILE", "unet")
+    monkeypatch.setenv("PIX2CHAT_MAX_BATCH", "8")
+    monkeypatch.setenv("PIX2CHAT_COMPILE_BATCH_SIZES", "1,2,4")
+
+    with caplog.at_level(logging.WARNING, logger="bot.app"):
+        make_editor(Settings(_env_file=None))  # type: ignore[call-arg]
+
+    assert "PIX2CHAT_MAX_BATCH=8 is above the largest compiled batch size (4)" in caplog.text
 
 
 def test_default_settings_are_the_plain_fast_path() -> None:
