@@ -7,6 +7,9 @@
 FROM python:3.11-slim
 
 ARG TORCH_INDEX_URL=""
+# PIX2CHAT_COMPILE needs a C compiler at run time (Triton builds its kernel launchers with gcc):
+# build with --build-arg WITH_COMPILER=1 to use it.
+ARG WITH_COMPILER=0
 ENV PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
@@ -16,6 +19,11 @@ ENV PYTHONUNBUFFERED=1 \
 RUN useradd --create-home --uid 1000 pix2chat \
     && mkdir -p /data /models /app \
     && chown pix2chat:pix2chat /data /models
+
+RUN if [ "$WITH_COMPILER" = 1 ]; then \
+        apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev \
+        && rm -rf /var/lib/apt/lists/*; \
+    fi
 
 WORKDIR /app
 RUN if [ -n "$TORCH_INDEX_URL" ]; then pip install torch --index-url "$TORCH_INDEX_URL"; fi

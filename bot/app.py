@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
@@ -42,13 +43,39 @@ class Components:
 
 def make_editor(settings: Settings) -> Editor:
     """The diffusers editor as configured (imported here: torch is slow to import)."""
-    from editor.pix2pix import DiffusersEditor
+    from editor.pix2pix import DiffusersEditor, ModelLoadError
+    from editor.speed import SpeedOptions, parse_ints, parse_sizes
 
+    try:
+        speed = SpeedOptions(
+            attention=settings.attention,
+            channels_last=settings.channels_last,
+            fuse_qkv=settings.fuse_qkv,
+            compile=settings.compile,
+            compile_mode=settings.compile_mode,
+            cuda_graphs=settings.cuda_graphs,
+            compile_sizes=parse_sizes(settings.compile_sizes),
+            compile_batch_sizes=parse_ints(settings.compile_batch_sizes),
+            preview=settings.preview,
+            preview_model=settings.preview_model,
+            preview_every=settings.preview_every,
+        )
+    except ValueError as error:
+        raise ModelLoadError(f"Invalid speed settings: {error}") from error
+    if speed.compile != "off" and settings.max_batch > max(speed.compile_batch_sizes):
+        logging.getLogger(__name__).warning(
+            "PIX2CHAT_MAX_BATCH=%d is above the largest compiled batch size (%d): "
+            "such batches run split into compiled ones",
+            settings.max_batch,
+            max(speed.compile_batch_sizes),
+        )
     return DiffusersEditor(
         settings.model,
         lora=settings.lora,
         device=settings.device,
         safety_checker=settings.safety_checker,
+        dtype=settings.dtype,
+        speed=speed,
     )
 
 

@@ -312,6 +312,74 @@ def bench_queue(
     )
 
 
+@bench_app.command("model")
+def bench_model(
+    model: Annotated[
+        str,
+        typer.Option(
+            help="sd15-random (full-size InstructPix2Pix, random weights), tiny-random, "
+            "or a model folder / hub id."
+        ),
+    ] = "sd15-random",
+    device: Annotated[str, typer.Option(help="auto, cuda, mps or cpu.")] = "auto",
+    dtype: Annotated[
+        str, typer.Option(help="auto (fp16 on CUDA), float16, bfloat16 or float32.")
+    ] = "auto",
+    resolutions: Annotated[str, typer.Option(help="Square image sides, comma list.")] = "512,768",
+    batch_sizes: Annotated[str, typer.Option(help="Batch sizes, comma list.")] = "1,2,4,8",
+    steps: Annotated[int, typer.Option(help="Denoising steps.", min=1)] = 20,
+    runs: Annotated[int, typer.Option(help="Timed runs per configuration (median).", min=1)] = 3,
+    options: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--options",
+            help="Speed options to measure, words joined by '+' (default, classic, "
+            "channels_last, fuse_qkv, compile, compile_vae, max_autotune, cuda_graphs, "
+            "preview); repeat to compare sets.",
+        ),
+    ] = None,
+    preview_model: Annotated[
+        str | None, typer.Option(help="TAESD weights for 'preview' (default: random).")
+    ] = None,
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Also write the figures as JSON here.")
+    ] = None,
+) -> None:
+    """Seconds per edit, edits/s, UNet step, VAE, memory and TFLOP/s of the real architecture."""
+    from bot.bench_model import ModelBenchConfig, parse_list, parse_option_set, run_model_benchmark
+    from bot.bench_model import write_json as write_bench_json
+    from editor.pix2pix import DTYPES, ModelLoadError
+
+    option_sets = tuple(options or ["default"])
+    try:
+        for option_set in option_sets:
+            parse_option_set(option_set)
+        config = ModelBenchConfig(
+            model=model,
+            device=device,
+            dtype=dtype,
+            resolutions=parse_list(resolutions),
+            batch_sizes=parse_list(batch_sizes),
+            steps=steps,
+            runs=runs,
+            option_sets=option_sets,
+            preview_model=preview_model,
+        )
+        if dtype != "auto" and dtype not in DTYPES:
+            raise ValueError(f"--dtype must be auto or one of {', '.join(DTYPES)}, not {dtype!r}")
+    except ValueError as error:
+        typer.secho(str(error), fg="red", err=True)
+        raise typer.Exit(2) from error
+    try:
+        report = run_model_benchmark(config, echo=typer.echo)
+    except ModelLoadError as error:
+        typer.secho(str(error), fg="red", err=True)
+        raise typer.Exit(1) from error
+    if json_out is not None:
+        write_bench_json(report, json_out)
+        typer.echo(f"wrote {json_out}")
+
+
 def main() -> None:
     app()
 

@@ -100,6 +100,27 @@ class Settings(BaseSettings):
         default=300.0, ge=0, description="on SIGTERM, wait for running edits, then hand them back"
     )
 
+    # Speed (issue 8): GPU worker options, measured by `pix2chat bench model`; see
+    # docs/BENCHMARKS.md. Defaults are the ones that never change a picture (SDPA, fp16 on CUDA).
+    dtype: Literal["auto", "float16", "bfloat16", "float32"] = Field(
+        default="auto", description="auto = float16 on CUDA, float32 elsewhere"
+    )
+    attention: Literal["sdpa", "classic"] = "sdpa"
+    channels_last: bool = False
+    fuse_qkv: bool = False
+    compile: Literal["off", "unet", "unet+vae"] = Field(
+        default="off", description="torch.compile; all shapes compiled at start-up"
+    )
+    compile_mode: Literal["default", "max-autotune"] = "default"
+    cuda_graphs: bool = Field(default=False, description="needs compile; CUDA only")
+    compile_sizes: str = Field(
+        default="512x512,512x384,384x512", description="WIDTHxHEIGHT list compiled at start-up"
+    )
+    compile_batch_sizes: str = Field(default="1,2,4", description="batch sizes compiled")
+    preview: Literal["off", "taesd"] = "off"
+    preview_model: str = "madebyollin/taesd"
+    preview_every: int = Field(default=5, ge=1)
+
     @field_validator("discord_guild_ids", "discord_channel_ids", mode="before")
     @classmethod
     def _comma_separated(cls, value: Any) -> Any:

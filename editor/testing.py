@@ -19,7 +19,8 @@ from diffusers import (
     UNet2DConditionModel,
 )
 
-# From its module, not the package root: there mypy sees diffusers' dummy placeholder class.
+# From their modules, not the package root: there mypy sees diffusers' dummy placeholder classes.
+from diffusers.models.autoencoders.autoencoder_tiny import AutoencoderTiny
 from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion_instruct_pix2pix import (
     StableDiffusionInstructPix2PixPipeline,
 )
@@ -53,8 +54,11 @@ def bytes_to_unicode() -> dict[int, str]:
     return dict(zip(printable, map(chr, codepoints), strict=True))
 
 
-def _build_tokenizer(folder: Path) -> CLIPTokenizer:
-    """A CLIP tokenizer with one token per byte (plus its end-of-word form) and no merges."""
+def build_byte_tokenizer(folder: Path) -> CLIPTokenizer:
+    """A CLIP tokenizer with one token per byte (plus its end-of-word form) and no merges.
+
+    Its files are written to `folder`, which may be deleted afterwards (they are read at once).
+    """
     characters = list(bytes_to_unicode().values())
     tokens = [*characters, *(c + "</w>" for c in characters), "<|startoftext|>", "<|endoftext|>"]
     vocab_file = folder / "vocab.json"
@@ -95,7 +99,7 @@ def build_tiny_pipeline(path: Path, seed: int = 0) -> Path:
         layers_per_block=1,
     )
     with tempfile.TemporaryDirectory() as folder:
-        tokenizer = _build_tokenizer(Path(folder))
+        tokenizer = build_byte_tokenizer(Path(folder))
     text_encoder = CLIPTextModel(
         CLIPTextConfig(
             vocab_size=len(tokenizer),
@@ -141,3 +145,20 @@ def build_tiny_lora(pipeline_dir: Path, out_dir: Path, seed: int = 1) -> Path:
     layers = convert_state_dict_to_diffusers(get_peft_model_state_dict(unet))
     StableDiffusionInstructPix2PixPipeline.save_lora_weights(out_dir, unet_lora_layers=layers)
     return out_dir
+
+
+def build_tiny_preview_decoder(path: Path, seed: int = 2) -> Path:
+    """Save a random `AutoencoderTiny` (TAESD's architecture, a few channels wide) to `path`.
+
+    Same 8x upscale and 4 latent channels as TAESD, so it decodes the tiny pipeline's latents.
+    """
+    torch.manual_seed(seed)
+    decoder = AutoencoderTiny(
+        encoder_block_out_channels=(8, 8, 8, 8),
+        decoder_block_out_channels=(8, 8, 8, 8),
+        num_encoder_blocks=(1, 1, 1, 1),
+        num_decoder_blocks=(1, 1, 1, 1),
+        latent_channels=4,
+    )
+    decoder.save_pretrained(path)
+    return path

@@ -34,7 +34,7 @@ from transformers import (
 )
 
 from editor.finetune.data import EditPair
-from editor.testing import MAX_POSITION_EMBEDDINGS, _build_tokenizer, build_tiny_pipeline
+from editor.testing import MAX_POSITION_EMBEDDINGS, build_byte_tokenizer, build_tiny_pipeline
 
 TINY_IMAGE_SIZE = 32
 
@@ -69,7 +69,7 @@ def build_tiny_text_to_image(path: Path, seed: int = 0) -> Path:
         layers_per_block=1,
     )
     with tempfile.TemporaryDirectory() as folder:
-        tokenizer = _build_tokenizer(Path(folder))
+        tokenizer = build_byte_tokenizer(Path(folder))
     text_encoder = CLIPTextModel(_tiny_text_config(len(tokenizer), tokenizer))
     components: dict[str, Any] = {
         "vae": vae,
@@ -97,7 +97,7 @@ def build_tiny_clip(path: Path, seed: int = 0) -> Path:
     """Save a random CLIP model, its byte-level tokenizer and a CLIP image processor to `path`."""
     torch.manual_seed(seed)
     with tempfile.TemporaryDirectory() as folder:
-        tokenizer = _build_tokenizer(Path(folder))
+        tokenizer = build_byte_tokenizer(Path(folder))
     text = _tiny_text_config(len(tokenizer), tokenizer)
     vision = CLIPVisionConfig(
         hidden_size=32,
