@@ -70,15 +70,17 @@ def build_byte_tokenizer(folder: Path) -> CLIPTokenizer:
     )
 
 
-def build_tiny_pipeline(path: Path, seed: int = 0) -> Path:
-    """Save a random-weight InstructPix2Pix pipeline to `path` (about 4 MB) and return `path`.
+def tiny_components(
+    in_channels: int,
+) -> tuple[UNet2DConditionModel, AutoencoderKL, CLIPTokenizer, CLIPTextModel]:
+    """The tiny UNet, VAE, byte-level tokenizer and CLIP text encoder, in a fixed build order.
 
-    Same seed, same weights, so tests can compare pixels across runs.
+    `in_channels` is 8 for InstructPix2Pix (4 noisy latent channels + 4 channels of the encoded
+    input image) and 4 for text-to-image. Seed torch first: the weights follow from it.
     """
-    torch.manual_seed(seed)
     unet = UNet2DConditionModel(
         sample_size=32,
-        in_channels=8,  # 4 noisy latent channels + 4 channels of the encoded input image
+        in_channels=in_channels,
         out_channels=4,
         block_out_channels=(32, 64),
         layers_per_block=1,
@@ -100,19 +102,31 @@ def build_tiny_pipeline(path: Path, seed: int = 0) -> Path:
     )
     with tempfile.TemporaryDirectory() as folder:
         tokenizer = build_byte_tokenizer(Path(folder))
-    text_encoder = CLIPTextModel(
-        CLIPTextConfig(
-            vocab_size=len(tokenizer),
-            hidden_size=32,
-            intermediate_size=37,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            max_position_embeddings=MAX_POSITION_EMBEDDINGS,
-            bos_token_id=tokenizer.bos_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-            pad_token_id=tokenizer.pad_token_id,
-        )
+    return unet, vae, tokenizer, CLIPTextModel(tiny_text_config(tokenizer))
+
+
+def tiny_text_config(tokenizer: CLIPTokenizer) -> CLIPTextConfig:
+    """A two-layer CLIP text encoder config sized for the byte-level tokenizer."""
+    return CLIPTextConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=37,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        max_position_embeddings=MAX_POSITION_EMBEDDINGS,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
     )
+
+
+def build_tiny_pipeline(path: Path, seed: int = 0) -> Path:
+    """Save a random-weight InstructPix2Pix pipeline to `path` (about 4 MB) and return `path`.
+
+    Same seed, same weights, so tests can compare pixels across runs.
+    """
+    torch.manual_seed(seed)
+    unet, vae, tokenizer, text_encoder = tiny_components(in_channels=8)
     scheduler = EulerAncestralDiscreteScheduler(
         beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear"
     )

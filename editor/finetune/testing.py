@@ -17,7 +17,6 @@ from diffusers import (
     AutoencoderKL,
     DDIMScheduler,
     EulerAncestralDiscreteScheduler,
-    UNet2DConditionModel,
 )
 from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion import StableDiffusionPipeline
 from PIL import Image
@@ -25,8 +24,6 @@ from transformers import (
     CLIPConfig,
     CLIPImageProcessorPil,
     CLIPModel,
-    CLIPTextConfig,
-    CLIPTextModel,
     CLIPVisionConfig,
     ViTConfig,
     ViTImageProcessorPil,
@@ -34,7 +31,12 @@ from transformers import (
 )
 
 from editor.finetune.data import EditPair
-from editor.testing import MAX_POSITION_EMBEDDINGS, build_byte_tokenizer, build_tiny_pipeline
+from editor.testing import (
+    build_byte_tokenizer,
+    build_tiny_pipeline,
+    tiny_components,
+    tiny_text_config,
+)
 
 TINY_IMAGE_SIZE = 32
 
@@ -46,31 +48,7 @@ def build_tiny_text_to_image(path: Path, seed: int = 0) -> Path:
     cross-attention layers a real SD 1.5 UNet has, only smaller.
     """
     torch.manual_seed(seed)
-    unet = UNet2DConditionModel(
-        sample_size=32,
-        in_channels=4,
-        out_channels=4,
-        block_out_channels=(32, 64),
-        layers_per_block=1,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        cross_attention_dim=32,
-        attention_head_dim=8,
-        norm_num_groups=8,
-    )
-    vae = AutoencoderKL(
-        in_channels=3,
-        out_channels=3,
-        down_block_types=("DownEncoderBlock2D",) * 4,
-        up_block_types=("UpDecoderBlock2D",) * 4,
-        block_out_channels=(8, 8, 16, 16),
-        latent_channels=4,
-        norm_num_groups=8,
-        layers_per_block=1,
-    )
-    with tempfile.TemporaryDirectory() as folder:
-        tokenizer = build_byte_tokenizer(Path(folder))
-    text_encoder = CLIPTextModel(_tiny_text_config(len(tokenizer), tokenizer))
+    unet, vae, tokenizer, text_encoder = tiny_components(in_channels=4)
     components: dict[str, Any] = {
         "vae": vae,
         "text_encoder": text_encoder,
@@ -98,7 +76,7 @@ def build_tiny_clip(path: Path, seed: int = 0) -> Path:
     torch.manual_seed(seed)
     with tempfile.TemporaryDirectory() as folder:
         tokenizer = build_byte_tokenizer(Path(folder))
-    text = _tiny_text_config(len(tokenizer), tokenizer)
+    text = tiny_text_config(tokenizer)
     vision = CLIPVisionConfig(
         hidden_size=32,
         intermediate_size=37,
@@ -135,20 +113,6 @@ def build_tiny_dino(path: Path, seed: int = 0) -> Path:
         size={"height": TINY_IMAGE_SIZE, "width": TINY_IMAGE_SIZE}
     ).save_pretrained(path)
     return path
-
-
-def _tiny_text_config(vocab_size: int, tokenizer: Any) -> CLIPTextConfig:
-    return CLIPTextConfig(
-        vocab_size=vocab_size,
-        hidden_size=32,
-        intermediate_size=37,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        max_position_embeddings=MAX_POSITION_EMBEDDINGS,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
 
 
 TOY_COLOURS: dict[str, tuple[int, int, int]] = {
