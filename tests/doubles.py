@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from PIL import Image
 
-from editor.base import EditRequest, NullEditor, ProgressCallback
+from editor.base import EditRequest, NullEditor, PreviewCallback, ProgressCallback
 
 GATE_TIMEOUT_S = 10.0
 
@@ -28,8 +28,11 @@ class GatedEditor(NullEditor):
             self.gate.set()
 
     def edit_batch(
-        self, requests: Sequence[EditRequest], progress: ProgressCallback | None = None
+        self,
+        requests: Sequence[EditRequest],
+        progress: ProgressCallback | None = None,
+        preview: PreviewCallback | None = None,
     ) -> list[Image.Image]:
         if not self.gate.wait(timeout=GATE_TIMEOUT_S):
             raise RuntimeError("the test never opened the gate")
-        return super().edit_batch(requests, progress)
+        return super().edit_batch(requests, progress, preview)
