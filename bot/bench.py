@@ -21,7 +21,7 @@ from sqlalchemy import text
 
 from bot.conversation import Admission, ConversationService
 from bot.replies import Reply
-from editor.base import EditRequest, NullEditor, ProgressCallback
+from editor.base import EditRequest, NullEditor, PreviewCallback, ProgressCallback
 from editor.images import encode_png, encode_preview_jpeg
 from editor.jobs import Job
 from editor.params import EditParams
@@ -65,9 +65,12 @@ class _TimedNullEditor(NullEditor):
     finished_at = 0.0
 
     def edit_batch(
-        self, requests: Sequence[EditRequest], progress: ProgressCallback | None = None
+        self,
+        requests: Sequence[EditRequest],
+        progress: ProgressCallback | None = None,
+        preview: PreviewCallback | None = None,
     ) -> list[Image.Image]:
-        results = super().edit_batch(requests, progress)
+        results = super().edit_batch(requests, progress, preview)
         self.finished_at = time.perf_counter()
         return results
 

@@ -13,7 +13,7 @@ import functools
 import io
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, ParamSpec
 
@@ -46,7 +46,7 @@ from editor.images import (
     fit_to_resolution,
     load_image,
 )
-from editor.jobs import Job, JobDone, JobEvent, JobProgress, JobQueue, JobStarted
+from editor.jobs import Job, JobDone, JobEvent, JobPreview, JobProgress, JobQueue, JobStarted
 from editor.params import RESOLUTIONS, EditParams
 from storage import history as tree
 from storage import limits
@@ -60,6 +60,8 @@ log = logging.getLogger(__name__)
 MAX_INSTRUCTION_CHARS = 1000
 STORED_LONG_SIDE = 2 * max(RESOLUTIONS)
 """Uploads are kept losslessly but no larger than twice the largest edit resolution."""
+MAX_PREVIEWS = 256
+"""Running edits whose latest preview is kept in memory (a few tens of kB each)."""
 
 P = ParamSpec("P")
 
@@ -144,6 +146,7 @@ class ConversationService:
         self.clock = clock
         self._listeners: dict[str, list[UpdateListener]] = {}
         self._owners: dict[int, _Owner] = {}
+        self._previews: dict[int, JobPreview] = {}  # latest per running version, oldest first
         queue.subscribe(self._on_job_event)
 
     # ----- subscriptions ---------------------------------------------------------------------
@@ -449,6 +452,7 @@ class ConversationService:
             for _ in cancelled:
                 await limits.refund(session, actor.platform, actor.user_id)
         self.queue.discard({v.id for v in cancelled})
+        self._drop_previews(v.id for v in cancelled)
         return Reply(key="cancel.done", args={"count": len(cancelled)})
 
     @replies_to_errors
@@ -479,6 +483,7 @@ class ConversationService:
         if not conversations:
             return Reply(key="forget.nothing")
         self.queue.discard(set(doomed))
+        self._drop_previews(doomed)
         for sha in unreferenced:
             self.images.delete(sha)
         return Reply(key="forget.done", args={"count": len(unreferenced)})
@@ -506,6 +511,30 @@ class ConversationService:
         data = await self.image(actor, version_id, full=True)
         return await asyncio.to_thread(_thumbnail, data, long_side)
 
+    async def preview(self, actor: Actor, version_id: int) -> bytes:
+        """The latest progress preview (JPEG) of a running edit, for its owner only.
+
+        Raises VersionNotFound (also for other users' versions) or VersionNotReady when the
+        edit has no preview (not started, finished, or the worker makes none).
+        """
+        async with self.database.read() as session:
+            conversation = await self._conversation(session, actor)
+            version = await tree.get_version(session, conversation, version_id)
+        latest = self._previews.get(version.id)
+        if latest is None or version.status not in PENDING_STATUSES:
+            raise VersionNotReady(version_id=version_id)
+        return latest.jpeg
+
+    def _keep_preview(self, event: JobPreview) -> None:
+        self._previews.pop(event.version_id, None)
+        self._previews[event.version_id] = event
+        while len(self._previews) > MAX_PREVIEWS:
+            del self._previews[next(iter(self._previews))]
+
+    def _drop_previews(self, version_ids: Iterable[int]) -> None:
+        for version_id in version_ids:
+            self._previews.pop(version_id, None)
+
     # ----- events from the scheduler -----------------------------------------------------------
 
     async def _on_job_event(self, event: JobEvent) -> None:
@@ -522,7 +551,19 @@ class ConversationService:
             )
             await self._publish(owner.actor, reply)
             return
+        if isinstance(event, JobPreview):
+            if event.version_id not in self._owners:
+                return  # it finished while its owner was looked up
+            self._keep_preview(event)
+            reply = Reply(
+                key="edit.preview",
+                args={"step": event.step, "total": event.total, "instruction": owner.instruction},
+                version_id=event.version_id,
+            )
+            await self._publish(owner.actor, reply)
+            return
         self._owners.pop(event.version_id, None)
+        self._previews.pop(event.version_id, None)
         if isinstance(event, JobDone):
             # Everything the reply needs is known since submit: no query on the result path.
             reply = _done_reply(event.version_id, owner.instruction, owner.seed)

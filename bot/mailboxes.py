@@ -73,7 +73,13 @@ class EventDelivery(ABC):
         self._mailboxes: Mailboxes[tuple[Actor, Reply]] = Mailboxes(self._deliver)
 
     async def on_event(self, actor: Actor, reply: Reply) -> None:
-        """Queue a job event for its chat and return at once (the scheduler is waiting)."""
+        """Queue a job event for its chat and return at once (the scheduler is waiting).
+
+        Previews ("edit.preview") are dropped here: chat platforms keep their text progress,
+        and a preview must never be taken for (and marked delivered as) the result.
+        """
+        if reply.key == "edit.preview":
+            return
         self._mailboxes.post(actor.chat_id, (actor, reply))
 
     async def close(self) -> None:

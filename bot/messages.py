@@ -15,6 +15,7 @@ ENGLISH: dict[str, str] = {
     "edit.duplicate": "I'm already working on that one.",
     "edit.started": "Editing “{instruction}”…",
     "edit.progress": "Editing… {step}/{total}",
+    "edit.preview": "Preview after step {step}/{total}",
     "edit.done": "“{instruction}” (seed {seed})",
     "undo.done": "Back to the previous version.",
     "redo.done": "Forward again: “{instruction}”.",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -27,6 +27,16 @@ class ProgressCallback(Protocol):
     def __call__(self, step: int, total: int) -> None: ...
 
 
+class PreviewCallback(Protocol):
+    """Called from the model thread every few steps with previews keyed by request index.
+
+    The keys index the requests given to `edit_batch`; a split or padded batch still reports
+    each request under its own index.
+    """
+
+    def __call__(self, step: int, total: int, images: Mapping[int, Image.Image]) -> None: ...
+
+
 class Editor(Protocol):
     """Runs InstructPix2Pix edits. Blocking; the scheduler calls it from one dedicated thread.
 
@@ -43,9 +53,16 @@ class Editor(Protocol):
         """Tokens the text encoder would see, without start/end markers."""
 
     def edit_batch(
-        self, requests: Sequence[EditRequest], progress: ProgressCallback | None = None
+        self,
+        requests: Sequence[EditRequest],
+        progress: ProgressCallback | None = None,
+        preview: PreviewCallback | None = None,
     ) -> list[Image.Image]:
-        """Edit every request in one pipeline call; results in request order."""
+        """Edit every request in one pipeline call; results in request order.
+
+        `preview`, if the editor can make previews (and is configured to), is called every few
+        steps with rough pictures of the results; editors without previews never call it.
+        """
 
     def describe(self) -> dict[str, str]:
         """Facts for `pix2chat doctor`: device, dtype, model."""
@@ -56,14 +73,19 @@ class NullEditor:
 
     Deterministic: the same request gives the same pixels; `fail_on` makes an instruction raise
     so tests can check failure isolation; `step_delay_s` makes each step take time, so tests can
-    interrupt a job mid-run.
+    interrupt a job mid-run; `preview_every` makes it offer a preview every that many steps
+    (the input blended towards the result as the steps advance), like the TAESD previews of the
+    real editor.
     """
 
     max_instruction_tokens = 75
 
-    def __init__(self, fail_on: str | None = None, step_delay_s: float = 0.0) -> None:
+    def __init__(
+        self, fail_on: str | None = None, step_delay_s: float = 0.0, preview_every: int = 0
+    ) -> None:
         self.fail_on = fail_on
         self.step_delay_s = step_delay_s
+        self.preview_every = preview_every
         self.calls: list[list[EditRequest]] = []
 
     def load(self) -> None:
@@ -73,7 +95,10 @@ class NullEditor:
         return len(instruction.split())
 
     def edit_batch(
-        self, requests: Sequence[EditRequest], progress: ProgressCallback | None = None
+        self,
+        requests: Sequence[EditRequest],
+        progress: ProgressCallback | None = None,
+        preview: PreviewCallback | None = None,
     ) -> list[Image.Image]:
         self.calls.append(list(requests))
         steps = requests[0].params.num_inference_steps if requests else 0
@@ -82,16 +107,25 @@ class NullEditor:
                 time.sleep(self.step_delay_s)
             if progress is not None:
                 progress(step, steps)
+            every = self.preview_every
+            if preview is not None and every > 0 and step % every == 0 and step < steps:
+                amount = 0.25 * step / steps
+                preview(step, steps, {i: _tinted(r, amount) for i, r in enumerate(requests)})
         results = []
         for request in requests:
             if self.fail_on is not None and self.fail_on in request.instruction:
                 raise RuntimeError(f"NullEditor told to fail on {self.fail_on!r}")
-            shade = request.params.seed % 256
-            tint = Image.new(
-                "RGB", request.image.size, (shade, 255 - shade, len(request.instruction) % 256)
-            )
-            results.append(Image.blend(request.image.convert("RGB"), tint, 0.25))
+            results.append(_tinted(request, 0.25))
         return results
 
     def describe(self) -> dict[str, str]:
         return {"editor": "null (no model)", "device": "none"}
+
+
+def _tinted(request: EditRequest, amount: float) -> Image.Image:
+    """The NullEditor's "edit": the input blended towards a colour chosen by seed and text."""
+    shade = request.params.seed % 256
+    tint = Image.new(
+        "RGB", request.image.size, (shade, 255 - shade, len(request.instruction) % 256)
+    )
+    return Image.blend(request.image.convert("RGB"), tint, amount)

@@ -12,15 +12,15 @@ import asyncio
 import dataclasses
 import io
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
 from typing import ParamSpec, TypeVar
 
 from PIL import Image
 
-from editor.base import Editor, EditRequest, ProgressCallback
-from editor.images import encode_png, fit_to_resolution, fitted_size
+from editor.base import Editor, EditRequest, PreviewCallback, ProgressCallback
+from editor.images import encode_png, encode_preview_jpeg, fit_to_resolution, fitted_size
 from editor.params import EditParams
 from storage.images import ImageStore
 
@@ -62,16 +62,41 @@ def is_out_of_memory(error: BaseException) -> bool:
     return isinstance(error, MemoryError) or "out of memory" in str(error).lower()
 
 
+PREVIEW_JPEG_QUALITY = 70
+"""Previews are rough and short-lived: small JPEGs, encoded in the model thread."""
+
+PreviewSink = Callable[[int, int, int, bytes], None]
+"""Receives (version_id, step, total, jpeg) in the model thread; must not block."""
+
+
 def compute_batch(
-    editor: Editor, images: ImageStore, works: Sequence[Work], progress: ProgressCallback
+    editor: Editor,
+    images: ImageStore,
+    works: Sequence[Work],
+    progress: ProgressCallback,
+    preview: PreviewSink | None = None,
 ) -> list[Output]:
-    """Decode parents, run one pipeline call, store results losslessly (model thread)."""
+    """Decode parents, run one pipeline call, store results losslessly (model thread).
+
+    With `preview`, the editor's previews (if it makes any) reach it as JPEGs named by version.
+    """
+    on_preview: PreviewCallback | None = None
+    if preview is not None:
+        sink = preview
+
+        def encode(step: int, total: int, images: Mapping[int, Image.Image]) -> None:
+            for index, shot in images.items():
+                jpeg = encode_preview_jpeg(shot, quality=PREVIEW_JPEG_QUALITY)
+                sink(works[index].version_id, step, total, jpeg)
+
+        on_preview = encode
+
     requests = []
     for work in works:
         with Image.open(io.BytesIO(images.get(work.parent_sha))) as parent:
             image = fit_to_resolution(parent.convert("RGB"), work.params.resolution)
         requests.append(EditRequest(image=image, instruction=work.instruction, params=work.params))
-    results = editor.edit_batch(requests, progress)
+    results = editor.edit_batch(requests, progress, on_preview)
     return [
         Output(work.version_id, images.put(encode_png(result)), result.size)
         for work, result in zip(works, results, strict=True)

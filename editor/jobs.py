@@ -47,6 +47,19 @@ class JobProgress:
 
 
 @dataclass(frozen=True, slots=True)
+class JobPreview:
+    """A rough picture of a running edit after `step` of `total` steps (embedded worker only).
+
+    Remote workers send no previews: PostgreSQL NOTIFY payloads are limited to 8000 bytes.
+    """
+
+    version_id: int
+    step: int
+    total: int
+    jpeg: bytes
+
+
+@dataclass(frozen=True, slots=True)
 class JobDone:
     version_id: int
     seconds: float
@@ -65,7 +78,7 @@ class JobFailed:
     refunded: bool = False
 
 
-JobEvent = JobStarted | JobProgress | JobDone | JobFailed
+JobEvent = JobStarted | JobProgress | JobPreview | JobDone | JobFailed
 JobListener = Callable[[JobEvent], Awaitable[None]]
 
 

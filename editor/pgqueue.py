@@ -23,7 +23,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from editor.jobs import Job, JobDone, JobEvent, JobFailed, JobProgress, JobStarted
+from editor.jobs import Job, JobDone, JobEvent, JobFailed, JobPreview, JobProgress, JobStarted
 
 QUEUE = "pix2chat_edits"
 TASK = "pix2chat.edit"
@@ -89,6 +89,8 @@ def encode_event(event: JobEvent) -> str:
         payload |= {"e": "progress", "s": event.step, "t": event.total}
     elif isinstance(event, JobDone):
         payload |= {"e": "done", "sec": round(event.seconds, 3)}
+    elif isinstance(event, JobPreview):
+        raise ValueError("previews do not travel through NOTIFY (8000-byte payload limit)")
     else:
         payload |= {"e": "failed", "k": event.error_key, "r": event.refunded}
     return json.dumps(payload, separators=(",", ":"))

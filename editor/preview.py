@@ -7,23 +7,14 @@ Previews never feed back into the denoising loop, so the final picture is unchan
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Protocol
-
 import torch
 from diffusers.image_processor import VaeImageProcessor
 from diffusers.models.autoencoders.autoencoder_tiny import AutoencoderTiny
 from PIL import Image
 
+from editor.base import PreviewCallback
 
-class PreviewCallback(Protocol):
-    """Called from the model thread every few steps with previews keyed by request index.
-
-    The keys index the requests given to `edit_batch`; a split or padded batch still reports
-    each request under its own index.
-    """
-
-    def __call__(self, step: int, total: int, images: Mapping[int, Image.Image]) -> None: ...
+__all__ = ["PreviewCallback", "TinyDecoder"]
 
 
 class TinyDecoder:

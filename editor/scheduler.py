@@ -22,13 +22,23 @@ from editor.base import Editor, ProgressCallback
 from editor.batching import (
     ModelThread,
     Output,
+    PreviewSink,
     Work,
     batch_signature,
     compute_batch,
     is_out_of_memory,
     threadsafe_progress,
 )
-from editor.jobs import Job, JobDone, JobEvent, JobFailed, JobListener, JobProgress, JobStarted
+from editor.jobs import (
+    Job,
+    JobDone,
+    JobEvent,
+    JobFailed,
+    JobListener,
+    JobPreview,
+    JobProgress,
+    JobStarted,
+)
 from storage import history
 from storage.database import Database
 from storage.images import ImageStore
@@ -346,10 +356,21 @@ class EmbeddedScheduler:
     async def _compute(self, batch: Sequence[Job], parent_shas: dict[int, str]) -> list[_Output]:
         ids = [job.version_id for job in batch]
         progress = threadsafe_progress(lambda step, total: self._progress(ids, step, total))
-        return await self._model.run(self._compute_in_thread, list(batch), parent_shas, progress)
+        loop = asyncio.get_running_loop()
+
+        def preview(version_id: int, step: int, total: int, jpeg: bytes) -> None:
+            loop.call_soon_threadsafe(self._spawn, JobPreview(version_id, step, total, jpeg))
+
+        return await self._model.run(
+            self._compute_in_thread, list(batch), parent_shas, progress, preview
+        )
 
     def _compute_in_thread(
-        self, batch: list[Job], parent_shas: dict[int, str], progress: ProgressCallback
+        self,
+        batch: list[Job],
+        parent_shas: dict[int, str],
+        progress: ProgressCallback,
+        preview: PreviewSink,
     ) -> list[_Output]:
         """Decode parents, run one pipeline call, store results losslessly (model thread)."""
         works = []
@@ -364,13 +385,17 @@ class EmbeddedScheduler:
                     job.params,
                 )
             )
-        return compute_batch(self.editor, self.images, works, progress)
+        return compute_batch(self.editor, self.images, works, progress, preview)
 
     def _progress(self, version_ids: list[int], step: int, total: int) -> None:
         for version_id in version_ids:
-            task = asyncio.ensure_future(self._emit(JobProgress(version_id, step, total)))
-            self._background.add(task)
-            task.add_done_callback(self._background.discard)
+            self._spawn(JobProgress(version_id, step, total))
+
+    def _spawn(self, event: JobEvent) -> None:
+        """Emit without waiting (the model thread's reports arrive as loop callbacks)."""
+        task = asyncio.ensure_future(self._emit(event))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def _complete(self, outputs: Sequence[_Output], seconds: float) -> None:
         async with self.database.write() as session:

@@ -33,7 +33,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from editor import pgqueue
-from editor.base import Editor, EditRequest, ProgressCallback
+from editor.base import Editor, EditRequest, PreviewCallback, ProgressCallback
 from editor.batching import MicroBatcher, ModelThread, Output, Work, is_out_of_memory
 from editor.jobs import JobDone, JobFailed, JobProgress, JobStarted
 from storage import history, limits
@@ -333,14 +333,17 @@ class StepDelay:
         return self.inner.count_tokens(instruction)
 
     def edit_batch(
-        self, requests: Sequence[EditRequest], progress: ProgressCallback | None = None
+        self,
+        requests: Sequence[EditRequest],
+        progress: ProgressCallback | None = None,
+        preview: PreviewCallback | None = None,
     ) -> list[Image.Image]:
         def slow(step: int, total: int) -> None:
             time.sleep(self.delay_s)
             if progress is not None:
                 progress(step, total)
 
-        return self.inner.edit_batch(requests, slow)
+        return self.inner.edit_batch(requests, slow, preview)
 
     def describe(self) -> dict[str, str]:
         return {**self.inner.describe(), "step_delay_s": str(self.delay_s)}

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from editor.pix2pix import DiffusersEditor
-from editor.testing import build_tiny_lora, build_tiny_pipeline
+from editor.testing import build_tiny_lora, build_tiny_pipeline, build_tiny_preview_decoder
 
 
 @pytest.fixture(scope="session")
@@ -28,3 +28,9 @@ def tiny_editor(tiny_model_dir: Path) -> DiffusersEditor:
     editor = DiffusersEditor(str(tiny_model_dir), device="cpu")
     editor.load()
     return editor
+
+
+@pytest.fixture(scope="session")
+def tiny_preview_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random TAESD-shaped preview decoder for the tiny pipeline (PIX2CHAT_PREVIEW_MODEL)."""
+    return build_tiny_preview_decoder(tmp_path_factory.mktemp("tiny-taesd"))

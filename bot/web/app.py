@@ -64,6 +64,8 @@ PAGE_MESSAGES = (
 """Catalogue texts the page shows on its own (everything else comes with the replies)."""
 IMAGE_CACHE = "private, max-age=31536000, immutable"
 """A version id's pixels never change; only its owner's browser may keep a copy."""
+PREVIEW_HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
+"""A running edit's preview changes every few steps and is gone once the result is in."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,11 +221,14 @@ def create_app(ctx: WebContext) -> ASGIApp:
         return _reply(await ctx.service.reset_settings(_actor(request)))
 
     async def version_image(request: Request) -> Response:
-        """A version's picture for its owner: chat JPEG, lossless PNG download, or thumbnail."""
+        """A version's picture for its owner: chat JPEG, PNG download, thumbnail or live preview."""
         actor = _actor(request)
         version_id: int = request.path_params["version_id"]
         kind: str = request.path_params["kind"]
         try:
+            if kind == "preview":
+                data = await ctx.service.preview(actor, version_id)
+                return Response(data, media_type="image/jpeg", headers=PREVIEW_HEADERS)
             if kind == "thumbnail":
                 data = await ctx.service.thumbnail(actor, version_id)
             else:

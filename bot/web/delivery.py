@@ -12,7 +12,7 @@ from typing import Any
 from bot.conversation import ConversationService
 from bot.mailboxes import EventDelivery
 from bot.replies import Reply
-from bot.web.render import reply_json
+from bot.web.render import image_url, reply_json
 from storage.types import Actor
 
 log = logging.getLogger(__name__)
@@ -23,7 +23,7 @@ STREAM_BUFFER = 256
 
 @dataclass(frozen=True, slots=True)
 class StreamEvent:
-    """One server-sent event: `progress`, `result` or `failure`, with a JSON payload."""
+    """One server-sent event: `progress`, `preview`, `result` or `failure`, with a JSON payload."""
 
     name: str
     data: Mapping[str, Any]
@@ -46,6 +46,11 @@ class WebDelivery(EventDelivery):
         """Progress goes straight to the tabs (no I/O to wait for); results via the mailbox."""
         if reply.key == "edit.progress":
             self._push(actor, StreamEvent("progress", reply_json(reply)))
+            return
+        if reply.key == "edit.preview" and reply.version_id is not None:
+            body = reply_json(reply)
+            body["preview"] = f"{image_url(reply.version_id, 'preview')}?step={reply.args['step']}"
+            self._push(actor, StreamEvent("preview", body))
             return
         await super().on_event(actor, reply)
 

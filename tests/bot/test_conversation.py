@@ -74,7 +74,7 @@ class Recorder:
         return [
             (actor, reply)
             for actor, reply in self.replies
-            if reply.version_id == version_id and reply.key != "edit.progress"
+            if reply.version_id == version_id and reply.key not in ("edit.progress", "edit.preview")
         ]
 
     def progress(self, version_id: int) -> list[tuple[int, int]]:

@@ -33,7 +33,7 @@ from bot.web.frontend import WebFrontend
 from bot.web.sessions import COOKIE, PLATFORM, Sessions, is_loopback
 from editor.base import NullEditor
 from tests.bot.test_conversation import Recorder, decompression_bomb, photo
-from tests.doubles import GatedEditor
+from tests.doubles import GatedEditor, PausingPreviewEditor
 
 BASE_URL = "http://127.0.0.1:8000"
 TIMEOUT_S = 15.0
@@ -648,6 +648,67 @@ async def test_running_frontend_streams_progress_and_results(tmp_path: Path) -> 
         with pytest.raises(httpx.ConnectError):
             async with httpx.AsyncClient() as late:
                 await late.get(url)
+
+
+async def test_running_frontend_streams_live_previews_to_their_owner_only(tmp_path: Path) -> None:
+    settings = web_settings(tmp_path / "data", default_steps=4)
+    started = asyncio.Event()
+    frontend = WebFrontend(settings, announce=lambda _text: started.set())
+    stop = asyncio.Event()
+    editor = PausingPreviewEditor(pause_at=2)
+    async with build(settings, editor=editor) as components:
+        await frontend.preflight()
+        url = frontend.url()
+        task = asyncio.create_task(frontend.run(components, stop))
+        await asyncio.wait_for(started.wait(), TIMEOUT_S)
+        async with (
+            httpx.AsyncClient(base_url=url, timeout=TIMEOUT_S) as alice,
+            httpx.AsyncClient(base_url=url, timeout=TIMEOUT_S) as bob,
+        ):
+            await alice.post("/api/session")
+            await bob.post("/api/session")
+            await upload(alice)
+            await upload(bob, photo(shade=200))
+            async with alice.stream("GET", "/api/events") as stream:
+                events = read_events(stream)
+                assert (await anext(events))[0] == "ready"
+                queued = await instruct(alice, "make it night")
+                version_id = queued["version_id"]
+                seen: list[tuple[str, Any]] = []
+                async with asyncio.timeout(TIMEOUT_S):
+                    async for name, data in events:
+                        seen.append((name, data))
+                        if name == "preview" and data["args"]["step"] == 2:
+                            break
+                    # The edit is held after step 2: its preview is there, for Alice only.
+                    shown = await alice.get(seen[-1][1]["preview"])
+                    others = await bob.get(seen[-1][1]["preview"])
+                    editor.resume.set()
+                    async for name, data in events:
+                        seen.append((name, data))
+                        if name in ("result", "failure"):
+                            break
+            previews = [d for n, d in seen if n == "preview"]
+            assert [(d["args"]["step"], d["args"]["total"]) for d in previews] == [
+                (1, 4),
+                (2, 4),
+                (3, 4),
+            ]
+            assert all(d["version_id"] == version_id for d in previews)
+            assert previews[1]["preview"] == f"/api/versions/{version_id}/preview?step=2"
+            assert shown.status_code == 200, shown.text
+            assert shown.headers["content-type"] == "image/jpeg"
+            assert shown.headers["cache-control"] == "no-store"
+            with Image.open(io.BytesIO(shown.content)) as image:
+                assert image.format == "JPEG"
+            assert others.status_code == 404
+            assert others.json()["key"] == "error.version_not_found"
+            assert seen[-1][0] == "result" and seen[-1][1]["version_id"] == version_id
+            # Once the result is in, the preview is gone (the page shows the result instead).
+            after = await alice.get(f"/api/versions/{version_id}/preview")
+            assert after.status_code == 409
+        stop.set()
+        await asyncio.wait_for(task, TIMEOUT_S)
 
 
 async def test_an_exposed_web_chat_refuses_to_start_without_a_password(tmp_path: Path) -> None:

@@ -26,6 +26,7 @@ from editor.base import NullEditor
 from editor.pix2pix import DiffusersEditor
 from tests.bot.test_conversation import photo
 from tests.bot.test_web import web_settings
+from tests.doubles import PausingPreviewEditor
 
 CHROMIUM = Path(os.environ.get("PIX2CHAT_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = [
@@ -277,3 +278,54 @@ async def test_password_login_in_chromium(chromium: Any, protected_url: str) -> 
     [session] = [c for c in cookies if c["name"] == "pix2chat_session"]
     assert session["httpOnly"] and session["sameSite"] == "Strict"
     await context.close()
+
+
+async def test_a_running_edit_shows_its_live_preview_in_chromium(
+    chromium: Any, tmp_path: Path
+) -> None:
+    """The pending bubble shows the latest preview above its progress bar, then the result."""
+    settings = web_settings(tmp_path / "data", default_steps=4, default_resolution=256)
+    frontend = WebFrontend(settings, announce=lambda _text: None)
+    stop = asyncio.Event()
+    editor = PausingPreviewEditor(pause_at=2)
+    original = tmp_path / "sneaker.jpg"
+    original.write_bytes(photo((320, 240), shade=90))
+    async with build(settings, editor=editor) as components:
+        await frontend.preflight()
+        task = asyncio.create_task(frontend.run(components, stop))
+        try:
+            context = await chromium.new_context()
+            page = await context.new_page()
+            page.set_default_timeout(TIMEOUT_MS)
+            errors: list[str] = []
+            page.on("pageerror", lambda error: errors.append(str(error)))
+            await page.goto(frontend.url())
+            await page.get_by_text("Hi! I edit photos by instruction.").wait_for()
+            await page.set_input_files("#file", str(original))
+            await page.click("#send")
+            await page.get_by_text("Got your photo.").wait_for()
+            await page.fill("#text", "make it night")
+            await page.press("#text", "Enter")
+
+            preview = page.locator(".msg.pending img.preview")
+            await preview.wait_for()
+            await page.wait_for_function(
+                "() => { const img = document.querySelector('.msg.pending img.preview');"
+                " return img && img.complete && img.naturalWidth > 0"
+                " && img.src.endsWith('step=2'); }"
+            )
+            above_bar = await preview.evaluate(
+                "img => img.nextElementSibling && img.nextElementSibling.tagName"
+            )
+            assert above_bar == "PROGRESS"
+            assert await preview.evaluate("img => img.naturalWidth") == 256
+            editor.resume.set()
+            [done] = await results(page, 1)
+            assert await done.locator("img.result").count() == 1
+            assert await page.locator("img.preview").count() == 0
+            await context.close()
+            assert errors == []
+        finally:
+            editor.resume.set()
+            stop.set()
+            await asyncio.wait_for(task, 30)

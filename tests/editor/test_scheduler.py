@@ -21,7 +21,7 @@ import pytest
 from PIL import Image
 from sqlalchemy import update
 
-from editor.base import EditRequest, NullEditor, ProgressCallback
+from editor.base import EditRequest, NullEditor, PreviewCallback, ProgressCallback
 from editor.errors import QuotaExceeded, RateLimited
 from editor.images import encode_png
 from editor.jobs import Job, JobDone, JobEvent, JobFailed, JobStarted
@@ -50,12 +50,15 @@ class OutOfMemoryEditor(NullEditor):
     """Runs out of GPU memory on any batch holding a "huge" instruction, as torch reports it."""
 
     def edit_batch(
-        self, requests: Sequence[EditRequest], progress: ProgressCallback | None = None
+        self,
+        requests: Sequence[EditRequest],
+        progress: ProgressCallback | None = None,
+        preview: PreviewCallback | None = None,
     ) -> list[Image.Image]:
         if any("huge" in request.instruction for request in requests):
             self.calls.append(list(requests))
             raise RuntimeError("CUDA out of memory. Tried to allocate 20.00 GiB")
-        return super().edit_batch(requests, progress)
+        return super().edit_batch(requests, progress, preview)
 
 
 class Events:

@@ -23,7 +23,6 @@ from editor.params import EditParams
 from editor.pix2pix import DiffusersEditor, ModelLoadError
 from editor.preview import PreviewCallback
 from editor.speed import SpeedOptions, is_out_of_memory, padded_plan, parse_ints, parse_sizes
-from editor.testing import build_tiny_preview_decoder
 
 MAX_DIFF = 4
 MEAN_DIFF = 0.5
@@ -361,11 +360,6 @@ def test_out_of_memory_errors_are_recognised() -> None:
     assert is_out_of_memory(RuntimeError("DefaultCPUAllocator: can't allocate memory"))
     assert not is_out_of_memory(RuntimeError("shape mismatch"))
     assert not is_out_of_memory(ValueError("out of memory"))
-
-
-@pytest.fixture(scope="module")
-def tiny_preview_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_tiny_preview_decoder(tmp_path_factory.mktemp("tiny-taesd"))
 
 
 def test_previews_arrive_every_n_steps_and_do_not_change_the_result(

@@ -383,6 +383,24 @@ function onProgress(reply) {
   if (cancel) cancel.remove(); // running edits cannot be cancelled
 }
 
+function onPreview(reply) {
+  // A rough picture of the running edit, above its progress bar, until the result replaces it.
+  let entry = page.pending.get(reply.version_id);
+  if (!entry) {
+    pendingMessage(reply.version_id, reply.text);
+    entry = page.pending.get(reply.version_id);
+  }
+  entry.started = true;
+  let img = entry.element.querySelector("img.preview");
+  if (!img) {
+    img = element("img", "preview");
+    img.alt = reply.text;
+    entry.element.querySelector("progress").before(img);
+    followImages(entry.element);
+  }
+  img.src = reply.preview;
+}
+
 function watchQueue() {
   // Until an edit starts, its place in line is all there is to show: ask now and then.
   if (page.statusTimer) return;
@@ -410,6 +428,7 @@ function connect() {
     page.connectedOnce = true;
   });
   events.addEventListener("progress", (event) => onProgress(JSON.parse(event.data)));
+  events.addEventListener("preview", (event) => onPreview(JSON.parse(event.data)));
   const finished = async (event) => {
     const reply = JSON.parse(event.data);
     settle(reply.version_id, reply);
