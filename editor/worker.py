@@ -13,7 +13,10 @@ the transaction that records the result.
 Crash recovery: every worker also looks, every heartbeat, for jobs of workers whose heartbeat
 stopped `stalled_timeout_s` ago (SIGKILL, power loss) and hands them back to the queue, so
 another worker runs them; a version whose runs crashed `max_attempts` times is failed and its
-user told. On SIGTERM a worker stops fetching, lets running edits finish for
+user told. Orphans too: a pending version whose job is gone (deleted by an operator) or already
+final (its last try failed while the database was unreachable, so the failure was never
+recorded) is failed, refunded and its user told once `orphan_grace_s` has passed, so nobody
+waits forever. On SIGTERM a worker stops fetching, lets running edits finish for
 `shutdown_timeout_s`, then hands what is left back to the queue.
 """
 
@@ -29,7 +32,7 @@ from dataclasses import dataclass
 
 from PIL import Image
 from procrastinate import App, JobContext, PsycopgConnector, RetryStrategy
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from editor import pgqueue
@@ -48,6 +51,26 @@ OUT_OF_MEMORY = "error.out_of_memory"
 PARENT_FAILED = "error.parent_failed"
 JOB_RETRIES = 10
 """Retries of a job whose bookkeeping failed (database unreachable...), a second apart."""
+ORPHAN_LOST = "its queue job is gone or finished without a result"
+ORPHAN_SWEEP_LIMIT = 100
+"""Versions failed per sweep at most; the next heartbeat takes the rest."""
+
+# Only one worker sweeps at a time (the others skip that heartbeat): the cascade to dependants
+# in `mark_failed` then never races another sweep.
+_SWEEP_LOCK = text("SELECT pg_try_advisory_xact_lock(hashtext('pix2chat.orphan_sweep'))")
+# Pending versions, quiet for the grace period, with no live job and no job that changed state
+# within it (so a job deferred or finishing just now is never taken). The version rows are
+# locked, skipping those a worker is claiming: `_claim` then finds them failed.
+_ORPHANS = text(
+    "SELECT v.id FROM versions v"
+    " WHERE v.status IN ('queued', 'running')"
+    "   AND greatest(v.created_at, v.started_at) < now() - make_interval(secs => :grace)"
+    "   AND NOT EXISTS (SELECT 1 FROM procrastinate_jobs j"
+    "     WHERE j.task_name = :task AND j.args->>'version_id' = v.id::text"
+    "       AND (j.status IN ('todo', 'doing') OR EXISTS (SELECT 1 FROM procrastinate_events e"
+    "         WHERE e.job_id = j.id AND e.at >= now() - make_interval(secs => :grace))))"
+    " ORDER BY v.id LIMIT :limit FOR UPDATE OF v SKIP LOCKED"
+)
 
 
 class ParentPending(Exception):
@@ -65,6 +88,7 @@ class WorkerOptions:
     stalled_timeout_s: float = 30.0
     shutdown_timeout_s: float = 300.0
     progress_interval_s: float = 0.5
+    orphan_grace_s: float = 120.0
     poll_interval_s: float = 1.0
     name: str | None = None
 
@@ -231,8 +255,13 @@ class GpuWorker:
         async with self.database.write() as session:
             await self._fail_in(session, version_id, key, repr(error)[:2000])
 
-    async def _fail_in(self, session: AsyncSession, version_id: int, key: str, detail: str) -> None:
-        """Fail the version and the edits built on it, give the edits back, tell the users."""
+    async def _fail_in(
+        self, session: AsyncSession, version_id: int, key: str, detail: str
+    ) -> list[int]:
+        """Fail the version and the edits built on it, give the edits back, tell the users.
+
+        Returns the ids of the versions failed (none if it was no longer pending).
+        """
         failed = await history.mark_failed(session, version_id, key, detail)
         for version in failed:
             conversation = await session.get(Conversation, version.conversation_id)
@@ -242,6 +271,7 @@ class GpuWorker:
             session,
             [JobFailed(v.id, v.error_key or key, refunded=True) for v in failed],
         )
+        return [v.id for v in failed]
 
     async def _hand_back(self, version_id: int) -> None:
         """Shutdown took too long: the version waits for the next worker (not a crash)."""
@@ -287,13 +317,43 @@ class GpuWorker:
     # ----- crash recovery --------------------------------------------------------------------
 
     async def _sweep_stalled(self, app: App) -> None:
-        """Hand the jobs of dead workers back to the queue, every heartbeat."""
+        """Hand the jobs of dead workers back to the queue and fail orphans, every heartbeat."""
         while True:
             await asyncio.sleep(self.options.heartbeat_s)
             try:
                 await self.retry_stalled(app)
             except Exception:
                 log.exception("stalled-job sweep failed")
+            try:
+                await self.fail_orphans()
+            except Exception:
+                log.exception("orphan sweep failed")
+
+    async def fail_orphans(self) -> list[int]:
+        """One orphan sweep; the ids of the versions it failed (dependants included).
+
+        Idempotent and safe with any number of workers: one sweeps at a time, the rows are
+        locked, and `mark_failed` only fails what is still pending.
+        """
+        failed: list[int] = []
+        async with self.database.write() as session:
+            if not await session.scalar(_SWEEP_LOCK):
+                return failed
+            orphans = (
+                await session.scalars(
+                    _ORPHANS,
+                    {
+                        "grace": self.options.orphan_grace_s,
+                        "task": pgqueue.TASK,
+                        "limit": ORPHAN_SWEEP_LIMIT,
+                    },
+                )
+            ).all()
+            for version_id in orphans:
+                failed.extend(await self._fail_in(session, version_id, EDIT_FAILED, ORPHAN_LOST))
+        if failed:
+            log.error("failed orphaned edit(s) %s: no queue job left to run them", failed)
+        return failed
 
     async def retry_stalled(self, app: App) -> list[int]:
         """One sweep; the ids of the jobs handed back."""

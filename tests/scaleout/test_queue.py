@@ -12,6 +12,7 @@ import dataclasses
 import json
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -583,3 +584,162 @@ async def test_cancelled_edits_leave_the_queue(pg: Database, images: DatabaseIma
         assert await queue.position(cancelled) is None
         assert await queue.depth() == 2
     assert [args["version_id"] for *_, args in await jobs(pg)] == [first, bob]
+
+
+# -- orphans: pending versions whose job is gone or final -----------------------------------------
+
+
+async def age(database: Database, version_ids: list[int], seconds: float = 3600.0) -> None:
+    """Make versions look as if they were created (and started) `seconds` ago."""
+    then = datetime.now(UTC) - timedelta(seconds=seconds)
+    async with database.write() as session:
+        await session.execute(
+            update(Version).where(Version.id.in_(version_ids)).values(created_at=then)
+        )
+        await session.execute(
+            update(Version)
+            .where(Version.id.in_(version_ids), Version.started_at.is_not(None))
+            .values(started_at=then)
+        )
+
+
+async def set_job_status(database: Database, version_id: int, status: str) -> None:
+    async with database.write() as session:
+        await session.execute(
+            text(
+                "UPDATE procrastinate_jobs SET status = CAST(:status AS procrastinate_job_status)"
+                " WHERE args->>'version_id' = :id"
+            ),
+            {"status": status, "id": str(version_id)},
+        )
+
+
+async def statuses(database: Database, version_ids: list[int]) -> list[str]:
+    async with database.read() as session:
+        rows = await session.scalars(
+            select(Version.status).where(Version.id.in_(version_ids)).order_by(Version.id)
+        )
+        return [str(status) for status in rows.all()]
+
+
+async def test_an_edit_whose_job_was_deleted_is_failed_refunded_and_told_once(
+    pg: Database, images: DatabaseImageStore
+) -> None:
+    policy = LimitPolicy(burst=5, per_minute=0.0, daily_quota=0)
+    await add_photo(pg, images, "alice")
+    async with pg.write() as session:
+        for _ in range(2):
+            await limits.consume(session, "telegram", "alice", policy, 0.0)
+    orphan = await add_edit(pg, "alice", "alice at night")
+    on_top = await add_edit(pg, "alice", "alice in the rain")  # its job is alive, waiting
+    async with pg.write() as session:  # an operator deleted the job
+        await session.execute(
+            text("DELETE FROM procrastinate_jobs WHERE args->>'version_id' = :id"),
+            {"id": str(orphan)},
+        )
+    events = Events()
+    editor = NullEditor()
+    async with (
+        RemoteJobQueue(pg) as queue,
+        running_worker(pg, images, editor, orphan_grace_s=0.3),
+        running_worker(pg, images, editor, orphan_grace_s=0.3),
+    ):
+        queue.subscribe(events)
+        await events.until(lambda: bool(events.outcomes(orphan) and events.outcomes(on_top)))
+        await asyncio.sleep(1.2)  # more sweeps of both workers: a second message would come now
+    assert events.outcomes(orphan) == [JobFailed(orphan, EDIT_FAILED, refunded=True)]
+    assert events.outcomes(on_top) == [JobFailed(on_top, "error.parent_failed", refunded=True)]
+    assert editor.calls == []
+    async with pg.read() as session:
+        row = await session.get(UserLimit, ("telegram", "alice"))
+        version = await session.get(Version, orphan)
+    assert row is not None and row.tokens == 5.0  # two taken, two given back, once each
+    assert version is not None and version.error_detail is not None
+    assert "queue job" in version.error_detail
+    assert await statuses(pg, [orphan, on_top]) == ["failed", "failed"]
+
+
+async def test_a_running_edit_whose_job_failed_is_failed_after_the_grace_period(
+    pg: Database, images: DatabaseImageStore
+) -> None:
+    await add_photo(pg, images, "alice")
+    version_id = await add_edit(pg, "alice", "alice at night")
+    async with pg.write() as session:
+        await history.mark_running(session, [version_id])
+    await age(pg, [version_id])  # the edit itself started long ago...
+    await set_job_status(pg, version_id, "failed")  # ...its last try failed just now
+    worker = GpuWorker(pg, images, NullEditor(), dataclasses.replace(FAST, orphan_grace_s=0.5))
+    async with RemoteJobQueue(pg) as queue:
+        events = Events()
+        queue.subscribe(events)
+        assert await worker.fail_orphans() == []  # the job changed state within the grace period
+        assert await statuses(pg, [version_id]) == ["running"]
+        await asyncio.sleep(0.6)
+        assert await worker.fail_orphans() == [version_id]
+        assert await worker.fail_orphans() == []
+        await events.until(lambda: bool(events.outcomes(version_id)))
+    assert events.outcomes(version_id) == [JobFailed(version_id, EDIT_FAILED, refunded=True)]
+    assert await statuses(pg, [version_id]) == ["failed"]
+
+
+async def test_edits_with_a_live_job_are_never_orphans(
+    pg: Database, images: DatabaseImageStore
+) -> None:
+    for user in ("alice", "bob"):
+        await add_photo(pg, images, user)
+    waiting = await add_edit(pg, "alice", "alice at night")
+    running = await add_edit(pg, "bob", "bob at night")
+    async with pg.write() as session:
+        await history.mark_running(session, [running])
+    await set_job_status(pg, running, "doing")
+    await age(pg, [waiting, running])
+    worker = GpuWorker(pg, images, NullEditor(), dataclasses.replace(FAST, orphan_grace_s=0.0))
+    assert await worker.fail_orphans() == []
+    assert await statuses(pg, [waiting, running]) == ["queued", "running"]
+    await set_job_status(pg, running, "succeeded")  # final, but only just: still in grace
+    worker = GpuWorker(pg, images, NullEditor(), dataclasses.replace(FAST, orphan_grace_s=60.0))
+    assert await worker.fail_orphans() == []
+    assert await statuses(pg, [waiting, running]) == ["queued", "running"]
+
+
+async def test_edits_finishing_normally_are_never_swept(
+    pg: Database, images: DatabaseImageStore
+) -> None:
+    users = ("alice", "bob", "carol")
+    for user in users:
+        await add_photo(pg, images, user)
+    ids = [await add_edit(pg, user, f"{user} {n}") for n in range(3) for user in users]
+    events = Events()
+    async with RemoteJobQueue(pg) as queue:
+        queue.subscribe(events)
+        async with running_worker(
+            pg, images, NullEditor(), orphan_grace_s=0.0, heartbeat_s=0.05, concurrency=2
+        ):
+            await events.until(lambda: all(events.outcomes(v) for v in ids))
+            await asyncio.sleep(0.3)
+    assert all(isinstance(e, JobDone) for v in ids for e in events.outcomes(v))
+    assert [len(events.outcomes(v)) for v in ids] == [1] * len(ids)
+
+
+async def test_workers_sweeping_at_once_fail_each_orphan_once(
+    pg: Database, images: DatabaseImageStore
+) -> None:
+    users = ("alice", "bob", "carol", "dave")
+    for user in users:
+        await add_photo(pg, images, user)
+    ids = [await add_edit(pg, user, f"{user} lost") for user in users]
+    async with pg.write() as session:
+        await session.execute(text("DELETE FROM procrastinate_jobs"))
+    await age(pg, ids)
+    options = dataclasses.replace(FAST, orphan_grace_s=1.0)
+    workers = [GpuWorker(pg, images, NullEditor(), options) for _ in range(4)]
+    events = Events()
+    async with RemoteJobQueue(pg) as queue:
+        queue.subscribe(events)
+        swept = await asyncio.gather(*(worker.fail_orphans() for worker in workers))
+        swept += await asyncio.gather(*(worker.fail_orphans() for worker in workers))
+        await events.until(lambda: all(events.outcomes(v) for v in ids))
+        await asyncio.sleep(0.3)
+    assert sorted(v for found in swept for v in found) == ids
+    assert [len(events.outcomes(v)) for v in ids] == [1] * len(ids)
+    assert await statuses(pg, ids) == ["failed"] * len(ids)
