@@ -68,6 +68,20 @@ class Editor(Protocol):
         """Facts for `pix2chat doctor`: device, dtype, model."""
 
 
+def is_out_of_memory(error: BaseException) -> bool:
+    """Whether an edit failed for lack of memory, so a smaller batch may fit.
+
+    Python's MemoryError, CUDA's torch.OutOfMemoryError (a RuntimeError) and the RuntimeErrors
+    MPS and the CPU allocator raise instead; by message, so this module needs no torch.
+    """
+    if isinstance(error, MemoryError):
+        return True
+    message = str(error).lower()
+    return isinstance(error, RuntimeError) and (
+        "out of memory" in message or "can't allocate memory" in message
+    )
+
+
 class NullEditor:
     """Returns the input, slightly changed by the seed, instantly: for fast tests and benchmarks.
 

@@ -58,10 +58,6 @@ def batch_signature(params: EditParams, parent_size: tuple[int, int]) -> tuple[o
     return (*params.batch_key(), fitted_size(parent_size, params.resolution))
 
 
-def is_out_of_memory(error: BaseException) -> bool:
-    return isinstance(error, MemoryError) or "out of memory" in str(error).lower()
-
-
 PREVIEW_JPEG_QUALITY = 70
 """Previews are rough and short-lived: small JPEGs, encoded in the model thread."""
 

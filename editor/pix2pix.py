@@ -31,14 +31,13 @@ from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion_instruct_pix
 from PIL import Image
 from transformers import CLIPTokenizer
 
-from editor.base import EditRequest, ProgressCallback
+from editor.base import EditRequest, ProgressCallback, is_out_of_memory
 from editor.params import EditParams
 from editor.preview import PreviewCallback, TinyDecoder
 from editor.speed import (
     WARM_UP_STEPS,
     SpeedOptions,
     free_memory,
-    is_out_of_memory,
     padded_plan,
 )
 

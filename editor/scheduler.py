@@ -18,7 +18,7 @@ from types import TracebackType
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from editor.base import Editor, ProgressCallback
+from editor.base import Editor, ProgressCallback, is_out_of_memory
 from editor.batching import (
     ModelThread,
     Output,
@@ -26,7 +26,6 @@ from editor.batching import (
     Work,
     batch_signature,
     compute_batch,
-    is_out_of_memory,
     threadsafe_progress,
 )
 from editor.jobs import (

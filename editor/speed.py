@@ -170,16 +170,6 @@ def padded_plan(count: int, batch_sizes: Sequence[int]) -> list[tuple[int, int]]
     return plan
 
 
-def is_out_of_memory(error: BaseException) -> bool:
-    """CUDA's OutOfMemoryError, and the RuntimeErrors MPS and the CPU allocator raise instead."""
-    if isinstance(error, torch.OutOfMemoryError):
-        return True
-    message = str(error).lower()
-    return isinstance(error, RuntimeError) and (
-        "out of memory" in message or "can't allocate memory" in message
-    )
-
-
 def free_memory(device: str) -> None:
     """Return cached blocks after an out-of-memory error, so a smaller batch can fit."""
     gc.collect()

@@ -36,8 +36,8 @@ from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from editor import pgqueue
-from editor.base import Editor, EditRequest, PreviewCallback, ProgressCallback
-from editor.batching import MicroBatcher, ModelThread, Output, Work, is_out_of_memory
+from editor.base import Editor, EditRequest, PreviewCallback, ProgressCallback, is_out_of_memory
+from editor.batching import MicroBatcher, ModelThread, Output, Work
 from editor.jobs import JobDone, JobFailed, JobProgress, JobStarted
 from storage import history, limits
 from storage.database import Database

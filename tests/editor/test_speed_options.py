@@ -18,11 +18,11 @@ import pytest
 import torch
 from PIL import Image
 
-from editor.base import EditRequest, ProgressCallback
+from editor.base import EditRequest, ProgressCallback, is_out_of_memory
 from editor.params import EditParams
 from editor.pix2pix import DiffusersEditor, ModelLoadError
 from editor.preview import PreviewCallback
-from editor.speed import SpeedOptions, is_out_of_memory, padded_plan, parse_ints, parse_sizes
+from editor.speed import SpeedOptions, padded_plan, parse_ints, parse_sizes
 
 MAX_DIFF = 4
 MEAN_DIFF = 0.5
@@ -358,6 +358,7 @@ def test_out_of_memory_errors_are_recognised() -> None:
     assert is_out_of_memory(torch.OutOfMemoryError("CUDA out of memory"))
     assert is_out_of_memory(RuntimeError("MPS backend out of memory (MPS allocated: 8 GB)"))
     assert is_out_of_memory(RuntimeError("DefaultCPUAllocator: can't allocate memory"))
+    assert is_out_of_memory(MemoryError())
     assert not is_out_of_memory(RuntimeError("shape mismatch"))
     assert not is_out_of_memory(ValueError("out of memory"))
 
