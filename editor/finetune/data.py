@@ -10,6 +10,7 @@ cache copy in ~/.cache.
 from __future__ import annotations
 
 import json
+from abc import abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +36,39 @@ class EditPair:
     turn: int = 0
 
 
-class FolderPairs(Sequence[EditPair]):
+class _Pairs(Sequence[EditPair]):
+    """What both pair sources share: an index or a slice reads pairs one at a time."""
+
+    @abstractmethod
+    def _pair(self, index: int) -> EditPair:
+        """The pair at `index`, its images opened now (lazily, not at construction)."""
+
+    @overload
+    def __getitem__(self, index: int) -> EditPair: ...
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[EditPair]: ...
+    def __getitem__(self, index: int | slice) -> EditPair | Sequence[EditPair]:
+        if isinstance(index, slice):
+            return [self._pair(i) for i in range(*index.indices(len(self)))]
+        return self._pair(index)
+
+
+def _pair_from_row(
+    row: dict[str, Any], original_image: Image.Image, edited_image: Image.Image
+) -> EditPair:
+    """A pair from InstructPix2Pix's columns; the optional text columns may be absent or None."""
+    return EditPair(
+        original_image=original_image,
+        edit_prompt=row["edit_prompt"],
+        edited_image=edited_image,
+        original_prompt=row.get("original_prompt") or "",
+        edited_prompt=row.get("edited_prompt") or "",
+        session=str(row.get("session") or ""),
+        turn=int(row.get("turn") or 0),
+    )
+
+
+class FolderPairs(_Pairs):
     """The pairs of an imagefolder written by `pix2chat dataset images`."""
 
     def __init__(self, folder: Path) -> None:
@@ -48,26 +81,16 @@ class FolderPairs(Sequence[EditPair]):
     def __len__(self) -> int:
         return len(self.rows)
 
-    @overload
-    def __getitem__(self, index: int) -> EditPair: ...
-    @overload
-    def __getitem__(self, index: slice) -> Sequence[EditPair]: ...
-    def __getitem__(self, index: int | slice) -> EditPair | Sequence[EditPair]:
-        if isinstance(index, slice):
-            return [self[i] for i in range(*index.indices(len(self)))]
+    def _pair(self, index: int) -> EditPair:
         row = self.rows[index]
-        return EditPair(
-            original_image=_open(self.folder / row["original_image_file_name"]),
-            edit_prompt=row["edit_prompt"],
-            edited_image=_open(self.folder / row["edited_image_file_name"]),
-            original_prompt=row.get("original_prompt", ""),
-            edited_prompt=row.get("edited_prompt", ""),
-            session=str(row.get("session", "")),
-            turn=int(row.get("turn", 0)),
+        return _pair_from_row(
+            row,
+            _open(self.folder / row["original_image_file_name"]),
+            _open(self.folder / row["edited_image_file_name"]),
         )
 
 
-class HubPairs(Sequence[EditPair]):
+class HubPairs(_Pairs):
     """A `datasets` dataset with InstructPix2Pix's columns (e.g. a hub id, or a saved folder).
 
     Args:
@@ -95,22 +118,10 @@ class HubPairs(Sequence[EditPair]):
     def __len__(self) -> int:
         return len(self.data)
 
-    @overload
-    def __getitem__(self, index: int) -> EditPair: ...
-    @overload
-    def __getitem__(self, index: slice) -> Sequence[EditPair]: ...
-    def __getitem__(self, index: int | slice) -> EditPair | Sequence[EditPair]:
-        if isinstance(index, slice):
-            return [self[i] for i in range(*index.indices(len(self)))]
+    def _pair(self, index: int) -> EditPair:
         row = self.data[index]
-        return EditPair(
-            original_image=row["original_image"].convert("RGB"),
-            edit_prompt=row["edit_prompt"],
-            edited_image=row["edited_image"].convert("RGB"),
-            original_prompt=row.get("original_prompt") or "",
-            edited_prompt=row.get("edited_prompt") or "",
-            session=str(row.get("session") or ""),
-            turn=int(row.get("turn") or 0),
+        return _pair_from_row(
+            row, row["original_image"].convert("RGB"), row["edited_image"].convert("RGB")
         )
 
 
