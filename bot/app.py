@@ -7,22 +7,22 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from bot.config import Settings
-from bot.conversation import Admission, ConversationService
+from bot.service.conversation import Admission, ConversationService
+from bot.work.pgqueue import is_postgresql
+from bot.work.scheduler import EmbeddedScheduler
 from editor.base import Editor
 from editor.images import ImageLimits
-from editor.pgqueue import is_postgresql
-from editor.scheduler import EmbeddedScheduler
 from storage.database import Database
 from storage.images import DatabaseImageStore, FileImageStore, ImageStore
 from storage.limits import LimitPolicy
 from storage.migrate import upgrade
 
 if TYPE_CHECKING:
-    from editor.remote import RemoteJobQueue
-    from editor.worker import WorkerOptions
+    from bot.work.remote import RemoteJobQueue
+    from bot.work.worker import WorkerOptions
 
 
 class ConfigurationError(Exception):
@@ -39,6 +39,22 @@ class Components:
     editor: Editor
     scheduler: EmbeddedScheduler | RemoteJobQueue
     service: ConversationService
+
+
+class FrontendError(Exception):
+    """A frontend cannot start; the message says what to fix (never contains a token)."""
+
+
+class Frontend(Protocol):
+    """A thin adapter: platform events in, service calls out, replies rendered back."""
+
+    name: str
+
+    async def preflight(self) -> None:
+        """Check credentials before the slow model load; FrontendError if they are refused."""
+
+    async def run(self, components: Components, stop: asyncio.Event) -> None:
+        """Serve until `stop` is set; deliver results that finished while it was away first."""
 
 
 def make_editor(settings: Settings) -> Editor:
@@ -151,7 +167,7 @@ async def build(settings: Settings, editor: Editor | None = None) -> AsyncIterat
 
 
 def worker_options(settings: Settings) -> WorkerOptions:
-    from editor.worker import WorkerOptions
+    from bot.work.worker import WorkerOptions
 
     return WorkerOptions(
         concurrency=settings.worker_concurrency,
@@ -171,7 +187,7 @@ NEEDS_POSTGRES_EXTRA = (
 
 def _remote_queue_class() -> type[RemoteJobQueue]:
     try:
-        from editor.remote import RemoteJobQueue
+        from bot.work.remote import RemoteJobQueue
     except ImportError as error:
         raise ConfigurationError(f"{NEEDS_POSTGRES_EXTRA} ({error})") from error
     return RemoteJobQueue
@@ -188,7 +204,7 @@ async def serve_worker(settings: Settings, editor: Editor | None = None) -> None
             "`pix2chat run`, whose embedded worker needs no queue."
         )
     try:
-        from editor.worker import GpuWorker
+        from bot.work.worker import GpuWorker
     except ImportError as error:
         raise ConfigurationError(f"{NEEDS_POSTGRES_EXTRA} ({error})") from error
     await asyncio.to_thread(upgrade, url)

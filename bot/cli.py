@@ -71,8 +71,7 @@ def _start(settings: Settings, verbose: bool) -> None:
         )
         raise typer.Exit(2)
     _configure_logging(verbose)
-    from bot.app import ConfigurationError
-    from bot.frontends import FrontendError
+    from bot.app import ConfigurationError, FrontendError
     from editor.pix2pix import ModelLoadError
 
     try:
@@ -123,7 +122,7 @@ def worker(
         updates["worker_concurrency"] = concurrency
     settings = settings.model_copy(update=updates)
     _configure_logging(verbose)
-    from bot.worker_cli import run_worker
+    from bot.commands.worker import run_worker
 
     raise typer.Exit(run_worker(settings, null_editor=null_editor, step_delay_ms=step_delay_ms))
 
@@ -148,7 +147,7 @@ def doctor(
     ] = None,
 ) -> None:
     """Check the device, model, database and data folder, and say what is wrong."""
-    from bot.doctor import run_checks
+    from bot.commands.doctor import run_checks
 
     settings = _settings()
     # The database check opens a SQLite file inside the data folder: on a fresh install that
@@ -192,8 +191,8 @@ def edit(
     ] = None,
 ) -> None:
     """Edit one photo with the real pipeline, no chat needed."""
-    from bot.conversation import error_reply
-    from bot.oneshot import OneShotRequest, edit_file
+    from bot.commands.oneshot import OneShotRequest, edit_file
+    from bot.service.conversation import error_reply
     from editor.pix2pix import ModelLoadError
 
     settings = _settings()
@@ -242,7 +241,7 @@ def bench_service(
     jobs: Annotated[int, typer.Option(help="Jobs for the dispatch rate.")] = 20_000,
 ) -> None:
     """Service overhead, scheduler dispatch and history latency with a null editor."""
-    from bot.bench import run_service_benchmark
+    from bot.commands.bench_service import run_service_benchmark
 
     started = time.perf_counter()
     asyncio.run(run_service_benchmark(conversations, versions, edits, jobs, echo=typer.echo))
@@ -259,7 +258,7 @@ def bench_batch(
     ] = None,
 ) -> None:
     """Throughput of one batched pipeline call against the same edits one by one."""
-    from bot.bench import run_batch_benchmark
+    from bot.commands.bench_service import run_batch_benchmark
 
     run_batch_benchmark(size, steps, batch, model, echo=typer.echo)
 
@@ -269,13 +268,13 @@ def bench_finetune(
     toy_steps: Annotated[int, typer.Option(help="Toy LoRA training steps to time.")] = 100,
 ) -> None:
     """Fine-tuning pipeline: parameter and memory counts, tiny-model stage timings."""
-    from editor.finetune.bench import run_finetune_benchmark
+    from bot.commands.bench_finetune import run_finetune_benchmark
 
     run_finetune_benchmark(typer.echo, toy_steps=toy_steps)
 
 
 # Fine-tuning pipeline (issue 7): `dataset captions|images`, `train`, `eval` (docs/FINETUNING.md).
-from editor.finetune.commands import register as _register_finetune  # noqa: E402
+from bot.commands.finetune import register as _register_finetune  # noqa: E402
 
 _register_finetune(app)
 
@@ -295,7 +294,7 @@ def bench_queue(
     ] = True,
 ) -> None:
     """The procrastinate queue with the null editor: jobs/s, idle latency, SIGKILL recovery."""
-    from bot.bench_queue import run_queue_benchmark
+    from bot.commands.bench_queue import run_queue_benchmark
 
     counts = [int(part) for part in workers.split(",") if part.strip()]
     asyncio.run(
@@ -346,8 +345,13 @@ def bench_model(
     ] = None,
 ) -> None:
     """Seconds per edit, edits/s, UNet step, VAE, memory and TFLOP/s of the real architecture."""
-    from bot.bench_model import ModelBenchConfig, parse_list, parse_option_set, run_model_benchmark
-    from bot.bench_model import write_json as write_bench_json
+    from bot.commands.bench_model import (
+        ModelBenchConfig,
+        parse_list,
+        parse_option_set,
+        run_model_benchmark,
+    )
+    from bot.commands.bench_model import write_json as write_bench_json
     from editor.pix2pix import DTYPES, ModelLoadError
 
     option_sets = tuple(options or ["default"])

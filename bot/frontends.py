@@ -2,29 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
 
-from bot.app import Components
+from bot.app import Frontend
 from bot.config import Settings
-
-
-class FrontendError(Exception):
-    """A frontend cannot start; the message says what to fix (never contains a token)."""
-
-
-class Frontend(Protocol):
-    """A thin adapter: platform events in, service calls out, replies rendered back."""
-
-    name: str
-
-    async def preflight(self) -> None:
-        """Check credentials before the slow model load; FrontendError if they are refused."""
-
-    async def run(self, components: Components, stop: asyncio.Event) -> None:
-        """Serve until `stop` is set; deliver results that finished while it was away first."""
 
 
 @dataclass(frozen=True, slots=True)

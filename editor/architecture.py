@@ -31,7 +31,7 @@ from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion_instruct_pix
 from torch import nn
 from transformers import CLIPTextConfig, CLIPTextModel
 
-from editor.testing import build_byte_tokenizer
+from editor.tokenizer import build_byte_tokenizer
 
 SD15_UNET_CONFIG: dict[str, Any] = {
     "sample_size": 64,

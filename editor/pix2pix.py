@@ -34,12 +34,7 @@ from transformers import CLIPTokenizer
 from editor.base import EditRequest, ProgressCallback, is_out_of_memory
 from editor.params import EditParams
 from editor.preview import PreviewCallback, TinyDecoder
-from editor.speed import (
-    WARM_UP_STEPS,
-    SpeedOptions,
-    free_memory,
-    padded_plan,
-)
+from editor.speed import WARM_UP_STEPS, SpeedOptions, free_memory, padded_plan
 
 log = logging.getLogger(__name__)
 

@@ -28,10 +28,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from bot.app import build
-from bot.bench import product_photo
+from bot.commands.bench_service import product_photo
 from bot.config import Settings
 from bot.discord.frontend import DiscordFrontend
-from editor.base import NullEditor
+from editor.testing.doubles import NullEditor
 from tests.fakes.discord_api import FakeDiscord, GuildSpec
 
 GUILD, CHANNEL = 111, 222

@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from bot.bench import product_photo  # noqa: E402
+from bot.commands.bench_service import product_photo  # noqa: E402
 from tests.fakes.telegram_api import FakeBotAPI  # noqa: E402
 
 TOKEN = "123456:BENCH"
@@ -47,7 +47,8 @@ async def serve(args: argparse.Namespace) -> None:
     from bot.app import build
     from bot.config import Settings
     from bot.telegram.frontend import TelegramFrontend
-    from editor.base import Editor, NullEditor
+    from editor.base import Editor
+    from editor.testing.doubles import NullEditor
 
     editor: Editor = NullEditor()
     if args.model:
@@ -223,7 +224,7 @@ def main() -> None:
         return
     asyncio.run(drive("null editor", args, None))
     if not args.skip_model:
-        from editor.testing import build_tiny_pipeline
+        from editor.testing.tiny import build_tiny_pipeline
 
         with tempfile.TemporaryDirectory(prefix="pix2chat-tiny-") as folder:
             model = build_tiny_pipeline(Path(folder) / "tiny")

@@ -31,10 +31,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import httpx  # noqa: E402
 
 from bot.app import build  # noqa: E402
-from bot.bench import product_photo  # noqa: E402
+from bot.commands.bench_service import product_photo  # noqa: E402
 from bot.config import Settings  # noqa: E402
 from bot.web.frontend import WebFrontend  # noqa: E402
-from editor.base import NullEditor  # noqa: E402
+from editor.testing.doubles import NullEditor  # noqa: E402
 
 
 async def results(response: httpx.Response, inbox: asyncio.Queue[dict[str, Any]]) -> None:

@@ -125,9 +125,3 @@ class Database:
     @property
     def engine(self) -> AsyncEngine:
         return self._writer
-
-    def migrate(self) -> None:
-        """Bring the schema to the newest Alembic revision (blocking)."""
-        from storage.migrate import upgrade
-
-        upgrade(self.url)

@@ -17,8 +17,8 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
-from editor.errors import NothingToRedo, NothingToUndo, VersionNotFound
 from editor.params import EditParams
+from storage.errors import NothingToRedo, NothingToUndo, VersionNotFound
 from storage.models import PENDING_STATUSES, Conversation, Version, VersionStatus, utcnow
 from storage.types import Actor
 

@@ -11,7 +11,7 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from editor.errors import QuotaExceeded, RateLimited
+from storage.errors import QuotaExceeded, RateLimited
 from storage.models import UserLimit
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from editor.pix2pix import DiffusersEditor
-from editor.testing import build_tiny_lora, build_tiny_pipeline, build_tiny_preview_decoder
+from editor.testing.tiny import build_tiny_lora, build_tiny_pipeline, build_tiny_preview_decoder
 
 
 @pytest.fixture(scope="session")

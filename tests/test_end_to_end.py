@@ -19,7 +19,7 @@ from PIL import Image
 
 from bot.app import Components, build
 from bot.config import Settings
-from bot.replies import HistoryEntry, Reply
+from bot.service.replies import HistoryEntry, Reply
 from editor.base import EditRequest
 from editor.images import fit_to_resolution
 from editor.params import EditParams

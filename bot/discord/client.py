@@ -14,11 +14,11 @@ import discord
 from discord import app_commands
 
 from bot.config import Settings
-from bot.conversation import ConversationService, error_reply
 from bot.discord import views
 from bot.discord.delivery import DiscordDelivery, actor_for
-from bot.messages import render
-from bot.replies import Action, Reply
+from bot.service.conversation import ConversationService, error_reply
+from bot.service.messages import render
+from bot.service.replies import Action, Reply
 from editor.errors import ImageError, ImageTooLarge
 from storage.types import Actor
 

@@ -17,12 +17,12 @@ from typing import Any
 
 import discord
 
-from bot.conversation import ConversationService
 from bot.discord import views
-from bot.mailboxes import EventDelivery
-from bot.messages import render
-from bot.rendering import history_lines
-from bot.replies import Reply
+from bot.service.conversation import ConversationService
+from bot.service.mailboxes import EventDelivery
+from bot.service.messages import render
+from bot.service.rendering import history_lines
+from bot.service.replies import Reply
 from editor.errors import UserError
 from storage.types import Actor
 

@@ -9,11 +9,10 @@ from typing import Any
 
 import discord
 
-from bot.app import Components
+from bot.app import Components, FrontendError
 from bot.config import Settings
 from bot.discord.client import Pix2ChatClient
 from bot.discord.delivery import PLATFORM
-from bot.frontends import FrontendError
 
 log = logging.getLogger(__name__)
 

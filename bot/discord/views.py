@@ -12,8 +12,8 @@ from typing import Any
 
 import discord
 
-from bot.messages import render
-from bot.replies import Action
+from bot.service.messages import render
+from bot.service.replies import Action
 
 PREFIX = "p2c"
 FORGET_NO = "forget_no"

@@ -20,11 +20,11 @@ from telegram import Bot, InlineKeyboardMarkup, InputFile, InputMediaPhoto, Mess
 from telegram.constants import ChatAction, ChatType
 from telegram.error import BadRequest, Forbidden, TelegramError
 
-from bot.conversation import ConversationService
-from bot.mailboxes import EventDelivery
-from bot.messages import render
-from bot.rendering import history_lines
-from bot.replies import Reply
+from bot.service.conversation import ConversationService
+from bot.service.mailboxes import EventDelivery
+from bot.service.messages import render
+from bot.service.rendering import history_lines
+from bot.service.replies import Reply
 from bot.telegram import keyboards
 from editor.errors import UserError
 from storage.types import Actor

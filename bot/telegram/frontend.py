@@ -21,9 +21,8 @@ from telegram.ext import (
     filters,
 )
 
-from bot.app import Components
+from bot.app import Components, FrontendError
 from bot.config import Settings
-from bot.frontends import FrontendError
 from bot.telegram import handlers
 from bot.telegram.delivery import PLATFORM, Delivery
 from bot.telegram.handlers import BOT_API_DOWNLOAD_LIMIT, TelegramContext

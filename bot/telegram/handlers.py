@@ -15,9 +15,9 @@ from telegram.constants import ChatAction, ChatType
 from telegram.error import BadRequest, TelegramError
 from telegram.ext import ContextTypes
 
-from bot.conversation import ConversationService, error_reply
-from bot.messages import render
-from bot.replies import Action, Reply
+from bot.service.conversation import ConversationService, error_reply
+from bot.service.messages import render
+from bot.service.replies import Action, Reply
 from bot.telegram import keyboards
 from bot.telegram.delivery import Delivery, actor_for
 from editor.errors import ImageError, ImageTooLarge

@@ -13,8 +13,8 @@ from typing import Any
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Message
 
-from bot.messages import render
-from bot.replies import Action
+from bot.service.messages import render
+from bot.service.replies import Action
 
 RESULT_ACTIONS = (Action.UNDO, Action.REGENERATE, Action.FULL_RESOLUTION)
 FORGET_NO = "forget_no"

@@ -21,16 +21,17 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp
 
-from bot.conversation import MAX_INSTRUCTION_CHARS, ConversationService, error_reply
-from bot.messages import render
-from bot.replies import Reply
+from bot.service.conversation import MAX_INSTRUCTION_CHARS, ConversationService, error_reply
+from bot.service.messages import render
+from bot.service.replies import Reply
 from bot.web.bodies import Refused, megabytes, optional_id, read_json, read_limited, request_key
 from bot.web.delivery import WebDelivery
 from bot.web.guard import Guard
 from bot.web.render import message_json, reply_json, status_for
 from bot.web.sessions import COOKIE, COOKIE_MAX_AGE_S, Sessions
-from editor.errors import ImageTooLarge, NoImageYet, UserError, VersionNotFound
+from editor.errors import ImageTooLarge, UserError
 from editor.params import RESOLUTIONS
+from storage.errors import NoImageYet, VersionNotFound
 from storage.types import Actor
 
 STATIC = Path(__file__).parent / "static"

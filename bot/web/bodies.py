@@ -8,7 +8,7 @@ from typing import Any
 
 from starlette.requests import Request
 
-from bot.conversation import error_reply
+from bot.service.conversation import error_reply
 from bot.web.render import message_json, reply_json
 from editor.errors import ImageTooLarge
 

@@ -9,9 +9,9 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from bot.conversation import ConversationService
-from bot.mailboxes import EventDelivery
-from bot.replies import Reply
+from bot.service.conversation import ConversationService
+from bot.service.mailboxes import EventDelivery
+from bot.service.replies import Reply
 from bot.web.render import image_url, reply_json
 from storage.types import Actor
 

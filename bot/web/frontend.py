@@ -10,9 +10,8 @@ from collections.abc import Callable, Iterator
 
 import uvicorn
 
-from bot.app import Components
+from bot.app import Components, FrontendError
 from bot.config import Settings
-from bot.frontends import FrontendError
 from bot.web.app import WebContext, create_app
 from bot.web.delivery import WebDelivery
 from bot.web.sessions import PLATFORM, Sessions, is_loopback

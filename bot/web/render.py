@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from bot.messages import render
-from bot.rendering import history_lines
-from bot.replies import Reply
+from bot.service.messages import render
+from bot.service.rendering import history_lines
+from bot.service.replies import Reply
 
 STATUS_BY_KEY: dict[str, int] = {
     "error.version_not_found": 404,

@@ -1,6 +1,6 @@
 """The product fine-tuning pipeline: captions, paired images, LoRA training, evaluation.
 
-One module per job, each driven by a `pix2chat` command (editor/finetune/commands.py):
+One module per job, each driven by a `pix2chat` command (bot/commands/finetune.py):
 
 - `captions`: a seeded synthesizer of (input caption, edit instruction, output caption) triples.
 - `prompt2prompt` and `pairs`: paired images from the captions, kept when CLIP agrees.

@@ -1,6 +1,6 @@
 """Tiny random-weight models for the fine-tuning pipeline's tests and benchmarks.
 
-Like editor/testing.py: the weights are noise, but every model is the real class, saved with
+Like editor/testing/tiny.py: the weights are noise, but every model is the real class, saved with
 `save_pretrained` and loaded by the same hub-id-or-folder path production uses, so the pair
 generator, the CLIP filter and the metrics run their real code in seconds on a CPU.
 """
@@ -13,11 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from diffusers import (
-    AutoencoderKL,
-    DDIMScheduler,
-    EulerAncestralDiscreteScheduler,
-)
+from diffusers import AutoencoderKL, DDIMScheduler, EulerAncestralDiscreteScheduler
 from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion import StableDiffusionPipeline
 from PIL import Image
 from transformers import (
@@ -31,12 +27,8 @@ from transformers import (
 )
 
 from editor.finetune.data import EditPair
-from editor.testing import (
-    build_byte_tokenizer,
-    build_tiny_pipeline,
-    tiny_components,
-    tiny_text_config,
-)
+from editor.testing.tiny import build_tiny_pipeline, tiny_components, tiny_text_config
+from editor.tokenizer import build_byte_tokenizer
 
 TINY_IMAGE_SIZE = 32
 

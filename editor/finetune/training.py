@@ -41,8 +41,8 @@ from transformers import CLIPTextModel, CLIPTokenizer
 
 from editor.finetune.data import EditPair, open_pairs, to_tensor
 from editor.finetune.metrics import l1_distance
+from editor.lora import LORA_TARGET_MODULES
 from editor.pix2pix import ModelLoadError, select_device
-from editor.testing import LORA_TARGET_MODULES
 
 log = logging.getLogger(__name__)
 

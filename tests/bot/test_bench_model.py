@@ -11,8 +11,8 @@ import pytest
 from typer.testing import CliRunner
 
 from bot.app import make_editor
-from bot.bench_model import parse_option_set
 from bot.cli import app
+from bot.commands.bench_model import parse_option_set
 from bot.config import Settings
 from editor.pix2pix import DiffusersEditor, ModelLoadError
 from editor.speed import SpeedOptions

@@ -22,18 +22,19 @@ import pytest
 from PIL import Image
 from sqlalchemy import func, select
 
-from bot.conversation import Admission, ConversationService
-from bot.replies import Action, HistoryEntry, Reply
-from editor.errors import UserError, VersionNotFound
+from bot.service.conversation import Admission, ConversationService
+from bot.service.replies import Action, HistoryEntry, Reply
+from bot.work.scheduler import EmbeddedScheduler
+from editor.errors import UserError
 from editor.images import ImageLimits
 from editor.params import EditParams
-from editor.scheduler import EmbeddedScheduler
+from editor.testing.doubles import GatedEditor
 from storage.database import Database
+from storage.errors import VersionNotFound
 from storage.images import FileImageStore
 from storage.limits import LimitPolicy
 from storage.models import Version
 from storage.types import Actor
-from tests.doubles import GatedEditor
 
 PLATFORM = "telegram"
 ALICE = Actor(PLATFORM, "group-1", "alice")

@@ -19,13 +19,12 @@ import pytest
 from PIL import Image
 
 from bot.app import Components, build
-from bot.bench import product_photo
+from bot.commands.bench_service import product_photo
 from bot.config import Settings
 from bot.discord import delivery as discord_delivery
 from bot.discord.frontend import DiscordFrontend
-from editor.base import NullEditor
+from editor.testing.doubles import GatedEditor, NullEditor
 from tests.bot.test_conversation import decompression_bomb, photo
-from tests.doubles import GatedEditor
 from tests.fakes.discord_api import FakeDiscord, FakeMessage, GuildSpec
 
 GUILD, CHANNEL, QUIET = 111, 222, 333

@@ -16,10 +16,11 @@ from PIL import Image, ImageStat
 
 from bot.app import build
 from bot.config import Settings
-from bot.mailboxes import EventDelivery
-from bot.replies import Reply
-from editor.errors import VersionNotFound, VersionNotReady
-from editor.jobs import JobEvent, JobPreview
+from bot.service.mailboxes import EventDelivery
+from bot.service.replies import Reply
+from bot.work.jobs import JobEvent, JobPreview
+from editor.testing.doubles import PausingPreviewEditor
+from storage.errors import VersionNotFound, VersionNotReady
 from storage.models import Version
 from storage.types import Actor
 from tests.bot.test_conversation import (
@@ -31,7 +32,6 @@ from tests.bot.test_conversation import (
     photo,
     running_service,
 )
-from tests.doubles import PausingPreviewEditor
 
 STEPS = 3  # the harness default: previews after steps 1 and 2 (none after the last)
 

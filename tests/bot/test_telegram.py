@@ -23,13 +23,12 @@ from telegram.ext import AIORateLimiter
 
 from bot.app import Components, build
 from bot.config import Settings
-from bot.messages import render
+from bot.service.messages import render
 from bot.telegram.delivery import fits_as_photo
 from bot.telegram.frontend import COMMANDS, TelegramFrontend
-from editor.base import NullEditor
 from editor.pix2pix import DiffusersEditor
+from editor.testing.doubles import GatedEditor, NullEditor
 from tests.bot.test_conversation import decompression_bomb, photo
-from tests.doubles import GatedEditor
 from tests.fakes.telegram_api import Call, FakeBotAPI, SentMessage
 
 TOKEN = "123456:TEST-token"

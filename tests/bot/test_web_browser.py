@@ -20,13 +20,12 @@ from typing import Any
 import pytest
 
 from bot.app import build
-from bot.messages import render
+from bot.service.messages import render
 from bot.web.frontend import WebFrontend
-from editor.base import NullEditor
 from editor.pix2pix import DiffusersEditor
+from editor.testing.doubles import NullEditor, PausingPreviewEditor
 from tests.bot.test_conversation import photo
 from tests.bot.test_web import web_settings
-from tests.doubles import PausingPreviewEditor
 
 CHROMIUM = Path(os.environ.get("PIX2CHAT_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = [

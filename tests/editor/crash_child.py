@@ -12,10 +12,10 @@ import asyncio
 import sys
 from pathlib import Path
 
-from editor.base import NullEditor
-from editor.jobs import Job, JobEvent, JobProgress
+from bot.work.jobs import Job, JobEvent, JobProgress
+from bot.work.scheduler import EmbeddedScheduler
 from editor.params import EditParams
-from editor.scheduler import EmbeddedScheduler
+from editor.testing.doubles import NullEditor
 from storage import history
 from storage.database import Database
 from storage.images import FileImageStore

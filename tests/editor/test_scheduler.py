@@ -21,19 +21,19 @@ import pytest
 from PIL import Image
 from sqlalchemy import update
 
-from editor.base import EditRequest, NullEditor, PreviewCallback, ProgressCallback
-from editor.errors import QuotaExceeded, RateLimited
+from bot.work.jobs import Job, JobDone, JobEvent, JobFailed, JobStarted
+from bot.work.scheduler import EDIT_FAILED, OUT_OF_MEMORY, EmbeddedScheduler
+from editor.base import EditRequest, PreviewCallback, ProgressCallback
 from editor.images import encode_png
-from editor.jobs import Job, JobDone, JobEvent, JobFailed, JobStarted
 from editor.params import EditParams
-from editor.scheduler import EDIT_FAILED, OUT_OF_MEMORY, EmbeddedScheduler
+from editor.testing.doubles import GatedEditor, NullEditor
 from storage import history, limits
 from storage.database import Database
+from storage.errors import QuotaExceeded, RateLimited
 from storage.images import FileImageStore
 from storage.limits import LimitPolicy
 from storage.models import UserLimit, Version, VersionStatus
 from storage.types import Actor
-from tests.doubles import GatedEditor
 
 PLATFORM = "telegram"
 PHOTO = (64, 48)  # fitted to (256, 192) at resolution 256

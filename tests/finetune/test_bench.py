@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from editor.finetune.bench import parameter_counts
+from bot.commands.bench_finetune import parameter_counts
 
 
 def test_the_sd15_sized_unet_has_instructpix2pix_s_parameter_count() -> None:

@@ -11,12 +11,7 @@ import pytest
 from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion import StableDiffusionPipeline
 from PIL import Image
 
-from editor.finetune.captions import (
-    CaptionTriple,
-    SynthesisConfig,
-    synthesize,
-    synthesize_sessions,
-)
+from editor.finetune.captions import CaptionTriple, SynthesisConfig, synthesize, synthesize_sessions
 from editor.finetune.data import METADATA, open_pairs
 from editor.finetune.metrics import ClipScorer, clip_t, directional_similarity
 from editor.finetune.pairs import (

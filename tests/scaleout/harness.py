@@ -27,12 +27,12 @@ import psycopg
 from PIL import Image
 from sqlalchemy import select
 
-from bot.conversation import Admission, ConversationService
-from bot.mailboxes import EventDelivery
-from bot.replies import Reply
-from editor.base import NullEditor
-from editor.jobs import JobQueue
+from bot.service.conversation import Admission, ConversationService
+from bot.service.mailboxes import EventDelivery
+from bot.service.replies import Reply
+from bot.work.jobs import JobQueue
 from editor.params import EditParams
+from editor.testing.doubles import NullEditor
 from storage.database import Database
 from storage.images import ImageStore
 from storage.limits import LimitPolicy

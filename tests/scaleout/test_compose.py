@@ -16,8 +16,8 @@ import yaml
 from typer.main import get_command
 
 from bot.cli import app
+from bot.commands.doctor import run_checks
 from bot.config import Settings
-from bot.doctor import run_checks
 
 COMPOSE = Path(__file__).resolve().parents[2] / "docker-compose.yml"
 DEFAULT = re.compile(r"\$\{[A-Z0-9_]+:-([^}]*)\}")
@@ -88,7 +88,7 @@ def test_every_setting_and_command_exists(
 
 def run_checks_names(only: list[str]) -> list[str]:
     """The doctor checks `--only` would select (the check functions' names)."""
-    import bot.doctor as doctor
+    import bot.commands.doctor as doctor
 
     return [name for name in only if callable(getattr(doctor, f"check_{name}", None))]
 

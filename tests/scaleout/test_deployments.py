@@ -23,24 +23,18 @@ import psycopg
 import pytest
 from sqlalchemy import select
 
-from bot.replies import Reply
+from bot.service.replies import Reply
+from bot.work.jobs import JobQueue
+from bot.work.remote import RemoteJobQueue
+from bot.work.scheduler import EmbeddedScheduler
 from editor.images import fitted_size
-from editor.jobs import JobQueue
 from editor.pix2pix import DiffusersEditor
-from editor.remote import RemoteJobQueue
-from editor.scheduler import EmbeddedScheduler
-from editor.worker import StepDelay
+from editor.testing.doubles import StepDelay
 from storage.database import Database
 from storage.images import DatabaseImageStore, FileImageStore, ImageStore
 from storage.models import Version, VersionStatus
 from storage.types import Actor
-from tests.scaleout.harness import (
-    WorkerPool,
-    actor,
-    frontend,
-    results_by_version,
-    user_chains,
-)
+from tests.scaleout.harness import WorkerPool, actor, frontend, results_by_version, user_chains
 
 pytestmark = pytest.mark.slow
 

@@ -21,19 +21,19 @@ from typer.testing import CliRunner
 
 from bot.app import ConfigurationError, build
 from bot.cli import app as cli
+from bot.commands.doctor import check_queue
 from bot.config import Settings
-from bot.doctor import check_queue
-from bot.replies import Reply
-from editor import pgqueue, remote
-from editor.base import NullEditor
-from editor.batching import MicroBatcher, ModelThread, Work
-from editor.errors import RateLimited
-from editor.jobs import Job, JobDone, JobEvent, JobFailed
+from bot.service.replies import Reply
+from bot.work import pgqueue, remote
+from bot.work.batching import MicroBatcher, ModelThread, Work
+from bot.work.jobs import Job, JobDone, JobEvent, JobFailed
+from bot.work.remote import RemoteJobQueue
+from bot.work.worker import EDIT_FAILED, GpuWorker, WorkerOptions
 from editor.params import EditParams
-from editor.remote import RemoteJobQueue
-from editor.worker import EDIT_FAILED, GpuWorker, WorkerOptions
+from editor.testing.doubles import NullEditor
 from storage import history, limits
 from storage.database import Database
+from storage.errors import RateLimited
 from storage.images import DatabaseImageStore, ImageMissing, MemoryImageStore, digest
 from storage.limits import LimitPolicy
 from storage.models import UserLimit, Version, VersionStatus

@@ -10,10 +10,10 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
-from editor.errors import NothingToRedo, NothingToUndo, VersionNotFound
 from editor.params import EditParams
 from storage import history
 from storage.database import Database
+from storage.errors import NothingToRedo, NothingToUndo, VersionNotFound
 from storage.images import digest
 from storage.models import Conversation, Version, VersionStatus
 from storage.types import Actor

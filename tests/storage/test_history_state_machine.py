@@ -27,10 +27,10 @@ from hypothesis.stateful import (
 )
 from sqlalchemy import select
 
-from editor.errors import NothingToRedo, NothingToUndo
 from editor.params import EditParams
 from storage import history
 from storage.database import Database
+from storage.errors import NothingToRedo, NothingToUndo
 from storage.images import digest
 from storage.migrate import upgrade
 from storage.models import Version, VersionStatus

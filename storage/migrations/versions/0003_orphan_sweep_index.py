@@ -5,7 +5,7 @@ Revises: 0002
 Create Date: 2026-12-01
 
 GPU workers periodically look for pending versions whose edit job is gone or finished (see
-editor/worker.py `fail_orphans`): one anti-join of the few pending versions against the job
+bot/work/worker.py `fail_orphans`): one anti-join of the few pending versions against the job
 table, by `args->>'version_id'`. This partial expression index keeps each probe an index
 lookup however many finished jobs the table holds. PostgreSQL only (no job queue elsewhere).
 """

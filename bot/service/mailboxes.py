@@ -9,11 +9,11 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Generic, TypeVar
 
-from bot.replies import Reply
+from bot.service.replies import Reply
 from storage.types import Actor
 
 if TYPE_CHECKING:
-    from bot.conversation import ConversationService
+    from bot.service.conversation import ConversationService
 
 log = logging.getLogger(__name__)
 

@@ -30,7 +30,7 @@ from typing import Any
 import torch
 from PIL import Image
 
-from bot.bench import product_photo
+from bot.commands.bench_service import product_photo
 from editor.base import EditRequest
 from editor.params import EditParams
 from editor.speed import SpeedOptions
@@ -315,7 +315,7 @@ def _preview_model(config: ModelBenchConfig, folder: Path) -> str:
     """TAESD weights: the one given, else a random one of the right architecture."""
     if config.preview_model:
         return config.preview_model
-    from editor.testing import build_tiny_preview_decoder
+    from editor.testing.tiny import build_tiny_preview_decoder
 
     if config.model == TINY:
         return str(build_tiny_preview_decoder(folder / "tiny-taesd"))
@@ -329,7 +329,7 @@ def _make_editor(config: ModelBenchConfig, speed: SpeedOptions, folder: Path) ->
     from editor.pix2pix import DiffusersEditor, resolve_dtype, select_device
 
     if config.model == TINY:
-        from editor.testing import build_tiny_pipeline
+        from editor.testing.tiny import build_tiny_pipeline
 
         tiny = folder / "tiny"
         if not tiny.exists():

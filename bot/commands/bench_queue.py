@@ -26,8 +26,8 @@ from PIL import Image
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from editor import pgqueue
-from editor.jobs import Job
+from bot.work import pgqueue
+from bot.work.jobs import Job
 from editor.params import EditParams
 from storage import history
 from storage.database import Database

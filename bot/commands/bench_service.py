@@ -19,13 +19,14 @@ from typing import Any
 from PIL import Image, ImageDraw, ImageFilter
 from sqlalchemy import text
 
-from bot.conversation import Admission, ConversationService
-from bot.replies import Reply
-from editor.base import EditRequest, NullEditor, PreviewCallback, ProgressCallback
+from bot.service.conversation import Admission, ConversationService
+from bot.service.replies import Reply
+from bot.work.jobs import Job
+from bot.work.scheduler import EmbeddedScheduler
+from editor.base import EditRequest, PreviewCallback, ProgressCallback
 from editor.images import encode_png, encode_preview_jpeg
-from editor.jobs import Job
 from editor.params import EditParams
-from editor.scheduler import EmbeddedScheduler
+from editor.testing.doubles import NullEditor
 from storage.database import Database
 from storage.images import FileImageStore
 from storage.limits import LimitPolicy
@@ -291,7 +292,7 @@ def run_batch_benchmark(
 ) -> None:
     """Edits/s of one batched call against the same edits one at a time (tiny model by default)."""
     from editor.pix2pix import DiffusersEditor
-    from editor.testing import build_tiny_pipeline
+    from editor.testing.tiny import build_tiny_pipeline
 
     with tempfile.TemporaryDirectory(prefix="pix2chat-bench-") as tmp:
         editor = DiffusersEditor(

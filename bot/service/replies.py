@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from bot.messages import render
+from bot.service.messages import render
 from storage.types import Actor
 
 

@@ -161,7 +161,7 @@ class QueueState:
 
 def check_queue(settings: Settings) -> Check:
     """Scaled out: jobs waiting, workers alive (fresh heartbeat), jobs of dead workers."""
-    from editor.pgqueue import is_postgresql
+    from bot.work.pgqueue import is_postgresql
 
     url = settings.resolved_database_url()
     if not is_postgresql(url):
@@ -185,7 +185,7 @@ def check_queue(settings: Settings) -> Check:
 async def queue_state(url: str, stalled_timeout_s: float) -> QueueState:
     from sqlalchemy import text
 
-    from editor.pgqueue import QUEUE
+    from bot.work.pgqueue import QUEUE
     from storage.database import Database
 
     async with Database(url) as database, database.read() as session:

@@ -20,25 +20,12 @@ from typing import Any, ParamSpec
 from PIL import Image
 from sqlalchemy.exc import IntegrityError
 
-from bot.messages import format_wait
-from bot.preferences import Preferences, new_seed
-from bot.replies import Action, HistoryEntry, Reply, UpdateListener
+from bot.service.messages import format_wait
+from bot.service.preferences import Preferences, new_seed
+from bot.service.replies import Action, HistoryEntry, Reply, UpdateListener
+from bot.work.jobs import Job, JobDone, JobEvent, JobPreview, JobProgress, JobQueue, JobStarted
 from editor.base import Editor
-from editor.errors import (
-    EditAlreadyRunning,
-    EmptyInstruction,
-    ImageTooLarge,
-    InstructionTooLong,
-    NoImageYet,
-    NothingToCancel,
-    NothingToRegenerate,
-    QueueFull,
-    QuotaExceeded,
-    RateLimited,
-    TooManyPending,
-    UserError,
-    VersionNotReady,
-)
+from editor.errors import EmptyInstruction, ImageTooLarge, InstructionTooLong, UserError
 from editor.images import (
     ImageLimits,
     encode_png,
@@ -46,11 +33,21 @@ from editor.images import (
     fit_to_resolution,
     load_image,
 )
-from editor.jobs import Job, JobDone, JobEvent, JobPreview, JobProgress, JobQueue, JobStarted
 from editor.params import RESOLUTIONS, EditParams
 from storage import history as tree
 from storage import limits
 from storage.database import Database
+from storage.errors import (
+    EditAlreadyRunning,
+    NoImageYet,
+    NothingToCancel,
+    NothingToRegenerate,
+    QueueFull,
+    QuotaExceeded,
+    RateLimited,
+    TooManyPending,
+    VersionNotReady,
+)
 from storage.images import ImageStore
 from storage.models import PENDING_STATUSES, Conversation, Version, VersionStatus
 from storage.types import Actor

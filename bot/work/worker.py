@@ -27,18 +27,16 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 
-from PIL import Image
 from procrastinate import App, JobContext, PsycopgConnector, RetryStrategy
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from editor import pgqueue
-from editor.base import Editor, EditRequest, PreviewCallback, ProgressCallback, is_out_of_memory
-from editor.batching import MicroBatcher, ModelThread, Output, Work
-from editor.jobs import JobDone, JobFailed, JobProgress, JobStarted
+from bot.work import pgqueue
+from bot.work.batching import MicroBatcher, ModelThread, Output, Work
+from bot.work.jobs import JobDone, JobFailed, JobProgress, JobStarted
+from editor.base import Editor, is_out_of_memory
 from storage import history, limits
 from storage.database import Database
 from storage.images import ImageStore
@@ -373,37 +371,3 @@ class GpuWorker:
         if retried:
             await app.job_manager.prune_stalled_workers(self.options.stalled_timeout_s)
         return retried
-
-
-class StepDelay:
-    """Wraps an editor so every denoising step takes `delay_s` longer.
-
-    For drills and tests that must kill a worker in the middle of an edit, with any model.
-    """
-
-    def __init__(self, editor: Editor, delay_s: float) -> None:
-        self.inner = editor
-        self.delay_s = delay_s
-        self.max_instruction_tokens = editor.max_instruction_tokens
-
-    def load(self) -> None:
-        self.inner.load()
-
-    def count_tokens(self, instruction: str) -> int:
-        return self.inner.count_tokens(instruction)
-
-    def edit_batch(
-        self,
-        requests: Sequence[EditRequest],
-        progress: ProgressCallback | None = None,
-        preview: PreviewCallback | None = None,
-    ) -> list[Image.Image]:
-        def slow(step: int, total: int) -> None:
-            time.sleep(self.delay_s)
-            if progress is not None:
-                progress(step, total)
-
-        return self.inner.edit_batch(requests, slow, preview)
-
-    def describe(self) -> dict[str, str]:
-        return {**self.inner.describe(), "step_delay_s": str(self.delay_s)}

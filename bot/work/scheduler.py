@@ -18,8 +18,7 @@ from types import TracebackType
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from editor.base import Editor, ProgressCallback, is_out_of_memory
-from editor.batching import (
+from bot.work.batching import (
     ModelThread,
     Output,
     PreviewSink,
@@ -28,7 +27,7 @@ from editor.batching import (
     compute_batch,
     threadsafe_progress,
 )
-from editor.jobs import (
+from bot.work.jobs import (
     Job,
     JobDone,
     JobEvent,
@@ -38,6 +37,7 @@ from editor.jobs import (
     JobProgress,
     JobStarted,
 )
+from editor.base import Editor, ProgressCallback, is_out_of_memory
 from storage import history
 from storage.database import Database
 from storage.images import ImageStore

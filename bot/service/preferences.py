@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal
 
-from editor.errors import InvalidSetting, UserError
+from editor.errors import UserError
 from editor.params import (
     GUIDANCE_RANGE,
     IMAGE_GUIDANCE_RANGE,
@@ -16,6 +16,7 @@ from editor.params import (
     STEPS_RANGE,
     EditParams,
 )
+from storage.errors import InvalidSetting
 
 SeedMode = Literal["random", "fixed"]
 

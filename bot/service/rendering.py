@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from bot.messages import render
-from bot.replies import Reply
+from bot.service.messages import render
+from bot.service.replies import Reply
 
 
 def history_lines(reply: Reply) -> list[str]:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from bot.app import make_editor
 from bot.config import Settings
-from bot.preferences import new_seed
+from bot.service.preferences import new_seed
 from editor.base import EditRequest, ProgressCallback
 from editor.errors import EmptyInstruction, InstructionTooLong
 from editor.images import ImageLimits, encode_png, fit_to_resolution, load_image

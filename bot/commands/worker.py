@@ -9,7 +9,8 @@ import os
 import typer
 
 from bot.config import Settings
-from editor.base import Editor, NullEditor
+from editor.base import Editor
+from editor.testing.doubles import NullEditor
 
 
 def run_worker(settings: Settings, *, null_editor: bool = False, step_delay_ms: int = 0) -> int:
@@ -28,7 +29,7 @@ def run_worker(settings: Settings, *, null_editor: bool = False, step_delay_ms: 
         logging.getLogger("procrastinate").setLevel(logging.WARNING)
     editor: Editor = NullEditor() if null_editor else make_editor(settings)
     if step_delay_ms:
-        from editor.worker import StepDelay
+        from editor.testing.doubles import StepDelay
 
         editor = StepDelay(editor, step_delay_ms / 1000)
     try:

@@ -23,7 +23,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from editor.jobs import Job, JobDone, JobEvent, JobFailed, JobPreview, JobProgress, JobStarted
+from bot.work.jobs import Job, JobDone, JobEvent, JobFailed, JobPreview, JobProgress, JobStarted
 
 QUEUE = "pix2chat_edits"
 TASK = "pix2chat.edit"

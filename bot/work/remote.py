@@ -19,8 +19,8 @@ import psycopg
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from editor import pgqueue
-from editor.jobs import Job, JobDone, JobEvent, JobFailed, JobListener
+from bot.work import pgqueue
+from bot.work.jobs import Job, JobDone, JobEvent, JobFailed, JobListener
 from storage import history
 from storage.database import Database
 from storage.models import Version, VersionStatus

@@ -50,7 +50,7 @@ def parameter_counts(lora_rank: int = 16) -> tuple[int, int]:
     from diffusers.models.unets.unet_2d_condition import UNet2DConditionModel
     from peft import LoraConfig
 
-    from editor.testing import LORA_TARGET_MODULES
+    from editor.lora import LORA_TARGET_MODULES
 
     with torch.device("meta"):
         unet = UNet2DConditionModel(**SD15_UNET)

@@ -1,0 +1,166 @@
+"""Editor doubles: the deterministic NullEditor and its variants that gate, fail, pause or slow
+down edits. For tests, benchmarks and crash drills; production code never imports them."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Mapping, Sequence
+
+from PIL import Image
+
+from editor.base import Editor, EditRequest, PreviewCallback, ProgressCallback
+
+GATE_TIMEOUT_S = 10.0
+
+
+class NullEditor:
+    """Returns the input, slightly changed by the seed, instantly: for fast tests and benchmarks.
+
+    Deterministic: the same request gives the same pixels; `fail_on` makes an instruction raise
+    so tests can check failure isolation; `step_delay_s` makes each step take time, so tests can
+    interrupt a job mid-run; `preview_every` makes it offer a preview every that many steps
+    (the input blended towards the result as the steps advance), like the TAESD previews of the
+    real editor.
+    """
+
+    max_instruction_tokens = 75
+
+    def __init__(
+        self, fail_on: str | None = None, step_delay_s: float = 0.0, preview_every: int = 0
+    ) -> None:
+        self.fail_on = fail_on
+        self.step_delay_s = step_delay_s
+        self.preview_every = preview_every
+        self.calls: list[list[EditRequest]] = []
+
+    def load(self) -> None:
+        return None
+
+    def count_tokens(self, instruction: str) -> int:
+        return len(instruction.split())
+
+    def edit_batch(
+        self,
+        requests: Sequence[EditRequest],
+        progress: ProgressCallback | None = None,
+        preview: PreviewCallback | None = None,
+    ) -> list[Image.Image]:
+        self.calls.append(list(requests))
+        steps = requests[0].params.num_inference_steps if requests else 0
+        for step in range(1, steps + 1):
+            if self.step_delay_s:
+                time.sleep(self.step_delay_s)
+            if progress is not None:
+                progress(step, steps)
+            every = self.preview_every
+            if preview is not None and every > 0 and step % every == 0 and step < steps:
+                amount = 0.25 * step / steps
+                preview(step, steps, {i: _tinted(r, amount) for i, r in enumerate(requests)})
+        results = []
+        for request in requests:
+            if self.fail_on is not None and self.fail_on in request.instruction:
+                raise RuntimeError(f"NullEditor told to fail on {self.fail_on!r}")
+            results.append(_tinted(request, 0.25))
+        return results
+
+    def describe(self) -> dict[str, str]:
+        return {"editor": "null (no model)", "device": "none"}
+
+
+def _tinted(request: EditRequest, amount: float) -> Image.Image:
+    """The NullEditor's "edit": the input blended towards a colour chosen by seed and text."""
+    shade = request.params.seed % 256
+    tint = Image.new(
+        "RGB", request.image.size, (shade, 255 - shade, len(request.instruction) % 256)
+    )
+    return Image.blend(request.image.convert("RGB"), tint, amount)
+
+
+class GatedEditor(NullEditor):
+    """The NullEditor, but each batch waits for `gate`: close it to keep edits pending.
+
+    The gate starts open (`closed=True` starts it shut); a gate never opened fails the batch
+    after a timeout instead of hanging the test.
+    """
+
+    def __init__(
+        self,
+        fail_on: str | None = None,
+        step_delay_s: float = 0.0,
+        *,
+        closed: bool = False,
+        preview_every: int = 0,
+    ) -> None:
+        super().__init__(fail_on=fail_on, step_delay_s=step_delay_s, preview_every=preview_every)
+        self.gate = threading.Event()
+        if not closed:
+            self.gate.set()
+
+    def edit_batch(
+        self,
+        requests: Sequence[EditRequest],
+        progress: ProgressCallback | None = None,
+        preview: PreviewCallback | None = None,
+    ) -> list[Image.Image]:
+        if not self.gate.wait(timeout=GATE_TIMEOUT_S):
+            raise RuntimeError("the test never opened the gate")
+        return super().edit_batch(requests, progress, preview)
+
+
+class PausingPreviewEditor(GatedEditor):
+    """The NullEditor with a preview every step, holding the edit after the preview of step
+    `pause_at` until `resume` is set, so a test can look at a running edit's preview."""
+
+    def __init__(self, pause_at: int = 2) -> None:
+        super().__init__(preview_every=1)
+        self.pause_at = pause_at
+        self.resume = threading.Event()
+
+    def edit_batch(
+        self,
+        requests: Sequence[EditRequest],
+        progress: ProgressCallback | None = None,
+        preview: PreviewCallback | None = None,
+    ) -> list[Image.Image]:
+        def hold(step: int, total: int, images: Mapping[int, Image.Image]) -> None:
+            assert preview is not None
+            preview(step, total, images)
+            if step == self.pause_at and not self.resume.wait(timeout=GATE_TIMEOUT_S):
+                raise RuntimeError("the test never resumed the edit")
+
+        return super().edit_batch(requests, progress, hold if preview is not None else None)
+
+
+class StepDelay:
+    """Wraps an editor so every denoising step takes `delay_s` longer.
+
+    For drills and tests that must kill a worker in the middle of an edit, with any model.
+    """
+
+    def __init__(self, editor: Editor, delay_s: float) -> None:
+        self.inner = editor
+        self.delay_s = delay_s
+        self.max_instruction_tokens = editor.max_instruction_tokens
+
+    def load(self) -> None:
+        self.inner.load()
+
+    def count_tokens(self, instruction: str) -> int:
+        return self.inner.count_tokens(instruction)
+
+    def edit_batch(
+        self,
+        requests: Sequence[EditRequest],
+        progress: ProgressCallback | None = None,
+        preview: PreviewCallback | None = None,
+    ) -> list[Image.Image]:
+        def slow(step: int, total: int) -> None:
+            time.sleep(self.delay_s)
+            if progress is not None:
+                progress(step, total)
+
+        return self.inner.edit_batch(requests, slow, preview)
+
+    def describe(self) -> dict[str, str]:
+        return {**self.inner.describe(), "step_delay_s": str(self.delay_s)}
