@@ -149,7 +149,7 @@ class Delivery(EventDelivery):
         return await self.bot.send_document(
             chat_id,
             file,
-            caption=f"{reply.text()}\n{render('full.as_document')}",
+            caption=f"{reply.text()}\n{render(Key.FULL_AS_DOCUMENT)}",
             reply_to_message_id=reply_to,
             reply_markup=markup,
             allow_sending_without_reply=True,
