@@ -25,7 +25,7 @@ from editor.images import fit_to_resolution
 from editor.params import EditParams
 from storage.models import Version
 from storage.types import Actor
-from tests.bot.test_conversation import Recorder
+from tests.bot.service.harness import Recorder
 
 pytestmark = pytest.mark.slow
 

@@ -20,7 +20,7 @@ from PIL import Image, ImageDraw, ImageFilter
 from sqlalchemy import text
 
 from bot.service.conversation import Admission, ConversationService
-from bot.service.replies import Reply
+from bot.service.replies import Reply, ReplyKind
 from bot.work.jobs import Job
 from bot.work.scheduler import EmbeddedScheduler
 from editor.base import EditRequest, PreviewCallback, ProgressCallback
@@ -96,7 +96,7 @@ async def _edit_overhead(folder: Path, edits: int, echo: Echo) -> None:
         done: asyncio.Queue[float] = asyncio.Queue()
 
         async def on_update(_actor: Actor, reply: Reply) -> None:
-            if reply.key == "edit.done":
+            if reply.kind is ReplyKind.RESULT:
                 done.put_nowait(time.perf_counter() - editor.finished_at)
 
         service.subscribe("bench", on_update)
@@ -147,7 +147,7 @@ async def _dispatch_rate(folder: Path, jobs: int, echo: Echo) -> None:
 
         async def on_update(_actor: Actor, reply: Reply) -> None:
             nonlocal seen
-            if reply.key == "edit.done":
+            if reply.kind is ReplyKind.RESULT:
                 seen += 1
                 if seen == total:
                     finished.set()

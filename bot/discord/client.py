@@ -17,8 +17,8 @@ from bot.config import Settings
 from bot.discord import views
 from bot.discord.delivery import DiscordDelivery, actor_for
 from bot.service.conversation import ConversationService, error_reply
-from bot.service.messages import render
-from bot.service.replies import Action, Reply
+from bot.service.messages import Key, render
+from bot.service.replies import Action, Reply, ReplyKind
 from editor.errors import ImageError, ImageTooLarge
 from storage.types import Actor
 
@@ -72,13 +72,13 @@ class Pix2ChatClient(discord.Client):
         images = [a for a in message.attachments if _looks_like_image(a)]
         if message.attachments and not images:
             await self.delivery.answer_message(
-                message, actor, Reply(key="media.unsupported", is_error=True)
+                message, actor, Reply(key=Key.MEDIA_UNSUPPORTED, kind=ReplyKind.ERROR)
             )
             return
         if images:
             reply = await self._receive_attachment(actor, images[0], text, f"dc:{message.id}")
             if len(message.attachments) > 1:
-                await self.delivery.answer_message(message, actor, Reply(key="album.first"))
+                await self.delivery.answer_message(message, actor, Reply(key=Key.ALBUM_FIRST))
         else:
             base = await self._replied_version(message)
             reply = await self.service.instruct(
@@ -137,7 +137,7 @@ class Pix2ChatClient(discord.Client):
     ) -> None:
         """A result's button: only its owner may press it."""
         if str(interaction.user.id) != owner_id:
-            await interaction.response.send_message(render("button.not_yours"), ephemeral=True)
+            await interaction.response.send_message(render(Key.BUTTON_NOT_YOURS), ephemeral=True)
             return
         actor = actor_for(interaction.channel_id or 0, interaction.user.id)
         if action == Action.FULL_RESOLUTION.value:
@@ -148,7 +148,7 @@ class Pix2ChatClient(discord.Client):
             reply = (
                 await self.service.forget(actor)
                 if action == Action.FORGET_CONFIRM.value
-                else Reply(key="forget.kept")
+                else Reply(key=Key.FORGET_KEPT)
             )
             await interaction.response.edit_message(content=reply.text(), view=None)
             return
@@ -163,7 +163,7 @@ class Pix2ChatClient(discord.Client):
         elif action == Action.CANCEL.value:
             reply = await self.service.cancel(actor)
         else:
-            reply = Reply(key="button.expired", is_error=True)
+            reply = Reply(key=Key.BUTTON_EXPIRED, kind=ReplyKind.ERROR)
         await self.delivery.answer_interaction(interaction, actor, reply)
 
     async def on_error(self, event_method: str, /, *args: Any, **kwargs: Any) -> None:
@@ -262,13 +262,15 @@ def _register_commands(client: Pix2ChatClient) -> None:
     @tree.command(name="help", description="How to use the bot")
     async def help_command(interaction: discord.Interaction) -> None:
         await interaction.response.send_message(
-            f"{render('welcome')}\n\n{render('help')}", ephemeral=True
+            f"{render(Key.WELCOME)}\n\n{render(Key.HELP)}", ephemeral=True
         )
 
     @tree.command(name="forget", description="Delete all your images and history")
     async def forget(interaction: discord.Interaction) -> None:
         view = views.forget_view(client.button_class, str(interaction.user.id))
-        await interaction.response.send_message(render("forget.confirm"), view=view, ephemeral=True)
+        await interaction.response.send_message(
+            render(Key.FORGET_CONFIRM), view=view, ephemeral=True
+        )
 
     @tree.command(name="settings", description="Steps, guidance, seed, resolution")
     @app_commands.describe(

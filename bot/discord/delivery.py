@@ -20,9 +20,9 @@ import discord
 from bot.discord import views
 from bot.service.conversation import ConversationService
 from bot.service.mailboxes import EventDelivery
-from bot.service.messages import render
+from bot.service.messages import Key, render
 from bot.service.rendering import history_lines
-from bot.service.replies import Reply
+from bot.service.replies import Reply, ReplyKind
 from editor.errors import UserError
 from storage.types import Actor
 
@@ -75,7 +75,7 @@ class DiscordDelivery(EventDelivery):
         self, interaction: discord.Interaction, actor: Actor, reply: Reply
     ) -> None:
         """Fill the (deferred) interaction response with the service's answer."""
-        if reply.key in ("edit.queued", "edit.queued_next") and reply.version_id is not None:
+        if reply.kind is ReplyKind.QUEUED and reply.version_id is not None:
             await self._edit_original(
                 interaction, content=reply.text(), view=self.view(reply, actor)
             )
@@ -88,17 +88,13 @@ class DiscordDelivery(EventDelivery):
         """Reply to a user's message (message flow)."""
         kwargs = await self._render(actor, reply, upload_limit(message.guild))
         sent = await self._safely(message.reply(mention_author=False, **_files_for_send(kwargs)))
-        if (
-            sent is not None
-            and reply.key in ("edit.queued", "edit.queued_next")
-            and reply.version_id is not None
-        ):
+        if sent is not None and reply.kind is ReplyKind.QUEUED and reply.version_id is not None:
             self._track(reply.version_id, message.channel.id, None, sent, reply)
 
     async def _render(self, actor: Actor, reply: Reply, limit: int) -> dict[str, Any]:
         """content / attachments / view for a reply (image replies carry their picture)."""
         text = reply.text()
-        if reply.history:
+        if reply.kind is ReplyKind.HISTORY:
             text = "\n".join([text, *history_lines(reply)])
         kwargs: dict[str, Any] = {"content": text, "view": self.view(reply, actor)}
         if reply.show_image and reply.version_id is not None:
@@ -107,7 +103,7 @@ class DiscordDelivery(EventDelivery):
             except UserError as error:
                 return {"content": render(error.key, error.args_for_message), "view": None}
             if len(data) > limit:
-                kwargs["content"] = f"{text}\n{render('upload.too_big')}"
+                kwargs["content"] = f"{text}\n{render(Key.UPLOAD_TOO_BIG)}"
             else:
                 name = f"pix2chat-{reply.version_id}.jpg"
                 kwargs["attachments"] = [discord.File(io.BytesIO(data), filename=name)]
@@ -129,10 +125,10 @@ class DiscordDelivery(EventDelivery):
         name = f"pix2chat-{version_id}.png"
         if len(data) > limit:
             data, name = await self.service.image(actor, version_id), f"pix2chat-{version_id}.jpg"
-            note = "\n" + render("full.too_big")
+            note = "\n" + render(Key.FULL_TOO_BIG)
         await self._safely(
             interaction.followup.send(
-                content=render("full.caption_plain") + note,
+                content=render(Key.FULL_CAPTION_PLAIN) + note,
                 file=discord.File(io.BytesIO(data), filename=name),
             )
         )

@@ -13,7 +13,7 @@ from typing import Any
 import discord
 
 from bot.service.messages import render
-from bot.service.replies import Action
+from bot.service.replies import Action, label_key
 
 PREFIX = "p2c"
 FORGET_NO = "forget_no"
@@ -51,7 +51,7 @@ def make_button_class(
         template=rf"{PREFIX}:(?P<action>\w+):(?P<version>\d+):(?P<owner>\d+)",
     ):
         def __init__(self, action: str, version_id: int, owner_id: str) -> None:
-            label = render(f"button.{action}")
+            label = render(label_key(action))
             super().__init__(
                 discord.ui.Button(
                     label=label,

@@ -9,7 +9,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Generic, TypeVar
 
-from bot.service.replies import Reply
+from bot.service.replies import Reply, ReplyKind
 from storage.types import Actor
 
 if TYPE_CHECKING:
@@ -75,10 +75,10 @@ class EventDelivery(ABC):
     async def on_event(self, actor: Actor, reply: Reply) -> None:
         """Queue a job event for its chat and return at once (the scheduler is waiting).
 
-        Previews ("edit.preview") are dropped here: chat platforms keep their text progress,
+        Previews are dropped here: chat platforms keep their text progress,
         and a preview must never be taken for (and marked delivered as) the result.
         """
-        if reply.key == "edit.preview":
+        if reply.kind is ReplyKind.PREVIEW:
             return
         self._mailboxes.post(actor.chat_id, (actor, reply))
 
@@ -93,7 +93,7 @@ class EventDelivery(ABC):
         actor, reply = event
         if reply.version_id is None:
             return
-        if reply.key == "edit.progress":
+        if reply.kind is ReplyKind.PROGRESS:
             await self.show_progress(reply)
             return
         if reply.version_id in self._delivered:

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal
 
+from bot.service.messages import Key
 from editor.errors import UserError
 from editor.params import (
     GUIDANCE_RANGE,
@@ -24,7 +25,7 @@ SeedMode = Literal["random", "fixed"]
 class UnknownSetting(UserError):
     """No setting has that name."""
 
-    key = "error.unknown_setting"
+    key = Key.ERROR_UNKNOWN_SETTING
 
 
 # Friendly names users type or tap -> field names (diffusers' own where they exist)

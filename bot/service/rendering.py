@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot.service.messages import render
+from bot.service.messages import Key, render
 from bot.service.replies import Reply
 
 
@@ -13,16 +13,16 @@ def history_lines(reply: Reply) -> list[str]:
     for number, entry in enumerate(reply.history, start=1):
         params = entry.params or {}
         if entry.instruction is None:
-            line = render("history.line_photo", {"number": number})
+            line = render(Key.HISTORY_LINE_PHOTO, {"number": number})
         elif entry.status == "done":
             line = render(
-                "history.line_edit",
+                Key.HISTORY_LINE_EDIT,
                 {"number": number, "instruction": entry.instruction, "seed": params.get("seed")},
             )
         else:
             line = render(
-                "history.line_pending",
+                Key.HISTORY_LINE_PENDING,
                 {"number": number, "instruction": entry.instruction, "status": entry.status},
             )
-        lines.append(line + (render("history.head") if entry.is_head else ""))
+        lines.append(line + (render(Key.HISTORY_HEAD) if entry.is_head else ""))
     return lines

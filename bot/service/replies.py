@@ -1,14 +1,20 @@
-"""Platform-neutral replies: a catalogue key plus arguments, and what a frontend may offer next."""
+"""Platform-neutral replies: a catalogue key plus arguments, a kind frontends decide by, and
+what a frontend may offer next."""
 
 from __future__ import annotations
 
 import enum
+import functools
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ParamSpec
 
-from bot.service.messages import render
+from bot.service.messages import Key, format_wait, render
+from editor.errors import ImageTooLarge, UserError
+from storage.errors import QuotaExceeded, RateLimited
 from storage.types import Actor
+
+P = ParamSpec("P")
 
 
 class Action(enum.StrEnum):
@@ -20,6 +26,50 @@ class Action(enum.StrEnum):
     FULL_RESOLUTION = "full"
     CANCEL = "cancel"
     FORGET_CONFIRM = "forget_confirm"
+
+
+BUTTON_LABELS: Mapping[Action, Key] = {
+    Action.UNDO: Key.BUTTON_UNDO,
+    Action.REDO: Key.BUTTON_REDO,
+    Action.REGENERATE: Key.BUTTON_REGENERATE,
+    Action.FULL_RESOLUTION: Key.BUTTON_FULL,
+    Action.CANCEL: Key.BUTTON_CANCEL,
+    Action.FORGET_CONFIRM: Key.BUTTON_FORGET_CONFIRM,
+}
+"""The catalogue key of each action's button label."""
+
+
+def label_key(action: str) -> Key:
+    """The catalogue key of a button's label; an unknown action gets the generic text."""
+    try:
+        return BUTTON_LABELS[Action(action)]
+    except ValueError:
+        return Key.ERROR_GENERIC
+
+
+class ReplyKind(enum.StrEnum):
+    """What a reply is, so frontends choose how to show it without reading catalogue keys."""
+
+    INFO = "info"
+    """A plain answer in words (photo received, cancelled, status, duplicate update...)."""
+    QUEUED = "queued"
+    """Edits wait in line: just queued (`version_id` names it) or reported by status."""
+    PROGRESS = "progress"
+    """A running edit's step count; frontends update its status line."""
+    PREVIEW = "preview"
+    """A running edit has a new preview picture; chat platforms ignore it."""
+    RESULT = "result"
+    """A finished edit: its picture with its instruction and seed."""
+    VERSION = "version"
+    """The conversation moved to another version (undo, redo, reset): its picture."""
+    HISTORY = "history"
+    """The chain root -> head (`history`)."""
+    SETTINGS = "settings"
+    """The current settings (`settings`)."""
+    FAILED = "failed"
+    """A queued edit failed or was skipped; the conversation stays usable."""
+    ERROR = "error"
+    """A refusal: nothing changed."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,10 +89,9 @@ class Reply:
 
     Attributes:
         key: message-catalogue key; `args` fill it.
+        kind: what the reply is; frontends branch on this, never on `key`.
         version_id: the version the reply is about (its image, its buttons' target).
-        show_image: whether the frontend should show that version's image.
         actions: what to offer next (buttons).
-        is_error: a refusal or failure; the conversation stays usable.
         history: for history replies, the path root -> head.
         settings: for settings replies, the current values.
     """
@@ -50,11 +99,20 @@ class Reply:
     key: str
     args: Mapping[str, Any] = field(default_factory=dict)
     version_id: int | None = None
-    show_image: bool = False
+    kind: ReplyKind = ReplyKind.INFO
     actions: tuple[Action, ...] = ()
-    is_error: bool = False
     history: tuple[HistoryEntry, ...] = ()
     settings: Mapping[str, Any] | None = None
+
+    @property
+    def show_image(self) -> bool:
+        """Whether the frontend should show the picture of `version_id`."""
+        return self.kind in (ReplyKind.RESULT, ReplyKind.VERSION)
+
+    @property
+    def is_error(self) -> bool:
+        """A refusal or failure; the conversation stays usable."""
+        return self.kind in (ReplyKind.ERROR, ReplyKind.FAILED)
 
     def text(self, locale: str = "en") -> str:
         return render(self.key, self.args, locale)
@@ -62,3 +120,31 @@ class Reply:
 
 UpdateListener = Callable[[Actor, Reply], Awaitable[None]]
 """Receives progress, results and failures for chats of one platform."""
+
+
+def error_reply(error: UserError) -> Reply:
+    """The refusal a user error deserves, its arguments made readable (waits, limits)."""
+    args = dict(error.args_for_message)
+    if isinstance(error, RateLimited | QuotaExceeded):
+        args["wait"] = format_wait(args.get("retry_after_s") or args.get("resets_in_s") or 1)
+    if isinstance(error, ImageTooLarge):
+        if "max_mb" in args:
+            args["limit"] = f"{args['max_mb']} MB"
+        elif "max_megapixels" in args:
+            args["limit"] = f"{args['max_megapixels']} megapixels"
+    return Reply(key=error.key, args=args, kind=ReplyKind.ERROR)
+
+
+def replies_to_errors(
+    method: Callable[P, Awaitable[Reply]],
+) -> Callable[P, Awaitable[Reply]]:
+    """User errors become friendly error replies, so frontends never see a traceback."""
+
+    @functools.wraps(method)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> Reply:
+        try:
+            return await method(*args, **kwargs)
+        except UserError as error:
+            return error_reply(error)
+
+    return wrapper

@@ -22,9 +22,9 @@ from telegram.error import BadRequest, Forbidden, TelegramError
 
 from bot.service.conversation import ConversationService
 from bot.service.mailboxes import EventDelivery
-from bot.service.messages import render
+from bot.service.messages import Key, render
 from bot.service.rendering import history_lines
-from bot.service.replies import Reply
+from bot.service.replies import Reply, ReplyKind
 from bot.telegram import keyboards
 from editor.errors import UserError
 from storage.types import Actor
@@ -84,16 +84,16 @@ class Delivery(EventDelivery):
         self, chat_id: int, chat_type: str, reply_to: int | None, actor: Actor, reply: Reply
     ) -> None:
         """Render the service's immediate answer to a message, command or button."""
-        if reply.key in ("edit.queued", "edit.queued_next") and reply.version_id is not None:
+        if reply.kind is ReplyKind.QUEUED and reply.version_id is not None:
             await self._open_status(chat_id, chat_type, reply_to, actor, reply)
         elif reply.show_image and reply.version_id is not None:
             await self.send_version(chat_id, reply_to, actor, reply)
-        elif reply.history:
+        elif reply.kind is ReplyKind.HISTORY:
             await self._send_history(chat_id, reply_to, actor, reply)
         elif reply.settings is not None:
             await self.send_text(
                 chat_id,
-                f"{reply.text()}\n{render('settings.choose')}",
+                f"{reply.text()}\n{render(Key.SETTINGS_CHOOSE)}",
                 reply_to,
                 keyboards.settings(reply.settings, actor.user_id),
             )
@@ -149,7 +149,7 @@ class Delivery(EventDelivery):
         return await self.bot.send_document(
             chat_id,
             file,
-            caption=f"{reply.text()}\n{render('full.as_document')}",
+            caption=f"{reply.text()}\n{render(Key.FULL_AS_DOCUMENT)}",
             reply_to_message_id=reply_to,
             reply_markup=markup,
             allow_sending_without_reply=True,
@@ -171,7 +171,7 @@ class Delivery(EventDelivery):
             self.bot.send_document(
                 chat_id,
                 InputFile(data, filename=f"pix2chat-{version_id}.png"),
-                caption=render("full.caption", {"width": width, "height": height}),
+                caption=render(Key.FULL_CAPTION, {"width": width, "height": height}),
                 reply_to_message_id=reply_to,
                 allow_sending_without_reply=True,
             )
@@ -194,7 +194,7 @@ class Delivery(EventDelivery):
                 continue
             media.append(
                 InputMediaPhoto(
-                    data, caption=entry.instruction or render("history.line_photo", {"number": 1})
+                    data, caption=entry.instruction or render(Key.HISTORY_LINE_PHOTO, {"number": 1})
                 )
             )
         if len(media) >= 2:

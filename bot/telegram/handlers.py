@@ -16,8 +16,8 @@ from telegram.error import BadRequest, TelegramError
 from telegram.ext import ContextTypes
 
 from bot.service.conversation import ConversationService, error_reply
-from bot.service.messages import render
-from bot.service.replies import Action, Reply
+from bot.service.messages import Key, render
+from bot.service.replies import Action, Reply, ReplyKind
 from bot.telegram import keyboards
 from bot.telegram.delivery import Delivery, actor_for
 from editor.errors import ImageError, ImageTooLarge
@@ -80,14 +80,14 @@ async def start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """/start: a short welcome with examples and the commands."""
     message, _user = _who(update)
     await _ctx(context).delivery.send_text(
-        message.chat.id, f"{render('welcome')}\n\n{render('help')}", message.message_id
+        message.chat.id, f"{render(Key.WELCOME)}\n\n{render(Key.HELP)}", message.message_id
     )
 
 
 async def help_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """/help: examples and the command list."""
     message, _user = _who(update)
-    await _ctx(context).delivery.send_text(message.chat.id, render("help"), message.message_id)
+    await _ctx(context).delivery.send_text(message.chat.id, render(Key.HELP), message.message_id)
 
 
 async def undo(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -143,7 +143,7 @@ async def forget(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     message, user = _who(update)
     await _ctx(context).delivery.send_text(
         message.chat.id,
-        render("forget.confirm"),
+        render(Key.FORGET_CONFIRM),
         message.message_id,
         keyboards.forget_confirmation(str(user.id)),
     )
@@ -176,7 +176,7 @@ async def unsupported_media(update: Update, context: ContextTypes.DEFAULT_TYPE) 
     if message.chat.type != ChatType.PRIVATE and not _is_reply_to_bot(message, context):
         return
     await _ctx(context).delivery.send_text(
-        message.chat.id, render("media.unsupported"), message.message_id
+        message.chat.id, render(Key.MEDIA_UNSUPPORTED), message.message_id
     )
 
 
@@ -223,10 +223,10 @@ async def _receive(
         return
     except TelegramError as error:
         log.warning("download failed: %s", error)
-        await _answer(update, context, Reply(key="error.generic", is_error=True))
+        await _answer(update, context, Reply(key=Key.ERROR_GENERIC, kind=ReplyKind.ERROR))
         return
     if album_note:
-        await ctx.delivery.send_text(message.chat.id, render("album.first"), message.message_id)
+        await ctx.delivery.send_text(message.chat.id, render(Key.ALBUM_FIRST), message.message_id)
     caption = _without_mention(message.caption or "", context.bot.username) or None
     reply = await ctx.service.receive_image(
         actor_for(message.chat.id, user.id),
@@ -288,10 +288,10 @@ async def button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     assert query is not None and query.message is not None
     press = keyboards.decode(query.data if isinstance(query.data, str) else None)
     if press is None:
-        await query.answer(render("button.expired"))
+        await query.answer(render(Key.BUTTON_EXPIRED))
         return
     if press.owner_id != str(query.from_user.id):
-        await query.answer(render("button.not_yours"), show_alert=True)
+        await query.answer(render(Key.BUTTON_NOT_YOURS), show_alert=True)
         return
     await query.answer()
     ctx = _ctx(context)
@@ -305,7 +305,7 @@ async def button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     if reply.settings is not None and not reply.is_error:
         await ctx.delivery.safely(
             context.bot.edit_message_text(
-                f"{reply.text()}\n{render('settings.choose')}",
+                f"{reply.text()}\n{render(Key.SETTINGS_CHOOSE)}",
                 chat.id,
                 query.message.message_id,
                 reply_markup=keyboards.settings(reply.settings, actor.user_id),
@@ -335,14 +335,14 @@ async def _button_reply(ctx: TelegramContext, actor: Actor, press: keyboards.But
         case Action.FORGET_CONFIRM.value:
             return await service.forget(actor)
         case keyboards.FORGET_NO:
-            return Reply(key="forget.kept")
+            return Reply(key=Key.FORGET_KEPT)
         case keyboards.DEFAULTS:
             return await service.reset_settings(actor)
         case keyboards.SETTING:
             name, _, value = press.value.partition("=")
             updated = await service.update_setting(actor, name, value)
             return updated if updated.is_error else await service.settings(actor)
-    return Reply(key="button.expired", is_error=True)
+    return Reply(key=Key.BUTTON_EXPIRED, kind=ReplyKind.ERROR)
 
 
 async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -350,4 +350,4 @@ async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
     log.error("error while handling an update", exc_info=context.error)
     if isinstance(update, Update) and update.effective_chat is not None:
         with contextlib.suppress(TelegramError):
-            await context.bot.send_message(update.effective_chat.id, render("error.generic"))
+            await context.bot.send_message(update.effective_chat.id, render(Key.ERROR_GENERIC))

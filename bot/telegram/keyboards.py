@@ -13,8 +13,8 @@ from typing import Any
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Message
 
-from bot.service.messages import render
-from bot.service.replies import Action
+from bot.service.messages import Key, render
+from bot.service.replies import Action, label_key
 
 RESULT_ACTIONS = (Action.UNDO, Action.REGENERATE, Action.FULL_RESOLUTION)
 FORGET_NO = "forget_no"
@@ -62,7 +62,7 @@ def for_actions(
     """Buttons for a reply's suggested actions (those a chat button can do)."""
     buttons = [
         InlineKeyboardButton(
-            render(f"button.{action.value}"),
+            render(label_key(action)),
             callback_data=encode(action.value, version_id or 0, owner_id),
         )
         for action in actions
@@ -78,11 +78,11 @@ def forget_confirmation(owner_id: str) -> InlineKeyboardMarkup:
         [
             [
                 InlineKeyboardButton(
-                    render("button.forget_yes"),
+                    render(Key.BUTTON_FORGET_YES),
                     callback_data=encode(Action.FORGET_CONFIRM.value, 0, owner_id),
                 ),
                 InlineKeyboardButton(
-                    render("button.forget_no"), callback_data=encode(FORGET_NO, 0, owner_id)
+                    render(Key.BUTTON_FORGET_NO), callback_data=encode(FORGET_NO, 0, owner_id)
                 ),
             ]
         ]
@@ -107,7 +107,7 @@ def settings(current: Mapping[str, Any], owner_id: str) -> InlineKeyboardMarkup:
     rows.append(
         [
             InlineKeyboardButton(
-                render("button.defaults"), callback_data=encode(DEFAULTS, 0, owner_id)
+                render(Key.BUTTON_DEFAULTS), callback_data=encode(DEFAULTS, 0, owner_id)
             )
         ]
     )

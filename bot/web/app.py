@@ -22,7 +22,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp
 
 from bot.service.conversation import MAX_INSTRUCTION_CHARS, ConversationService, error_reply
-from bot.service.messages import render
+from bot.service.messages import Key, render
 from bot.service.replies import Reply
 from bot.web.bodies import Refused, megabytes, optional_id, read_json, read_limited, request_key
 from bot.web.delivery import WebDelivery
@@ -48,19 +48,19 @@ PAGE_HEADERS = {
     "Cache-Control": "no-cache",
 }
 PAGE_MESSAGES = (
-    "web.welcome",
-    "web.your_photo",
-    "web.branch",
-    "web.branched",
-    "web.offline",
-    "web.reconnecting",
-    "forget.confirm",
-    "error.generic",
-    "button.undo",
-    "button.redo",
-    "button.regenerate",
-    "button.full",
-    "button.cancel",
+    Key.WEB_WELCOME,
+    Key.WEB_YOUR_PHOTO,
+    Key.WEB_BRANCH,
+    Key.WEB_BRANCHED,
+    Key.WEB_OFFLINE,
+    Key.WEB_RECONNECTING,
+    Key.FORGET_CONFIRM,
+    Key.ERROR_GENERIC,
+    Key.BUTTON_UNDO,
+    Key.BUTTON_REDO,
+    Key.BUTTON_REGENERATE,
+    Key.BUTTON_FULL,
+    Key.BUTTON_CANCEL,
 )
 """Catalogue texts the page shows on its own (everything else comes with the replies)."""
 IMAGE_CACHE = "private, max-age=31536000, immutable"
@@ -97,7 +97,7 @@ def create_app(ctx: WebContext) -> ASGIApp:
     def _actor(request: Request) -> Actor:
         actor = ctx.sessions.actor(request.cookies.get(COOKIE))
         if actor is None:
-            raise Refused(message_json("web.no_session"), 401)
+            raise Refused(message_json(Key.WEB_NO_SESSION), 401)
         return actor
 
     async def page(request: Request) -> Response:
@@ -109,7 +109,7 @@ def create_app(ctx: WebContext) -> ASGIApp:
         if ctx.sessions.actor(request.cookies.get(COOKIE)) is not None:
             return JSONResponse({"ok": True, "login": False})
         if ctx.sessions.needs_login:
-            return JSONResponse({**message_json("web.login_needed"), "login": True}, 401)
+            return JSONResponse({**message_json(Key.WEB_LOGIN_NEEDED), "login": True}, 401)
         response = JSONResponse({"ok": True, "login": False})
         _set_cookie(request, response, ctx.sessions.issue())
         return response
@@ -119,7 +119,7 @@ def create_app(ctx: WebContext) -> ASGIApp:
         body = await read_json(request)
         if not ctx.sessions.check_password(str(body.get("password", ""))):
             await asyncio.sleep(LOGIN_FAILURE_DELAY_S)  # slows guessing down
-            return JSONResponse({**message_json("web.wrong_password"), "login": True}, 401)
+            return JSONResponse({**message_json(Key.WEB_WRONG_PASSWORD), "login": True}, 401)
         response = JSONResponse({"ok": True, "login": False})
         _set_cookie(request, response, ctx.sessions.issue(request.cookies.get(COOKIE)))
         return response
@@ -258,7 +258,7 @@ def create_app(ctx: WebContext) -> ASGIApp:
         return JSONResponse(error.body, error.status)
 
     async def not_found(request: Request, error: Exception) -> Response:
-        return JSONResponse(message_json("web.not_found"), 404)
+        return JSONResponse(message_json(Key.WEB_NOT_FOUND), 404)
 
     post = ["POST"]
     routes = [

@@ -9,6 +9,7 @@ from typing import Any
 from starlette.requests import Request
 
 from bot.service.conversation import error_reply
+from bot.service.messages import Key
 from bot.web.render import message_json, reply_json
 from editor.errors import ImageTooLarge
 
@@ -30,7 +31,7 @@ async def read_limited(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None:
         if not declared.isdigit():
-            raise Refused(message_json("web.bad_request"), 400)
+            raise Refused(message_json(Key.WEB_BAD_REQUEST), 400)
         if int(declared) > limit:
             raise too_large
     chunks, size = [], 0
@@ -50,9 +51,9 @@ async def read_json(request: Request) -> dict[str, Any]:
     try:
         body = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as error:
-        raise Refused(message_json("web.bad_request"), 400) from error
+        raise Refused(message_json(Key.WEB_BAD_REQUEST), 400) from error
     if not isinstance(body, dict):
-        raise Refused(message_json("web.bad_request"), 400)
+        raise Refused(message_json(Key.WEB_BAD_REQUEST), 400)
     return body
 
 
@@ -62,7 +63,7 @@ async def _read_small(request: Request) -> bytes:
         return await read_limited(request, MAX_JSON_BYTES)
     except Refused as error:
         if error.status == 413:
-            raise Refused(message_json("web.bad_request"), 413) from error
+            raise Refused(message_json(Key.WEB_BAD_REQUEST), 413) from error
         raise
 
 
@@ -71,7 +72,7 @@ def optional_id(value: Any) -> int | None:
     if value is None or value == "":
         return None
     if isinstance(value, bool) or not isinstance(value, int | str) or not str(value).isdigit():
-        raise Refused(message_json("web.bad_request"), 400)
+        raise Refused(message_json(Key.WEB_BAD_REQUEST), 400)
     return int(value)
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from bot.service.conversation import ConversationService
 from bot.service.mailboxes import EventDelivery
-from bot.service.replies import Reply
+from bot.service.replies import Reply, ReplyKind
 from bot.web.render import image_url, reply_json
 from storage.types import Actor
 
@@ -44,10 +44,10 @@ class WebDelivery(EventDelivery):
 
     async def on_event(self, actor: Actor, reply: Reply) -> None:
         """Progress goes straight to the tabs (no I/O to wait for); results via the mailbox."""
-        if reply.key == "edit.progress":
+        if reply.kind is ReplyKind.PROGRESS:
             self._push(actor, StreamEvent("progress", reply_json(reply)))
             return
-        if reply.key == "edit.preview" and reply.version_id is not None:
+        if reply.kind is ReplyKind.PREVIEW and reply.version_id is not None:
             body = reply_json(reply)
             body["preview"] = f"{image_url(reply.version_id, 'preview')}?step={reply.args['step']}"
             self._push(actor, StreamEvent("preview", body))

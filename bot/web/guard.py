@@ -8,6 +8,7 @@ from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from bot.service.messages import Key
 from bot.web.render import message_json
 from bot.web.sessions import is_loopback
 
@@ -31,9 +32,9 @@ class Guard:
         host = headers.get("host", "")
         refusal: tuple[str, int] | None = None
         if self.loopback_only and not is_loopback(urlsplit(f"//{host}").hostname or ""):
-            refusal = ("web.bad_host", 400)
+            refusal = (Key.WEB_BAD_HOST, 400)
         elif scope["method"] not in ("GET", "HEAD", "OPTIONS") and not _same_origin(headers):
-            refusal = ("web.forbidden", 403)
+            refusal = (Key.WEB_FORBIDDEN, 403)
         if refusal is not None:
             key, status = refusal
             await JSONResponse(message_json(key), status)(scope, receive, send)

@@ -4,34 +4,34 @@ from __future__ import annotations
 
 from typing import Any
 
-from bot.service.messages import render
+from bot.service.messages import Key, render
 from bot.service.rendering import history_lines
-from bot.service.replies import Reply
+from bot.service.replies import Reply, ReplyKind
 
 STATUS_BY_KEY: dict[str, int] = {
-    "error.version_not_found": 404,
-    "error.version_not_ready": 409,
-    "error.no_image": 409,
-    "error.nothing_to_undo": 409,
-    "error.nothing_to_redo": 409,
-    "error.nothing_to_regenerate": 409,
-    "error.nothing_to_cancel": 409,
-    "error.nothing_to_cancel_running": 409,
-    "error.image_too_large": 413,
-    "error.image_unreadable": 422,
-    "error.image_format": 415,
-    "error.image_too_small": 422,
-    "error.image_aspect": 422,
-    "error.rate_limited": 429,
-    "error.quota_exceeded": 429,
-    "error.too_many_pending": 429,
-    "error.queue_full": 503,
-    "web.no_session": 401,
-    "web.login_needed": 401,
-    "web.wrong_password": 401,
-    "web.forbidden": 403,
-    "web.bad_host": 400,
-    "web.not_found": 404,
+    Key.ERROR_VERSION_NOT_FOUND: 404,
+    Key.ERROR_VERSION_NOT_READY: 409,
+    Key.ERROR_NO_IMAGE: 409,
+    Key.ERROR_NOTHING_TO_UNDO: 409,
+    Key.ERROR_NOTHING_TO_REDO: 409,
+    Key.ERROR_NOTHING_TO_REGENERATE: 409,
+    Key.ERROR_NOTHING_TO_CANCEL: 409,
+    Key.ERROR_NOTHING_TO_CANCEL_RUNNING: 409,
+    Key.ERROR_IMAGE_TOO_LARGE: 413,
+    Key.ERROR_IMAGE_UNREADABLE: 422,
+    Key.ERROR_IMAGE_FORMAT: 415,
+    Key.ERROR_IMAGE_TOO_SMALL: 422,
+    Key.ERROR_IMAGE_ASPECT: 422,
+    Key.ERROR_RATE_LIMITED: 429,
+    Key.ERROR_QUOTA_EXCEEDED: 429,
+    Key.ERROR_TOO_MANY_PENDING: 429,
+    Key.ERROR_QUEUE_FULL: 503,
+    Key.WEB_NO_SESSION: 401,
+    Key.WEB_LOGIN_NEEDED: 401,
+    Key.WEB_WRONG_PASSWORD: 401,
+    Key.WEB_FORBIDDEN: 403,
+    Key.WEB_BAD_HOST: 400,
+    Key.WEB_NOT_FOUND: 404,
 }
 
 
@@ -50,6 +50,7 @@ def reply_json(reply: Reply) -> dict[str, Any]:
     """Everything the page needs to show a reply: its text, image, buttons and payloads."""
     body: dict[str, Any] = {
         "key": reply.key,
+        "kind": reply.kind.value,
         "text": reply.text(),
         "args": {k: v for k, v in reply.args.items() if isinstance(v, str | int | float | None)},
         "version_id": reply.version_id,
@@ -74,7 +75,7 @@ def reply_json(reply: Reply) -> dict[str, Any]:
                 "is_head": entry.is_head,
                 "text": line,
                 "caption": render(
-                    "edit.done",
+                    Key.EDIT_DONE,
                     {"instruction": entry.instruction, "seed": (entry.params or {}).get("seed")},
                 )
                 if entry.instruction is not None and entry.status == "done"
@@ -93,6 +94,7 @@ def message_json(key: str, **args: Any) -> dict[str, Any]:
     """A reply-shaped body for refusals made by the web layer itself (session, CSRF, size)."""
     return {
         "key": key,
+        "kind": ReplyKind.ERROR.value,
         "text": render(key, args),
         "args": args,
         "version_id": None,

@@ -185,7 +185,7 @@ function settle(versionId, reply) {
 
 function showReply(reply) {
   if (reply.login) return;
-  if ((reply.key === "edit.queued" || reply.key === "edit.queued_next") && reply.version_id) {
+  if (reply.kind === "queued" && reply.version_id) {
     if (!page.pending.has(reply.version_id)) pendingMessage(reply.version_id, reply.text);
   } else if (reply.image) {
     addMessage(resultMessage(reply));
@@ -412,7 +412,7 @@ function watchQueue() {
       return;
     }
     const { ok, data } = await api("/api/status");
-    if (ok && data.key === "status.pending") {
+    if (ok && data.kind === "queued") {
       for (const entry of waiting) entry.element.querySelector(".status").textContent = data.text;
     }
   }, 3000);

@@ -28,7 +28,7 @@ from bot.telegram.delivery import fits_as_photo
 from bot.telegram.frontend import COMMANDS, TelegramFrontend
 from editor.pix2pix import DiffusersEditor
 from editor.testing.doubles import GatedEditor, NullEditor
-from tests.bot.test_conversation import decompression_bomb, photo
+from tests.bot.service.harness import decompression_bomb, photo
 from tests.fakes.telegram_api import Call, FakeBotAPI, SentMessage
 
 TOKEN = "123456:TEST-token"

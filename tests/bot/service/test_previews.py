@@ -23,7 +23,7 @@ from editor.testing.doubles import PausingPreviewEditor
 from storage.errors import VersionNotFound, VersionNotReady
 from storage.models import Version
 from storage.types import Actor
-from tests.bot.test_conversation import (
+from tests.bot.service.harness import (
     ALICE,
     BOB,
     TIMEOUT_S,
@@ -86,7 +86,7 @@ async def test_previews_reach_the_owner_in_order_and_are_dropped_with_the_result
         assert done.key == "edit.done"
         with pytest.raises(VersionNotReady):
             await h.service.preview(ALICE, edit)
-        assert not h.service._previews  # nothing kept for finished edits
+        assert not h.service.previews  # nothing kept for finished edits
 
         # Published to Alice only, in order: each preview after its step's progress, the
         # result last; the preview is of the running edit (same size, less edited).
@@ -115,7 +115,7 @@ async def test_a_preview_of_an_edit_that_is_forgotten_while_running_is_dropped(
         await _wait_for_preview(h.recorder, edit, 1)
         assert await h.service.preview(ALICE, edit)
         assert (await h.service.forget(ALICE)).key == "forget.done"
-        assert not h.service._previews
+        assert not h.service.previews
         editor.resume.set()
 
 

@@ -24,7 +24,7 @@ from bot.config import Settings
 from bot.discord import delivery as discord_delivery
 from bot.discord.frontend import DiscordFrontend
 from editor.testing.doubles import GatedEditor, NullEditor
-from tests.bot.test_conversation import decompression_bomb, photo
+from tests.bot.service.harness import decompression_bomb, photo
 from tests.fakes.discord_api import FakeDiscord, FakeMessage, GuildSpec
 
 GUILD, CHANNEL, QUIET = 111, 222, 333

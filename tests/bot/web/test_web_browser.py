@@ -24,8 +24,8 @@ from bot.service.messages import render
 from bot.web.frontend import WebFrontend
 from editor.pix2pix import DiffusersEditor
 from editor.testing.doubles import NullEditor, PausingPreviewEditor
-from tests.bot.test_conversation import photo
-from tests.bot.test_web import web_settings
+from tests.bot.service.harness import photo
+from tests.bot.web.test_web import web_settings
 
 CHROMIUM = Path(os.environ.get("PIX2CHAT_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = [
@@ -38,7 +38,7 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+ARTIFACTS = Path(__file__).resolve().parents[3] / "test-artifacts"
 TIMEOUT_MS = 30_000
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]

@@ -23,15 +23,16 @@ import httpx
 import pytest
 from PIL import Image
 
-from bot.app import Components, FrontendError, build, configured
+from bot.app import Components, FrontendError, build
 from bot.config import Settings
+from bot.frontends import configured
 from bot.service.messages import render
 from bot.web.app import WebContext, create_app
 from bot.web.delivery import WebDelivery
 from bot.web.frontend import WebFrontend
 from bot.web.sessions import COOKIE, PLATFORM, Sessions, is_loopback
 from editor.testing.doubles import GatedEditor, NullEditor, PausingPreviewEditor
-from tests.bot.test_conversation import Recorder, decompression_bomb, photo
+from tests.bot.service.harness import Recorder, decompression_bomb, photo
 
 BASE_URL = "http://127.0.0.1:8000"
 TIMEOUT_S = 15.0

@@ -1,0 +1,106 @@
+"""Admission: what an edit must pass before it is queued (instruction, queue, pending, rate).
+
+Every cap is checked and the version recorded in one write transaction, so two requests at
+once cannot both slip under a cap.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.work.jobs import Job, JobQueue
+from editor.base import Editor
+from editor.errors import EmptyInstruction, InstructionTooLong
+from editor.params import EditParams
+from storage import history as tree
+from storage import limits
+from storage.errors import QueueFull, TooManyPending
+from storage.models import Conversation, Version, VersionStatus
+from storage.types import Actor
+
+MAX_INSTRUCTION_CHARS = 1000
+"""Longer instructions are refused before they are tokenised."""
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """Caps checked before an edit is queued."""
+
+    max_pending_per_user: int = 3
+    queue_cap: int = 200
+    rate: limits.LimitPolicy = dataclasses.field(default_factory=limits.LimitPolicy)
+
+
+class Gatekeeper:
+    """Checks instructions and caps, and records admitted edits with their queue job."""
+
+    def __init__(
+        self,
+        queue: JobQueue,
+        tokens: Editor,
+        admission: Admission,
+        clock: Callable[[], float],
+    ) -> None:
+        self.queue = queue
+        self.tokens = tokens
+        self.admission = admission
+        self.clock = clock
+
+    def clean_instruction(self, text: str) -> str:
+        """The instruction with its whitespace collapsed; refused if empty or too long."""
+        instruction = " ".join((text or "").split())
+        if not instruction:
+            raise EmptyInstruction()
+        max_tokens = self.tokens.max_instruction_tokens
+        if len(instruction) > MAX_INSTRUCTION_CHARS:
+            raise InstructionTooLong(tokens=f"over {max_tokens}", max_tokens=max_tokens)
+        count = self.tokens.count_tokens(instruction)
+        if count > max_tokens:
+            raise InstructionTooLong(tokens=count, max_tokens=max_tokens)
+        return instruction
+
+    async def admit(
+        self,
+        session: AsyncSession,
+        actor: Actor,
+        conversation: Conversation,
+        parent: Version,
+        instruction: str,
+        params: EditParams,
+        request_key: str | None,
+    ) -> Version:
+        """Check every cap and record the queued version, all in one write transaction."""
+        if await self.queue.depth() >= self.admission.queue_cap:  # the queue knows
+            raise QueueFull()
+        pending = await tree.count_pending_for_user(session, actor.platform, actor.user_id)
+        if pending >= self.admission.max_pending_per_user:
+            raise TooManyPending(count=pending)
+        await limits.consume(
+            session, actor.platform, actor.user_id, self.admission.rate, self.clock()
+        )
+        version = await tree.add_edit(
+            session, conversation, parent, instruction, params, request_key=request_key
+        )
+        await self.queue.defer_in(session, job_for(actor, version, parent))
+        return version
+
+
+def job_for(actor: Actor, version: Version, parent: Version) -> Job:
+    """The scheduler's view of a queued version (the parent size is known once it is done)."""
+    parent_size = (
+        (parent.width, parent.height)
+        if parent.status == VersionStatus.DONE and parent.width and parent.height
+        else None
+    )
+    return Job(
+        version_id=version.id,
+        user_key=f"{actor.platform}:{actor.user_id}",
+        parent_id=parent.id,
+        parent_size=parent_size,
+        instruction=version.instruction or "",
+        params=version.edit_params(),
+    )

@@ -1,0 +1,211 @@
+"""The conversation commands: navigation (undo, redo, reset, history), settings, the queue
+(cancel, status) and privacy (forget). Each is one transaction and one reply."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bot.service.lookup import started_conversation
+from bot.service.media import Previews
+from bot.service.messages import Key
+from bot.service.preferences import Preferences
+from bot.service.replies import Action, HistoryEntry, Reply, ReplyKind, replies_to_errors
+from bot.work.jobs import JobQueue
+from editor.params import EditParams
+from storage import history as tree
+from storage import limits
+from storage.database import Database
+from storage.errors import EditAlreadyRunning, NoImageYet, NothingToCancel
+from storage.images import ImageStore
+from storage.models import Version
+from storage.types import Actor
+
+
+class Commands:
+    """Everything a user asks of the conversation besides photos and instructions."""
+
+    def __init__(
+        self,
+        database: Database,
+        images: ImageStore,
+        queue: JobQueue,
+        previews: Previews,
+        defaults: EditParams,
+    ) -> None:
+        self.database = database
+        self.images = images
+        self.queue = queue
+        self.previews = previews
+        self.defaults = defaults
+
+    # ----- navigation --------------------------------------------------------------------------
+
+    @replies_to_errors
+    async def undo(self, actor: Actor, version_id: int | None = None) -> Reply:
+        """Show the version before the head, or before `version_id` (an older result's button).
+
+        The undone version stays, ready for redo.
+        """
+        async with self.database.write() as session:
+            conversation = await started_conversation(session, actor)
+            if version_id is None:
+                version = await tree.undo(session, conversation)
+            else:
+                undone = await tree.get_version(session, conversation, version_id)
+                version = await tree.undo_from(session, conversation, undone)
+        return _version_reply(Key.UNDO_DONE, version)
+
+    @replies_to_errors
+    async def redo(self, actor: Actor) -> Reply:
+        async with self.database.write() as session:
+            conversation = await started_conversation(session, actor)
+            version = await tree.redo(session, conversation)
+        key = Key.REDO_DONE if version.instruction else Key.REDO_DONE_PHOTO
+        return _version_reply(key, version)
+
+    @replies_to_errors
+    async def reset(self, actor: Actor) -> Reply:
+        """Start over from the original photo of the current chain (as a new root)."""
+        async with self.database.write() as session:
+            conversation = await started_conversation(session, actor)
+            if conversation.head_id is None:
+                raise NoImageYet()
+            path = await tree.path_to(session, conversation.head_id)
+            original = path[0]
+            assert original.image_sha is not None and original.width and original.height
+            root = await tree.add_root(
+                session, conversation, original.image_sha, (original.width, original.height)
+            )
+        return _version_reply(Key.RESET_DONE, root)
+
+    @replies_to_errors
+    async def history(self, actor: Actor) -> Reply:
+        """The chain root -> head, with instructions and parameters, plus edits still pending."""
+        async with self.database.read() as session:
+            conversation = await tree.find_conversation(session, actor)
+            if conversation is None or conversation.head_id is None:
+                return Reply(key=Key.HISTORY_EMPTY)
+            path, pending = await tree.history_steps(session, conversation)
+        entries = tuple(
+            HistoryEntry(
+                version_id=v.id,
+                instruction=v.instruction,
+                params=v.params,
+                status=v.status.value,
+                is_head=v.id == conversation.head_id,
+            )
+            for v in [*path, *pending]
+        )
+        return Reply(
+            key=Key.HISTORY_SHOW,
+            args={"count": len(path)},
+            version_id=conversation.head_id,
+            kind=ReplyKind.HISTORY,
+            history=entries,
+        )
+
+    # ----- settings ----------------------------------------------------------------------------
+
+    @replies_to_errors
+    async def settings(self, actor: Actor) -> Reply:
+        async with self.database.read() as session:
+            conversation = await tree.find_conversation(session, actor)
+            stored = conversation.settings if conversation else {}
+        return _settings_reply(Key.SETTINGS_SHOW, Preferences.load(stored, self.defaults))
+
+    @replies_to_errors
+    async def update_setting(self, actor: Actor, name: str, value: Any) -> Reply:
+        async with self.database.write() as session:
+            conversation = await tree.get_or_create_conversation(session, actor)
+            prefs = Preferences.load(conversation.settings, self.defaults).with_value(name, value)
+            await tree.update_settings(session, conversation, _changed(prefs, self.defaults))
+        return _settings_reply(Key.SETTINGS_UPDATED, prefs, name=name, value=value)
+
+    @replies_to_errors
+    async def reset_settings(self, actor: Actor) -> Reply:
+        async with self.database.write() as session:
+            conversation = await tree.get_or_create_conversation(session, actor)
+            await tree.update_settings(session, conversation, {})
+        return _settings_reply(Key.SETTINGS_RESET, Preferences.load({}, self.defaults))
+
+    # ----- queue -------------------------------------------------------------------------------
+
+    @replies_to_errors
+    async def cancel(self, actor: Actor) -> Reply:
+        """Cancel the newest queued edit (and edits queued on top of it)."""
+        async with self.database.write() as session:
+            conversation = await started_conversation(session, actor)
+            cancelled = await tree.cancel_latest(session, conversation)
+            if not cancelled:
+                if await tree.pending(session, conversation):
+                    raise EditAlreadyRunning()
+                raise NothingToCancel()
+            for _ in cancelled:
+                await limits.refund(session, actor.platform, actor.user_id)
+        self.queue.discard({v.id for v in cancelled})
+        self.previews.drop(v.id for v in cancelled)
+        return Reply(key=Key.CANCEL_DONE, args={"count": len(cancelled)})
+
+    @replies_to_errors
+    async def status(self, actor: Actor) -> Reply:
+        async with self.database.read() as session:
+            conversation = await tree.find_conversation(session, actor)
+            pending = await tree.pending(session, conversation) if conversation else []
+        if not pending:
+            return Reply(key=Key.STATUS_IDLE)
+        positions = [p for p in [await self.queue.position(v.id) for v in pending] if p is not None]
+        if 0 in positions:
+            return Reply(key=Key.STATUS_RUNNING, args={"count": len(pending)})
+        return Reply(
+            key=Key.STATUS_PENDING,
+            args={"count": len(pending), "position": min(positions, default=1)},
+            kind=ReplyKind.QUEUED,
+            actions=(Action.CANCEL,),
+        )
+
+    # ----- privacy -----------------------------------------------------------------------------
+
+    @replies_to_errors
+    async def forget(self, actor: Actor) -> Reply:
+        """Delete all of this user's versions and images on this platform (every chat)."""
+        async with self.database.write() as session:
+            conversations = await tree.conversations_of_user(session, actor.platform, actor.user_id)
+            doomed = [v.id for c in conversations for v in await tree.pending(session, c)]
+            unreferenced = await tree.forget(session, actor.platform, actor.user_id)
+        if not conversations:
+            return Reply(key=Key.FORGET_NOTHING)
+        self.queue.discard(set(doomed))
+        self.previews.drop(doomed)
+        for sha in unreferenced:
+            self.images.delete(sha)
+        return Reply(key=Key.FORGET_DONE, args={"count": len(unreferenced)})
+
+
+def _version_reply(key: Key, version: Version) -> Reply:
+    """The conversation moved to `version`: show it, with what can be done from there."""
+    return Reply(
+        key=key,
+        args={"instruction": version.instruction or ""},
+        version_id=version.id,
+        kind=ReplyKind.VERSION,
+        actions=(Action.UNDO, Action.REDO, Action.REGENERATE, Action.FULL_RESOLUTION)
+        if version.parent_id
+        else (Action.REDO,),
+    )
+
+
+def _settings_reply(key: Key, prefs: Preferences, **extra: Any) -> Reply:
+    values = prefs.to_dict()
+    seed_text = "random" if prefs.seed_mode == "random" else f"fixed at {prefs.seed}"
+    return Reply(
+        key=key,
+        args={**values, "seed_text": seed_text, **extra},
+        kind=ReplyKind.SETTINGS,
+        settings=values,
+    )
+
+
+def _changed(prefs: Preferences, defaults: EditParams) -> dict[str, Any]:
+    """Only what differs from the server defaults is stored, so new defaults reach old users."""
+    base = Preferences.load({}, defaults).to_dict()
+    return {k: v for k, v in prefs.to_dict().items() if base.get(k) != v}

@@ -1,0 +1,168 @@
+"""Photos and instructions in, queued edits out: a photo starts a tree, an instruction or a
+regenerate adds a queued version on it."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.service.admission import Gatekeeper, job_for
+from bot.service.media import Media
+from bot.service.messages import Key
+from bot.service.preferences import Preferences, new_seed
+from bot.service.relay import Owner, Relay
+from bot.service.replies import Action, Reply, ReplyKind, replies_to_errors
+from bot.work.jobs import JobQueue
+from editor.params import EditParams
+from storage import history as tree
+from storage.database import Database
+from storage.errors import NoImageYet, NothingToRegenerate, VersionNotReady
+from storage.models import PENDING_STATUSES, Conversation, Version, VersionStatus
+from storage.types import Actor
+
+
+class Edits:
+    """Records new photos and edits; admitted edits go to the queue and the relay waits for
+    their events."""
+
+    def __init__(
+        self,
+        database: Database,
+        queue: JobQueue,
+        gate: Gatekeeper,
+        media: Media,
+        relay: Relay,
+        defaults: EditParams,
+    ) -> None:
+        self.database = database
+        self.queue = queue
+        self.gate = gate
+        self.media = media
+        self.relay = relay
+        self.defaults = defaults
+
+    @replies_to_errors
+    async def receive_image(
+        self, actor: Actor, data: bytes, caption: str | None = None, request_key: str | None = None
+    ) -> Reply:
+        """A new photo starts a new tree; a caption is its first instruction."""
+        if request_key is not None:
+            duplicate = await self._duplicate(actor, request_key)
+            if duplicate is not None:
+                return duplicate
+        sha, size = await asyncio.to_thread(self.media.store_upload, data)
+        try:
+            async with self.database.write() as session:
+                conversation = await tree.get_or_create_conversation(session, actor)
+                root = await tree.add_root(
+                    session, conversation, sha, size, request_key=request_key
+                )
+        except IntegrityError:
+            duplicate = await self._raced_duplicate(actor, request_key)
+            if duplicate is None:
+                raise
+            return duplicate
+        if caption and caption.strip():
+            reply = await self.instruct(actor, caption, base_version_id=root.id)
+            # The photo is kept even when its caption is refused; the reply says why.
+            return reply if not reply.is_error else dataclasses.replace(reply, version_id=root.id)
+        return Reply(key=Key.PHOTO_RECEIVED, version_id=root.id)
+
+    @replies_to_errors
+    async def instruct(
+        self,
+        actor: Actor,
+        text: str,
+        base_version_id: int | None = None,
+        request_key: str | None = None,
+    ) -> Reply:
+        """Edit the latest result (or an explicit earlier version: a branch)."""
+        instruction = self.gate.clean_instruction(text)
+        try:
+            async with self.database.write() as session:
+                conversation = await tree.get_or_create_conversation(session, actor)
+                if request_key is not None:  # checked in this transaction: one fewer round trip
+                    seen = await tree.find_by_request_key(session, conversation, request_key)
+                    if seen is not None:
+                        return Reply(key=Key.EDIT_DUPLICATE, version_id=seen.id)
+                base = await self._edit_base(session, conversation, base_version_id)
+                prefs = Preferences.load(conversation.settings, self.defaults)
+                version = await self.gate.admit(
+                    session, actor, conversation, base, instruction, prefs.params(), request_key
+                )
+        except IntegrityError:
+            duplicate = await self._raced_duplicate(actor, request_key)
+            if duplicate is None:
+                raise
+            return duplicate
+        return await self._queue(actor, version, base)
+
+    @replies_to_errors
+    async def regenerate(self, actor: Actor, version_id: int | None = None) -> Reply:
+        """Same instruction on the same parent with a new seed; the old result stays reachable."""
+        async with self.database.write() as session:
+            conversation = await tree.get_or_create_conversation(session, actor)
+            if version_id is None:
+                target = await tree.latest_pending(session, conversation) or await tree.head(
+                    session, conversation
+                )
+            else:
+                target = await tree.get_version(session, conversation, version_id)
+            if target is None or target.parent_id is None or target.params is None:
+                raise NothingToRegenerate()
+            parent = await tree.get_version(session, conversation, target.parent_id)
+            params = EditParams.from_dict({**target.params, "seed": new_seed()})
+            version = await self.gate.admit(
+                session, actor, conversation, parent, target.instruction or "", params, None
+            )
+        return await self._queue(actor, version, parent)
+
+    async def _edit_base(
+        self, session: AsyncSession, conversation: Conversation, base_version_id: int | None
+    ) -> Version:
+        """An explicit version (a branch), else the newest pending edit, else the head."""
+        if base_version_id is not None:
+            base = await tree.get_version(session, conversation, base_version_id)
+            if base.status not in (VersionStatus.DONE, *PENDING_STATUSES):
+                raise VersionNotReady(version_id=base.id)
+            return base
+        latest = await tree.latest_pending(session, conversation)
+        current = latest or await tree.head(session, conversation)
+        if current is None:
+            raise NoImageYet()
+        return current
+
+    async def _queue(self, actor: Actor, version: Version, parent: Version) -> Reply:
+        """Hand the committed version to the scheduler and say where it stands."""
+        instruction = version.instruction or ""
+        self.relay.expect(version.id, Owner(actor, instruction, version.edit_params().seed))
+        await self.queue.submit(job_for(actor, version, parent))
+        position = await self.queue.position(version.id)
+        key = Key.EDIT_QUEUED if position and position > 1 else Key.EDIT_QUEUED_NEXT
+        return Reply(
+            key=key,
+            args={"instruction": instruction, "position": position or 1},
+            version_id=version.id,
+            kind=ReplyKind.QUEUED,
+            actions=(Action.CANCEL,),
+        )
+
+    async def _duplicate(self, actor: Actor, request_key: str) -> Reply | None:
+        """The reply for a platform update that was already handled (delivered twice)."""
+        async with self.database.read() as session:
+            conversation = await tree.find_conversation(session, actor)
+            if conversation is None:
+                return None
+            version = await tree.find_by_request_key(session, conversation, request_key)
+        if version is None:
+            return None
+        return Reply(key=Key.EDIT_DUPLICATE, version_id=version.id)
+
+    async def _raced_duplicate(self, actor: Actor, request_key: str | None) -> Reply | None:
+        """After a unique-key clash: the reply for the copy of the update that won the race."""
+        if request_key is None:
+            return None
+        return await self._duplicate(actor, request_key)

@@ -1,0 +1,160 @@
+"""Job events to the chats they concern: progress, previews, results and failures as replies.
+
+The scheduler reports by version id; the relay remembers who queued each version (or looks it
+up after a restart), turns the event into a `Reply` and publishes it to the platform's
+listeners. Results nobody delivered are sent again by `redeliver`.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from bot.service.media import Previews
+from bot.service.messages import Key
+from bot.service.replies import Action, Reply, ReplyKind, UpdateListener
+from bot.work.jobs import JobDone, JobEvent, JobPreview, JobProgress, JobStarted
+from storage import history as tree
+from storage import limits
+from storage.database import Database
+from storage.models import Conversation, Version, VersionStatus
+from storage.types import Actor
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Owner:
+    """What the relay remembers about a queued version to report on it without a query."""
+
+    actor: Actor
+    instruction: str
+    seed: int | None
+
+
+def done_reply(version_id: int, instruction: str, seed: int | None) -> Reply:
+    return Reply(
+        key=Key.EDIT_DONE,
+        args={"instruction": instruction, "seed": seed},
+        version_id=version_id,
+        kind=ReplyKind.RESULT,
+        actions=(Action.UNDO, Action.REGENERATE, Action.FULL_RESOLUTION),
+    )
+
+
+def result_reply(version: Version) -> Reply:
+    """The reply for a finished version: its result, or why it failed."""
+    if version.status == VersionStatus.DONE:
+        seed = (version.params or {}).get("seed")
+        return done_reply(version.id, version.instruction or "", seed)
+    return Reply(
+        key=version.error_key or Key.ERROR_EDIT_FAILED,
+        args={"instruction": version.instruction or ""},
+        version_id=version.id,
+        kind=ReplyKind.FAILED,
+        actions=(Action.REGENERATE,),
+    )
+
+
+class Relay:
+    """Publishes job events to the listeners of the platform whose chat queued the edit."""
+
+    def __init__(self, database: Database, previews: Previews) -> None:
+        self.database = database
+        self.previews = previews
+        self._listeners: dict[str, list[UpdateListener]] = {}
+        self._owners: dict[int, Owner] = {}
+
+    def subscribe(self, platform: str, listener: UpdateListener) -> None:
+        self._listeners.setdefault(platform, []).append(listener)
+
+    def unsubscribe(self, platform: str, listener: UpdateListener) -> None:
+        listeners = self._listeners.get(platform, [])
+        if listener in listeners:
+            listeners.remove(listener)
+
+    def expect(self, version_id: int, owner: Owner) -> None:
+        """Remember who queued a version, so its events need no query."""
+        self._owners[version_id] = owner
+
+    async def redeliver(self, platform: str) -> int:
+        async with self.database.read() as session:
+            rows = await tree.undelivered(session, platform)
+        for version, conversation in rows:
+            actor = Actor(conversation.platform, conversation.chat_id, conversation.user_id)
+            await self.publish(actor, result_reply(version))
+        return len(rows)
+
+    async def mark_delivered(self, version_id: int) -> None:
+        async with self.database.write() as session:
+            await tree.mark_delivered(session, version_id)
+
+    async def on_job_event(self, event: JobEvent) -> None:
+        """The scheduler's listener: one event in, at most one reply out."""
+        if isinstance(event, JobStarted):
+            return
+        owner = await self._owner(event.version_id)
+        if owner is None:
+            return
+        if isinstance(event, JobProgress):
+            reply = Reply(
+                key=Key.EDIT_PROGRESS,
+                args={"step": event.step, "total": event.total, "instruction": owner.instruction},
+                version_id=event.version_id,
+                kind=ReplyKind.PROGRESS,
+            )
+            await self.publish(owner.actor, reply)
+            return
+        if isinstance(event, JobPreview):
+            if event.version_id not in self._owners:
+                return  # it finished while its owner was looked up
+            self.previews.keep(event)
+            reply = Reply(
+                key=Key.EDIT_PREVIEW,
+                args={"step": event.step, "total": event.total, "instruction": owner.instruction},
+                version_id=event.version_id,
+                kind=ReplyKind.PREVIEW,
+            )
+            await self.publish(owner.actor, reply)
+            return
+        self._owners.pop(event.version_id, None)
+        self.previews.drop((event.version_id,))
+        if isinstance(event, JobDone):
+            # Everything the reply needs is known since submit: no query on the result path.
+            reply = done_reply(event.version_id, owner.instruction, owner.seed)
+            await self.publish(owner.actor, reply)
+            return
+        async with self.database.write() as session:
+            version = await session.get(Version, event.version_id)
+            if version is None:
+                return
+            if not event.refunded:
+                await limits.refund(session, owner.actor.platform, owner.actor.user_id)
+        await self.publish(owner.actor, result_reply(version))
+
+    async def _owner(self, version_id: int) -> Owner | None:
+        """Who to tell about a version: cached since submit, else (after a restart) loaded."""
+        cached = self._owners.get(version_id)
+        if cached is not None:
+            return cached
+        async with self.database.read() as session:
+            version = await session.get(Version, version_id)
+            if version is None:
+                return None
+            conversation = await session.get(Conversation, version.conversation_id)
+        assert conversation is not None
+        owner = Owner(
+            Actor(conversation.platform, conversation.chat_id, conversation.user_id),
+            version.instruction or "",
+            (version.params or {}).get("seed"),
+        )
+        self._owners[version_id] = owner
+        return owner
+
+    async def publish(self, actor: Actor, reply: Reply) -> None:
+        """Tell every listener of the actor's platform; one failing listener stops no other."""
+        for listener in self._listeners.get(actor.platform, []):
+            try:
+                await listener(actor, reply)
+            except Exception:
+                log.exception("listener for %s failed on %s", actor.platform, reply.key)
