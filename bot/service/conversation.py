@@ -34,8 +34,7 @@ from editor.images import (
     load_image,
 )
 from editor.params import RESOLUTIONS, EditParams
-from storage import history as tree
-from storage import limits
+from storage import lifecycle, limits, tree
 from storage.database import Database
 from storage.errors import (
     EditAlreadyRunning,
@@ -49,7 +48,7 @@ from storage.errors import (
     VersionNotReady,
 )
 from storage.images import ImageStore
-from storage.models import PENDING_STATUSES, Conversation, Version, VersionStatus
+from storage.models import Conversation, Version
 from storage.types import Actor
 
 log = logging.getLogger(__name__)
@@ -161,7 +160,7 @@ class ConversationService:
     async def redeliver(self, platform: str) -> int:
         """Re-send results that finished while nobody was there to deliver them (after a crash)."""
         async with self.database.read() as session:
-            rows = await tree.undelivered(session, platform)
+            rows = await lifecycle.undelivered(session, platform)
         for version, conversation in rows:
             actor = Actor(conversation.platform, conversation.chat_id, conversation.user_id)
             await self._publish(actor, self._result_reply(version))
@@ -170,7 +169,7 @@ class ConversationService:
     async def mark_delivered(self, version_id: int) -> None:
         """A frontend calls this once the result (or failure) reached the chat."""
         async with self.database.write() as session:
-            await tree.mark_delivered(session, version_id)
+            await lifecycle.mark_delivered(session, version_id)
 
     # ----- photos and instructions -------------------------------------------------------------
 
@@ -263,7 +262,7 @@ class ConversationService:
         """An explicit version (a branch), else the newest pending edit, else the head."""
         if base_version_id is not None:
             base = await tree.get_version(session, conversation, base_version_id)
-            if base.status not in (VersionStatus.DONE, *PENDING_STATUSES):
+            if not (base.is_done or base.is_pending):
                 raise VersionNotReady(version_id=base.id)
             return base
         latest = await tree.latest_pending(session, conversation)
@@ -441,7 +440,7 @@ class ConversationService:
         """Cancel the newest queued edit (and edits queued on top of it)."""
         async with self.database.write() as session:
             conversation = await self._conversation(session, actor)
-            cancelled = await tree.cancel_latest(session, conversation)
+            cancelled = await lifecycle.cancel_latest(session, conversation)
             if not cancelled:
                 if await tree.pending(session, conversation):
                     raise EditAlreadyRunning()
@@ -495,7 +494,7 @@ class ConversationService:
         async with self.database.read() as session:
             conversation = await self._conversation(session, actor)
             version = await tree.get_version(session, conversation, version_id)
-        if version.status != VersionStatus.DONE or version.image_sha is None:
+        if not version.is_done or version.image_sha is None:
             raise VersionNotReady(version_id=version_id)
         data = await asyncio.to_thread(self.images.get, version.image_sha)
         if full:
@@ -518,7 +517,7 @@ class ConversationService:
             conversation = await self._conversation(session, actor)
             version = await tree.get_version(session, conversation, version_id)
         latest = self._previews.get(version.id)
-        if latest is None or version.status not in PENDING_STATUSES:
+        if latest is None or not version.is_pending:
             raise VersionNotReady(version_id=version_id)
         return latest.jpeg
 
@@ -594,7 +593,7 @@ class ConversationService:
         return owner
 
     def _result_reply(self, version: Version) -> Reply:
-        if version.status == VersionStatus.DONE:
+        if version.is_done:
             seed = (version.params or {}).get("seed")
             return _done_reply(version.id, version.instruction or "", seed)
         return Reply(
@@ -635,9 +634,7 @@ class ConversationService:
 def _job(actor: Actor, version: Version, parent: Version) -> Job:
     """The scheduler's view of a queued version (the parent size is known once it is done)."""
     parent_size = (
-        (parent.width, parent.height)
-        if parent.status == VersionStatus.DONE and parent.width and parent.height
-        else None
+        (parent.width, parent.height) if parent.is_done and parent.width and parent.height else None
     )
     return Job(
         version_id=version.id,
