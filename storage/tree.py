@@ -355,8 +355,5 @@ async def images_in_use(session: AsyncSession, shas: Iterable[str]) -> set[str]:
     wanted = set(shas)
     if not wanted:
         return set()
-    return set(
-        (
-            await session.scalars(select(Version.image_sha).where(Version.image_sha.in_(wanted)))
-        ).all()
-    )
+    found = await session.scalars(select(Version.image_sha).where(Version.image_sha.in_(wanted)))
+    return {sha for sha in found.all() if sha is not None}
