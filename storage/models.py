@@ -112,7 +112,16 @@ class Version(Base):
 
     @property
     def is_pending(self) -> bool:
+        """Queued or running (storage.lifecycle changes the status; these only read it)."""
         return self.status in PENDING_STATUSES
+
+    @property
+    def is_queued(self) -> bool:
+        return self.status == VersionStatus.QUEUED
+
+    @property
+    def is_done(self) -> bool:
+        return self.status == VersionStatus.DONE
 
     def edit_params(self) -> EditParams:
         """The stored parameters (roots have none: they are photos, not edits)."""

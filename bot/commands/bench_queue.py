@@ -29,7 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.work import pgqueue
 from bot.work.jobs import Job
 from editor.params import EditParams
-from storage import history
+from storage import tree
 from storage.database import Database
 from storage.images import DatabaseImageStore
 from storage.migrate import upgrade
@@ -123,10 +123,10 @@ async def _users(database: Database, images: DatabaseImageStore, count: int) -> 
     roots = []
     async with database.write() as session:
         for n in range(count):
-            conversation = await history.get_or_create_conversation(
+            conversation = await tree.get_or_create_conversation(
                 session, Actor("bench", str(n), str(n))
             )
-            roots.append((await history.add_root(session, conversation, sha, (64, 48))).id)
+            roots.append((await tree.add_root(session, conversation, sha, (64, 48))).id)
     return roots
 
 
@@ -141,7 +141,7 @@ async def _defer_one(session: AsyncSession, root_id: int) -> int:
     assert parent is not None
     conversation = await session.get(Conversation, parent.conversation_id)
     assert conversation is not None
-    version = await history.add_edit(session, conversation, parent, "bench", PARAMS)
+    version = await tree.add_edit(session, conversation, parent, "bench", PARAMS)
     job = Job(version.id, f"bench:{conversation.user_id}", root_id, (64, 48), "bench", PARAMS)
     await pgqueue.defer_in(session, job)
     return version.id
@@ -250,7 +250,7 @@ async def _recovery(url: str, stalled_timeout_s: float, echo: Echo) -> None:
                 assert parent is not None
                 conversation = await session.get(Conversation, parent.conversation_id)
                 assert conversation is not None
-                version = await history.add_edit(session, conversation, parent, "slow", slow)
+                version = await tree.add_edit(session, conversation, parent, "slow", slow)
                 job = Job(version.id, "bench:0", root_id, (64, 48), "slow", slow)
                 await pgqueue.defer_in(session, job)
             version_id = version.id

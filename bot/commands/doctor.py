@@ -110,11 +110,11 @@ def check_database(settings: Settings) -> Check:
 
 
 async def _queue_depth(url: str) -> int:
-    from storage import history
+    from storage import tree
     from storage.database import Database
 
     async with Database(url) as database, database.read() as session:
-        return await history.count_queued(session)
+        return await tree.count_queued(session)
 
 
 def check_data_dir(settings: Settings) -> Check:

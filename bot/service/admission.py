@@ -16,10 +16,9 @@ from bot.work.jobs import Job, JobQueue
 from editor.base import Editor
 from editor.errors import EmptyInstruction, InstructionTooLong
 from editor.params import EditParams
-from storage import history as tree
-from storage import limits
+from storage import limits, tree
 from storage.errors import QueueFull, TooManyPending
-from storage.models import Conversation, Version, VersionStatus
+from storage.models import Conversation, Version
 from storage.types import Actor
 
 MAX_INSTRUCTION_CHARS = 1000
@@ -92,9 +91,7 @@ class Gatekeeper:
 def job_for(actor: Actor, version: Version, parent: Version) -> Job:
     """The scheduler's view of a queued version (the parent size is known once it is done)."""
     parent_size = (
-        (parent.width, parent.height)
-        if parent.status == VersionStatus.DONE and parent.width and parent.height
-        else None
+        (parent.width, parent.height) if parent.is_done and parent.width and parent.height else None
     )
     return Job(
         version_id=version.id,

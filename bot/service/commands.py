@@ -12,8 +12,7 @@ from bot.service.preferences import Preferences
 from bot.service.replies import Action, HistoryEntry, Reply, ReplyKind, replies_to_errors
 from bot.work.jobs import JobQueue
 from editor.params import EditParams
-from storage import history as tree
-from storage import limits
+from storage import lifecycle, limits, tree
 from storage.database import Database
 from storage.errors import EditAlreadyRunning, NoImageYet, NothingToCancel
 from storage.images import ImageStore
@@ -135,7 +134,7 @@ class Commands:
         """Cancel the newest queued edit (and edits queued on top of it)."""
         async with self.database.write() as session:
             conversation = await started_conversation(session, actor)
-            cancelled = await tree.cancel_latest(session, conversation)
+            cancelled = await lifecycle.cancel_latest(session, conversation)
             if not cancelled:
                 if await tree.pending(session, conversation):
                     raise EditAlreadyRunning()

@@ -17,10 +17,10 @@ from bot.service.relay import Owner, Relay
 from bot.service.replies import Action, Reply, ReplyKind, replies_to_errors
 from bot.work.jobs import JobQueue
 from editor.params import EditParams
-from storage import history as tree
+from storage import tree
 from storage.database import Database
 from storage.errors import NoImageYet, NothingToRegenerate, VersionNotReady
-from storage.models import PENDING_STATUSES, Conversation, Version, VersionStatus
+from storage.models import Conversation, Version
 from storage.types import Actor
 
 
@@ -126,7 +126,7 @@ class Edits:
         """An explicit version (a branch), else the newest pending edit, else the head."""
         if base_version_id is not None:
             base = await tree.get_version(session, conversation, base_version_id)
-            if base.status not in (VersionStatus.DONE, *PENDING_STATUSES):
+            if not (base.is_done or base.is_pending):
                 raise VersionNotReady(version_id=base.id)
             return base
         latest = await tree.latest_pending(session, conversation)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage import history as tree
+from storage import tree
 from storage.errors import NoImageYet
 from storage.models import Conversation
 from storage.types import Actor

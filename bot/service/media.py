@@ -19,11 +19,10 @@ from editor.images import (
     load_image,
 )
 from editor.params import RESOLUTIONS
-from storage import history as tree
+from storage import tree
 from storage.database import Database
 from storage.errors import VersionNotReady
 from storage.images import ImageStore
-from storage.models import PENDING_STATUSES, VersionStatus
 from storage.types import Actor
 
 STORED_LONG_SIDE = 2 * max(RESOLUTIONS)
@@ -86,7 +85,7 @@ class Media:
         async with self.database.read() as session:
             conversation = await started_conversation(session, actor)
             version = await tree.get_version(session, conversation, version_id)
-        if version.status != VersionStatus.DONE or version.image_sha is None:
+        if not version.is_done or version.image_sha is None:
             raise VersionNotReady(version_id=version_id)
         data = await asyncio.to_thread(self.images.get, version.image_sha)
         if full:
@@ -109,7 +108,7 @@ class Media:
             conversation = await started_conversation(session, actor)
             version = await tree.get_version(session, conversation, version_id)
         latest = self.previews.get(version.id)
-        if latest is None or version.status not in PENDING_STATUSES:
+        if latest is None or not version.is_pending:
             raise VersionNotReady(version_id=version_id)
         return latest.jpeg
 

@@ -14,10 +14,9 @@ from bot.service.media import Previews
 from bot.service.messages import Key
 from bot.service.replies import Action, Reply, ReplyKind, UpdateListener
 from bot.work.jobs import JobDone, JobEvent, JobPreview, JobProgress, JobStarted
-from storage import history as tree
-from storage import limits
+from storage import lifecycle, limits
 from storage.database import Database
-from storage.models import Conversation, Version, VersionStatus
+from storage.models import Conversation, Version
 from storage.types import Actor
 
 log = logging.getLogger(__name__)
@@ -44,7 +43,7 @@ def done_reply(version_id: int, instruction: str, seed: int | None) -> Reply:
 
 def result_reply(version: Version) -> Reply:
     """The reply for a finished version: its result, or why it failed."""
-    if version.status == VersionStatus.DONE:
+    if version.is_done:
         seed = (version.params or {}).get("seed")
         return done_reply(version.id, version.instruction or "", seed)
     return Reply(
@@ -79,7 +78,7 @@ class Relay:
 
     async def redeliver(self, platform: str) -> int:
         async with self.database.read() as session:
-            rows = await tree.undelivered(session, platform)
+            rows = await lifecycle.undelivered(session, platform)
         for version, conversation in rows:
             actor = Actor(conversation.platform, conversation.chat_id, conversation.user_id)
             await self.publish(actor, result_reply(version))
@@ -87,7 +86,7 @@ class Relay:
 
     async def mark_delivered(self, version_id: int) -> None:
         async with self.database.write() as session:
-            await tree.mark_delivered(session, version_id)
+            await lifecycle.mark_delivered(session, version_id)
 
     async def on_job_event(self, event: JobEvent) -> None:
         """The scheduler's listener: one event in, at most one reply out."""

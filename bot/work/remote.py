@@ -16,14 +16,14 @@ import logging
 from types import TracebackType
 
 import psycopg
-from sqlalchemy import select, text
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.work import pgqueue
 from bot.work.jobs import Job, JobDone, JobEvent, JobFailed, JobListener
-from storage import history
+from storage import lifecycle, tree
 from storage.database import Database
-from storage.models import Version, VersionStatus
+from storage.lifecycle import EDIT_FAILED
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +142,7 @@ class RemoteJobQueue:
 
     async def depth(self) -> int:
         async with self.database.read() as session:
-            return await history.count_queued(session)
+            return await tree.count_queued(session)
 
     # ----- events ----------------------------------------------------------------------------
 
@@ -179,20 +179,18 @@ class RemoteJobQueue:
                 log.warning("job event connection still down: %s", error)
 
     async def _resync(self) -> None:
-        """Announce results that finished while the connection was down."""
+        """Announce results that finished while the connection was down.
+
+        Every platform's: like the NOTIFY events this queue relays, they go to the service,
+        which hands each to its own platform's frontend.
+        """
         async with self.database.read() as session:
-            rows = await session.execute(
-                select(Version.id, Version.status, Version.error_key).where(
-                    Version.delivered.is_(False),
-                    Version.status.in_((VersionStatus.DONE, VersionStatus.FAILED)),
-                )
-            )
-            missed = rows.all()
-        for version_id, status, error_key in missed:
-            if status == VersionStatus.DONE:
-                await self._emit(JobDone(version_id, 0.0))
+            missed = await lifecycle.undelivered(session, platform=None)
+        for version, _ in missed:
+            if version.is_done:
+                await self._emit(JobDone(version.id, 0.0))
             else:
-                await self._emit(JobFailed(version_id, error_key or "error.edit_failed", True))
+                await self._emit(JobFailed(version.id, version.error_key or EDIT_FAILED, True))
 
     async def _emit(self, event: JobEvent) -> None:
         for listener in self._listeners:

@@ -38,14 +38,14 @@ from bot.work.jobs import (
     JobStarted,
 )
 from editor.base import Editor, ProgressCallback, is_out_of_memory
-from storage import history
+from storage import lifecycle, tree
 from storage.database import Database
 from storage.images import ImageStore
-from storage.models import Version, VersionStatus
+from storage.lifecycle import EDIT_FAILED
+from storage.models import Version
 
 log = logging.getLogger(__name__)
 
-EDIT_FAILED = "error.edit_failed"
 OUT_OF_MEMORY = "error.out_of_memory"
 
 
@@ -56,18 +56,6 @@ def _batch_signature(job: Job) -> tuple[object, ...]:
     """Jobs with equal signatures can share one pipeline call."""
     assert job.parent_size is not None
     return batch_signature(job.params, job.parent_size)
-
-
-async def _done_sizes(session: AsyncSession, version_ids: set[int]) -> dict[int, tuple[int, int]]:
-    """Image sizes of the finished versions among `version_ids`."""
-    if not version_ids:
-        return {}
-    rows = await session.execute(
-        select(Version.id, Version.width, Version.height).where(
-            Version.id.in_(version_ids), Version.status == VersionStatus.DONE
-        )
-    )
-    return {vid: (w, h) for vid, w, h in rows.all() if w is not None and h is not None}
 
 
 class EmbeddedScheduler:
@@ -143,17 +131,19 @@ class EmbeddedScheduler:
     async def _recover(self) -> None:
         """Requeue jobs a crash interrupted; fail those that already crashed too often."""
         async with self.database.write() as session:
-            await history.requeue_interrupted(session)
-            rows = await history.queued_jobs(session)
+            await lifecycle.requeue_interrupted(session)
+            rows = await lifecycle.queued_jobs(session)
             exhausted = [v for v, _ in rows if v.attempts >= self.max_attempts]
             failed: list[Version] = []
             for version in exhausted:
                 failed.extend(
-                    await history.mark_failed(session, version.id, EDIT_FAILED, "too many attempts")
+                    await lifecycle.fail(
+                        session, version.id, EDIT_FAILED, lifecycle.TOO_MANY_ATTEMPTS
+                    )
                 )
             failed_ids = {v.id for v in failed}
             parent_ids = {v.parent_id for v, _ in rows if v.parent_id is not None}
-            sizes = await _done_sizes(session, parent_ids)
+            sizes = await lifecycle.done_sizes(session, parent_ids)
             jobs = [
                 Job(
                     version_id=version.id,
@@ -188,11 +178,11 @@ class EmbeddedScheduler:
         if job.parent_size is None and job.parent_id not in self._pending_ids:
             async with self.database.read() as session:
                 own = await session.get(Version, job.version_id)
-                if own is None or own.status != VersionStatus.QUEUED:
+                if own is None or not own.is_queued:
                     return
-                sizes = await _done_sizes(session, {job.parent_id})
+                sizes = await lifecycle.done_sizes(session, {job.parent_id})
             if job.parent_id not in sizes:
-                return  # the parent failed or vanished; mark_failed already cascaded
+                return  # the parent failed or vanished; lifecycle.fail already cascaded
             job = dataclasses.replace(job, parent_size=sizes[job.parent_id])
         self._enqueue(job)
 
@@ -314,7 +304,7 @@ class EmbeddedScheduler:
 
     async def _run_batch(self, batch: Sequence[Job]) -> None:
         async with self.database.write() as session:
-            claimed = set(await history.mark_running(session, [job.version_id for job in batch]))
+            claimed = set(await lifecycle.claim_many(session, [job.version_id for job in batch]))
             parents = {
                 v.id: v.image_sha
                 for v in (
@@ -398,9 +388,9 @@ class EmbeddedScheduler:
 
     async def _complete(self, outputs: Sequence[_Output], seconds: float) -> None:
         async with self.database.write() as session:
-            recorded = await history.mark_done_many(
+            recorded = await lifecycle.mark_done_many(
                 session,
-                [history.Result(o.version_id, o.image_sha, o.size) for o in outputs],
+                [lifecycle.Result(o.version_id, o.image_sha, o.size) for o in outputs],
             )
         for output in outputs:
             self._fill_parent_size(output.version_id, output.size)
@@ -422,13 +412,7 @@ class EmbeddedScheduler:
     async def _delete_unreferenced(self, shas: list[str]) -> None:
         """Results of versions forgotten while they ran must not linger on disk."""
         async with self.database.read() as session:
-            used = set(
-                (
-                    await session.scalars(
-                        select(Version.image_sha).where(Version.image_sha.in_(shas))
-                    )
-                ).all()
-            )
+            used = await tree.images_in_use(session, shas)
         for sha in shas:
             if sha not in used:
                 self.images.delete(sha)
@@ -437,7 +421,7 @@ class EmbeddedScheduler:
         key = OUT_OF_MEMORY if is_out_of_memory(error) else EDIT_FAILED
         log.error("edit %d failed: %r", job.version_id, error)
         async with self.database.write() as session:
-            failed = await history.mark_failed(session, job.version_id, key, repr(error)[:2000])
+            failed = await lifecycle.fail(session, job.version_id, key, repr(error)[:2000])
         dead = {version.id for version in failed}
         self.discard(dead - {job.version_id})
         for version_id in dead:

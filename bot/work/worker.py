@@ -27,26 +27,26 @@ import logging
 import os
 import socket
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from procrastinate import App, JobContext, PsycopgConnector, RetryStrategy
-from sqlalchemy import select, text
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.work import pgqueue
 from bot.work.batching import MicroBatcher, ModelThread, Output, Work
 from bot.work.jobs import JobDone, JobFailed, JobProgress, JobStarted
 from editor.base import Editor, is_out_of_memory
-from storage import history, limits
+from storage import lifecycle, limits, tree
 from storage.database import Database
 from storage.images import ImageStore
-from storage.models import PENDING_STATUSES, Conversation, Version, VersionStatus, utcnow
+from storage.lifecycle import EDIT_FAILED
+from storage.models import Conversation, Version
 
 log = logging.getLogger(__name__)
 
-EDIT_FAILED = "error.edit_failed"
 OUT_OF_MEMORY = "error.out_of_memory"
-PARENT_FAILED = "error.parent_failed"
 JOB_RETRIES = 10
 """Retries of a job whose bookkeeping failed (database unreachable...), a second apart."""
 ORPHAN_LOST = "its queue job is gone or finished without a result"
@@ -54,7 +54,7 @@ ORPHAN_SWEEP_LIMIT = 100
 """Versions failed per sweep at most; the next heartbeat takes the rest."""
 
 # Only one worker sweeps at a time (the others skip that heartbeat): the cascade to dependants
-# in `mark_failed` then never races another sweep.
+# in `lifecycle.fail` then never races another sweep.
 _SWEEP_LOCK = text("SELECT pg_try_advisory_xact_lock(hashtext('pix2chat.orphan_sweep'))")
 # Pending versions, quiet for the grace period, with no live job and no job that changed state
 # within it (so a job deferred or finishing just now is never taken). The version rows are
@@ -69,10 +69,6 @@ _ORPHANS = text(
     "         WHERE e.job_id = j.id AND e.at >= now() - make_interval(secs => :grace))))"
     " ORDER BY v.id LIMIT :limit FOR UPDATE OF v SKIP LOCKED"
 )
-
-
-class ParentPending(Exception):
-    """The parent edit has not finished yet (cannot happen under the per-user lock)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,25 +199,20 @@ class GpuWorker:
             raise
 
     async def _claim(self, version_id: int) -> Work | None:
-        """Running from now on, or None if there is nothing (left) to do for this version."""
+        """Running from now on, or None if there is nothing (left) to do for this version.
+
+        The rules (pending only, at most `max_attempts`, parent finished) are
+        `lifecycle.claim`'s; what it fails instead is refunded and its users told here.
+        """
         async with self.database.write() as session:
-            version = await session.get(Version, version_id, with_for_update=True)
-            if version is None or version.status not in PENDING_STATUSES:
-                return None  # cancelled, forgotten, or already finished by an earlier run
-            if version.attempts >= self.options.max_attempts:
-                log.error("edit %d crashed %d times: failing it", version_id, version.attempts)
-                await self._fail_in(session, version_id, EDIT_FAILED, "too many attempts")
+            claim = await lifecycle.claim(session, version_id, self.options.max_attempts)
+            if claim.failed:
+                log.error("edit %d failed: %s", version_id, claim.failed[0].error_detail)
+                await self._tell_failed(session, claim.failed, EDIT_FAILED)
+            version, parent = claim.version, claim.parent
+            if version is None or parent is None:
                 return None
-            assert version.parent_id is not None and version.params is not None
-            parent = await session.get(Version, version.parent_id)
-            if parent is not None and parent.is_pending:
-                raise ParentPending(version_id)
-            if parent is None or parent.image_sha is None or not parent.width or not parent.height:
-                await self._fail_in(session, version_id, PARENT_FAILED, "no parent image")
-                return None
-            version.status = VersionStatus.RUNNING
-            version.started_at = utcnow()
-            version.attempts += 1
+            assert parent.image_sha is not None and parent.width and parent.height
             return Work(
                 version_id,
                 parent.image_sha,
@@ -232,8 +223,8 @@ class GpuWorker:
 
     async def _record(self, output: Output, seconds: float) -> None:
         async with self.database.write() as session:
-            recorded = await history.mark_done_many(
-                session, [history.Result(output.version_id, output.image_sha, output.size)]
+            recorded = await lifecycle.mark_done_many(
+                session, [lifecycle.Result(output.version_id, output.image_sha, output.size)]
             )
             if recorded:
                 await pgqueue.notify(session, [JobDone(output.version_id, seconds)])
@@ -241,10 +232,8 @@ class GpuWorker:
             log.info("edit %d done in %.2f s", output.version_id, seconds)
             return
         async with self.database.read() as session:  # forgotten meanwhile, or a double run
-            used = await session.scalar(
-                select(Version.id).where(Version.image_sha == output.image_sha).limit(1)
-            )
-        if used is None:
+            used = await tree.images_in_use(session, [output.image_sha])
+        if not used:
             await asyncio.to_thread(self.images.delete, output.image_sha)
 
     async def _fail(self, version_id: int, error: BaseException) -> None:
@@ -260,7 +249,13 @@ class GpuWorker:
 
         Returns the ids of the versions failed (none if it was no longer pending).
         """
-        failed = await history.mark_failed(session, version_id, key, detail)
+        failed = await lifecycle.fail(session, version_id, key, detail)
+        return await self._tell_failed(session, failed, key)
+
+    async def _tell_failed(
+        self, session: AsyncSession, failed: Sequence[Version], key: str
+    ) -> list[int]:
+        """Give the failed edits back to their users' limits and tell the frontends."""
         for version in failed:
             conversation = await session.get(Conversation, version.conversation_id)
             if conversation is not None:
@@ -274,11 +269,7 @@ class GpuWorker:
     async def _hand_back(self, version_id: int) -> None:
         """Shutdown took too long: the version waits for the next worker (not a crash)."""
         async with self.database.write() as session:
-            version = await session.get(Version, version_id, with_for_update=True)
-            if version is not None and version.status == VersionStatus.RUNNING:
-                version.status = VersionStatus.QUEUED
-                version.started_at = None
-                version.attempts = max(0, version.attempts - 1)
+            await lifecycle.hand_back(session, version_id)
         log.warning("edit %d handed back to the queue", version_id)
 
     # ----- events ----------------------------------------------------------------------------
@@ -331,7 +322,7 @@ class GpuWorker:
         """One orphan sweep; the ids of the versions it failed (dependants included).
 
         Idempotent and safe with any number of workers: one sweeps at a time, the rows are
-        locked, and `mark_failed` only fails what is still pending.
+        locked, and `lifecycle.fail` only fails what is still pending.
         """
         failed: list[int] = []
         async with self.database.write() as session:

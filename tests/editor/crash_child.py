@@ -16,7 +16,7 @@ from bot.work.jobs import Job, JobEvent, JobProgress
 from bot.work.scheduler import EmbeddedScheduler
 from editor.params import EditParams
 from editor.testing.doubles import NullEditor
-from storage import history
+from storage import tree
 from storage.database import Database
 from storage.images import FileImageStore
 from storage.models import Conversation, Version
@@ -43,7 +43,7 @@ async def main(url: str, folder: Path, parent_id: int, instruction: str) -> None
             assert parent is not None and parent.width and parent.height
             conversation = await session.get(Conversation, parent.conversation_id)
             assert conversation is not None
-            version = await history.add_edit(session, conversation, parent, instruction, PARAMS)
+            version = await tree.add_edit(session, conversation, parent, instruction, PARAMS)
             user_key = f"{conversation.platform}:{conversation.user_id}"
             size = (parent.width, parent.height)
         await scheduler.submit(Job(version.id, user_key, parent_id, size, instruction, PARAMS))

@@ -27,7 +27,7 @@ from editor.base import EditRequest, PreviewCallback, ProgressCallback
 from editor.images import encode_png
 from editor.params import EditParams
 from editor.testing.doubles import GatedEditor, NullEditor
-from storage import history, limits
+from storage import lifecycle, limits, tree
 from storage.database import Database
 from storage.errors import QuotaExceeded, RateLimited
 from storage.images import FileImageStore
@@ -103,8 +103,8 @@ class World:
         image = Image.new("RGB", size, (sum(map(ord, user)) % 256, 120, 80))
         sha = self.images.put(encode_png(image))
         async with self.database.write() as session:
-            conversation = await history.get_or_create_conversation(session, actor(user))
-            return await history.add_root(session, conversation, sha, size)
+            conversation = await tree.get_or_create_conversation(session, actor(user))
+            return await tree.add_root(session, conversation, sha, size)
 
     async def edit(
         self,
@@ -115,13 +115,13 @@ class World:
     ) -> Job:
         """Commit a queued edit of `parent_id` (default: the user's head) and return its job."""
         async with self.database.write() as session:
-            conversation = await history.get_or_create_conversation(session, actor(user))
+            conversation = await tree.get_or_create_conversation(session, actor(user))
             if parent_id is None:
-                parent = await history.head(session, conversation)
+                parent = await tree.head(session, conversation)
             else:
-                parent = await history.get_version(session, conversation, parent_id)
+                parent = await tree.get_version(session, conversation, parent_id)
             assert parent is not None, f"{user} has no photo"
-            version = await history.add_edit(session, conversation, parent, instruction, params)
+            version = await tree.add_edit(session, conversation, parent, instruction, params)
         size = None
         if parent.status == VersionStatus.DONE and parent.width and parent.height:
             size = (parent.width, parent.height)  # else it waits for its parent to finish
@@ -142,7 +142,7 @@ class World:
 
     async def head(self, user: str) -> int | None:
         async with self.database.read() as session:
-            conversation = await history.find_conversation(session, actor(user))
+            conversation = await tree.find_conversation(session, actor(user))
         assert conversation is not None
         return conversation.head_id
 
@@ -448,9 +448,9 @@ async def test_a_discarded_job_never_runs_and_the_line_closes_up(world: World) -
             assert await scheduler.depth() == 5
 
             async with world.database.write() as session:  # carol cancels, as the service does
-                conversation = await history.find_conversation(session, actor("carol"))
+                conversation = await tree.find_conversation(session, actor("carol"))
                 assert conversation is not None
-                cancelled = await history.cancel_latest(session, conversation)
+                cancelled = await lifecycle.cancel_latest(session, conversation)
             assert [v.id for v in cancelled] == [c1.version_id]
             scheduler.discard({c1.version_id})
 

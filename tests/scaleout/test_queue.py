@@ -31,7 +31,7 @@ from bot.work.remote import RemoteJobQueue
 from bot.work.worker import EDIT_FAILED, GpuWorker, WorkerOptions
 from editor.params import EditParams
 from editor.testing.doubles import NullEditor
-from storage import history, limits
+from storage import lifecycle, limits, tree
 from storage.database import Database
 from storage.errors import RateLimited
 from storage.images import DatabaseImageStore, ImageMissing, MemoryImageStore, digest
@@ -100,8 +100,8 @@ def images(postgres_url: str) -> Iterator[DatabaseImageStore]:
 async def add_photo(database: Database, images: DatabaseImageStore, user: str) -> Version:
     sha = images.put(photo(user))
     async with database.write() as session:
-        conversation = await history.get_or_create_conversation(session, actor(user))
-        return await history.add_root(session, conversation, sha, (64, 48))
+        conversation = await tree.get_or_create_conversation(session, actor(user))
+        return await tree.add_root(session, conversation, sha, (64, 48))
 
 
 async def add_edit(
@@ -109,12 +109,12 @@ async def add_edit(
 ) -> int:
     """Record a queued edit on the user's newest version and defer its job, in one transaction."""
     async with database.write() as session:
-        conversation = await history.get_or_create_conversation(session, actor(user))
-        parent = await history.latest_pending(session, conversation) or await history.head(
+        conversation = await tree.get_or_create_conversation(session, actor(user))
+        parent = await tree.latest_pending(session, conversation) or await tree.head(
             session, conversation
         )
         assert parent is not None
-        version = await history.add_edit(session, conversation, parent, instruction, params)
+        version = await tree.add_edit(session, conversation, parent, instruction, params)
         size = (parent.width, parent.height) if parent.width and parent.height else None
         job = Job(version.id, f"telegram:{user}", parent.id, size, instruction, params)
         await pgqueue.defer_in(session, job)
@@ -153,10 +153,10 @@ async def test_a_version_and_its_job_commit_together_or_not_at_all(
     await add_photo(pg, images, "alice")
     with pytest.raises(RuntimeError, match="after the defer"):
         async with pg.write() as session:
-            conversation = await history.get_or_create_conversation(session, actor("alice"))
-            parent = await history.head(session, conversation)
+            conversation = await tree.get_or_create_conversation(session, actor("alice"))
+            parent = await tree.head(session, conversation)
             assert parent is not None
-            version = await history.add_edit(session, conversation, parent, "doomed", PARAMS)
+            version = await tree.add_edit(session, conversation, parent, "doomed", PARAMS)
             job = Job(version.id, "telegram:alice", parent.id, (64, 48), "doomed", PARAMS)
             await pgqueue.defer_in(session, job)
             raise RuntimeError("the transaction fails after the defer")
@@ -558,9 +558,9 @@ async def test_after_losing_its_connection_the_frontend_hears_what_finished_mean
             await asyncio.sleep(0.01)
         async with pg.write() as session:
             # ...and, while it is gone, a worker finishes the edit (its NOTIFY is lost)
-            await history.mark_running(session, [version_id])
+            await lifecycle.claim_many(session, [version_id])
             sha = images.put(photo("result"))
-            await history.mark_done(session, version_id, sha, (64, 48))
+            await lifecycle.mark_done(session, version_id, sha, (64, 48))
             await pgqueue.notify(session, [JobDone(version_id, 1.0)])
         await events.until(lambda: bool(events.outcomes(version_id)))
     assert events.outcomes(version_id) == [JobDone(version_id, 0.0)]  # re-announced
@@ -665,7 +665,7 @@ async def test_a_running_edit_whose_job_failed_is_failed_after_the_grace_period(
     await add_photo(pg, images, "alice")
     version_id = await add_edit(pg, "alice", "alice at night")
     async with pg.write() as session:
-        await history.mark_running(session, [version_id])
+        await lifecycle.claim_many(session, [version_id])
     await age(pg, [version_id])  # the edit itself started long ago...
     await set_job_status(pg, version_id, "failed")  # ...its last try failed just now
     worker = GpuWorker(pg, images, NullEditor(), dataclasses.replace(FAST, orphan_grace_s=0.5))
@@ -690,7 +690,7 @@ async def test_edits_with_a_live_job_are_never_orphans(
     waiting = await add_edit(pg, "alice", "alice at night")
     running = await add_edit(pg, "bob", "bob at night")
     async with pg.write() as session:
-        await history.mark_running(session, [running])
+        await lifecycle.claim_many(session, [running])
     await set_job_status(pg, running, "doing")
     await age(pg, [waiting, running])
     worker = GpuWorker(pg, images, NullEditor(), dataclasses.replace(FAST, orphan_grace_s=0.0))

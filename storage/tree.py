@@ -1,5 +1,9 @@
 """The edit-history tree: edit, undo, redo, regenerate, branch, reset and forget.
 
+Conversations, versions and their links (parent, head, redo target), the path to a version,
+history listings, pending counts and settings. A version's status is not changed here: new
+versions take their first status from `storage.lifecycle`, which owns every later change.
+
 Every function works inside the caller's transaction (an AsyncSession from `Database.write()`
 or `.read()`), so the service can combine them with admission checks atomically. Nothing here
 deletes a version except `forget`.
@@ -7,7 +11,7 @@ deletes a version except `forget`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
 from editor.params import EditParams
+from storage import lifecycle
 from storage.errors import NothingToRedo, NothingToUndo, VersionNotFound
 from storage.models import PENDING_STATUSES, Conversation, Version, VersionStatus, utcnow
 from storage.types import Actor
@@ -111,15 +116,12 @@ async def add_root(
     now = utcnow()
     root = Version(
         conversation_id=conversation.id,
-        status=VersionStatus.DONE,
         image_sha=image_sha,
         width=size[0],
         height=size[1],
         request_key=request_key,
-        delivered=True,
-        attempts=0,
         created_at=now,
-        finished_at=now,
+        **lifecycle.new_root(now),
     )
     session.add(root)
     await session.flush()
@@ -135,17 +137,15 @@ async def add_edit(
     params: EditParams,
     request_key: str | None = None,
 ) -> Version:
-    """A queued child of `parent`; it becomes the head when its job is done."""
+    """A queued child of `parent` (`lifecycle.new_edit`); it becomes the head when it is done."""
     version = Version(
         conversation_id=conversation.id,
         parent_id=parent.id,
         instruction=instruction,
         params=params.to_dict(),
-        status=VersionStatus.QUEUED,
         request_key=request_key,
-        attempts=0,
-        delivered=False,
         created_at=utcnow(),
+        **lifecycle.new_edit(),
     )
     session.add(version)
     await session.flush()
@@ -307,190 +307,6 @@ async def count_queued(session: AsyncSession) -> int:
     ) or 0
 
 
-async def mark_running(session: AsyncSession, version_ids: Sequence[int]) -> list[int]:
-    """Claim queued versions for a run; returns the ids actually claimed (cancelled ones drop out)."""
-    if not version_ids:
-        return []
-    claimed = await session.scalars(
-        update(Version)
-        .where(Version.id.in_(version_ids), Version.status == VersionStatus.QUEUED)
-        .values(status=VersionStatus.RUNNING, started_at=utcnow(), attempts=Version.attempts + 1)
-        .returning(Version.id)
-    )
-    return list(claimed.all())
-
-
-@dataclass(frozen=True, slots=True)
-class Result:
-    """A computed image for a running version."""
-
-    version_id: int
-    image_sha: str
-    size: tuple[int, int]
-
-
-async def mark_done_many(session: AsyncSession, results: Sequence[Result]) -> set[int]:
-    """Record a batch of results and make each the head of its conversation.
-
-    A few set-based statements per batch rather than several per version, so recording results
-    stays cheap next to the model. Versions that are no longer running (forgotten, or already
-    recorded by another run) are skipped; returns the ids that were recorded.
-    """
-    if not results:
-        return set()
-    rows = (
-        await session.execute(
-            select(Version.id, Version.conversation_id, Version.parent_id).where(
-                Version.id.in_([result.version_id for result in results]),
-                Version.status == VersionStatus.RUNNING,
-            )
-        )
-    ).all()
-    running = {row.id: row for row in rows}
-    recorded = [result for result in results if result.version_id in running]
-    if not recorded:
-        return set()
-    now = utcnow()
-    await session.execute(
-        update(Version),
-        [
-            {
-                "id": result.version_id,
-                "status": VersionStatus.DONE,
-                "image_sha": result.image_sha,
-                "width": result.size[0],
-                "height": result.size[1],
-                "finished_at": now,
-            }
-            for result in recorded
-        ],
-    )
-    await session.execute(
-        update(Conversation),
-        [
-            {"id": running[result.version_id].conversation_id, "head_id": result.version_id}
-            for result in recorded
-        ],
-    )
-    parents = [
-        {"id": running[result.version_id].parent_id, "redo_child_id": result.version_id}
-        for result in recorded
-        if running[result.version_id].parent_id is not None
-    ]
-    if parents:
-        await session.execute(update(Version), parents)
-    return {result.version_id for result in recorded}
-
-
-async def mark_done(
-    session: AsyncSession, version_id: int, image_sha: str, size: tuple[int, int]
-) -> Version | None:
-    """Record one result and make it the head; None if the version is not running."""
-    if not await mark_done_many(session, [Result(version_id, image_sha, size)]):
-        return None
-    version = await session.get(Version, version_id, populate_existing=True)
-    return version
-
-
-async def mark_failed(
-    session: AsyncSession, version_id: int, error_key: str, detail: str | None = None
-) -> list[Version]:
-    """Fail a version and every queued edit built on it; returns all that failed."""
-    version = await session.get(Version, version_id)
-    if version is None or not version.is_pending:
-        return []
-    failed = [version]
-    frontier = [version.id]
-    while frontier:
-        children = (
-            await session.scalars(
-                select(Version).where(
-                    Version.parent_id.in_(frontier), Version.status == VersionStatus.QUEUED
-                )
-            )
-        ).all()
-        failed.extend(children)
-        frontier = [child.id for child in children]
-    now = utcnow()
-    for index, item in enumerate(failed):
-        item.status = VersionStatus.FAILED
-        item.error_key = error_key if index == 0 else "error.parent_failed"
-        item.error_detail = detail if index == 0 else None
-        item.finished_at = now
-    return failed
-
-
-async def cancel_latest(session: AsyncSession, conversation: Conversation) -> list[Version]:
-    """Cancel the newest queued edit and the queued edits built on it."""
-    target = await session.scalar(
-        select(Version)
-        .where(Version.conversation_id == conversation.id, Version.status == VersionStatus.QUEUED)
-        .order_by(Version.id.desc())
-        .limit(1)
-    )
-    if target is None:
-        return []
-    cancelled = [target]
-    frontier = [target.id]
-    while frontier:
-        children = (
-            await session.scalars(
-                select(Version).where(
-                    Version.parent_id.in_(frontier), Version.status == VersionStatus.QUEUED
-                )
-            )
-        ).all()
-        cancelled.extend(children)
-        frontier = [child.id for child in children]
-    for item in cancelled:
-        item.status = VersionStatus.CANCELLED
-        item.finished_at = utcnow()
-        item.delivered = True
-    return cancelled
-
-
-async def requeue_interrupted(session: AsyncSession) -> int:
-    """After a crash, running jobs go back to the queue (their results never landed)."""
-    result = await session.execute(
-        update(Version)
-        .where(Version.status == VersionStatus.RUNNING)
-        .values(status=VersionStatus.QUEUED, started_at=None)
-    )
-    return int(result.rowcount or 0)  # type: ignore[attr-defined]
-
-
-async def queued_jobs(session: AsyncSession) -> Sequence[tuple[Version, Conversation]]:
-    """Every queued version with its conversation, oldest first (for scheduler start-up)."""
-    rows = await session.execute(
-        select(Version, Conversation)
-        .join(Conversation, Conversation.id == Version.conversation_id)
-        .where(Version.status == VersionStatus.QUEUED)
-        .order_by(Version.id)
-    )
-    return [(version, conversation) for version, conversation in rows.all()]
-
-
-async def undelivered(
-    session: AsyncSession, platform: str
-) -> Sequence[tuple[Version, Conversation]]:
-    """Finished or failed edits whose reply never reached the chat (e.g. a crash in between)."""
-    rows = await session.execute(
-        select(Version, Conversation)
-        .join(Conversation, Conversation.id == Version.conversation_id)
-        .where(
-            Conversation.platform == platform,
-            Version.delivered.is_(False),
-            Version.status.in_((VersionStatus.DONE, VersionStatus.FAILED)),
-        )
-        .order_by(Version.id)
-    )
-    return [(version, conversation) for version, conversation in rows.all()]
-
-
-async def mark_delivered(session: AsyncSession, version_id: int) -> None:
-    await session.execute(update(Version).where(Version.id == version_id).values(delivered=True))
-
-
 async def update_settings(
     session: AsyncSession, conversation: Conversation, settings: dict[str, Any]
 ) -> None:
@@ -531,7 +347,13 @@ async def forget(session: AsyncSession, platform: str, user_id: str) -> set[str]
     )
     await session.execute(delete(Version).where(Version.conversation_id.in_(conversation_ids)))
     await session.execute(delete(Conversation).where(Conversation.id.in_(conversation_ids)))
-    still_used = set(
-        (await session.scalars(select(Version.image_sha).where(Version.image_sha.in_(shas)))).all()
-    )
-    return {sha for sha in shas if sha not in still_used}
+    return shas - await images_in_use(session, shas)
+
+
+async def images_in_use(session: AsyncSession, shas: Iterable[str]) -> set[str]:
+    """The digests among `shas` that some version still references (the rest may be deleted)."""
+    wanted = set(shas)
+    if not wanted:
+        return set()
+    found = await session.scalars(select(Version.image_sha).where(Version.image_sha.in_(wanted)))
+    return {sha for sha in found.all() if sha is not None}

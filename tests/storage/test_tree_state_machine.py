@@ -1,5 +1,8 @@
 """The version tree against a plain-Python model, driven by Hypothesis (SQLite only).
 
+The lifecycle has its own machine (test_lifecycle_state_machine.py); the fail and cancel rules
+here check what they do to the tree.
+
 The model is the architecture's description of the tree and nothing more: a parent per version,
 a head, and per version the child that redo goes back down to (set when a child becomes the head
 and when undo comes up from a child). After every step the database must agree with it.
@@ -28,7 +31,7 @@ from hypothesis.stateful import (
 from sqlalchemy import select
 
 from editor.params import EditParams
-from storage import history
+from storage import lifecycle, tree
 from storage.database import Database
 from storage.errors import NothingToRedo, NothingToUndo
 from storage.images import digest
@@ -101,24 +104,24 @@ class HistoryMachine(RuleBasedStateMachine):
 
     async def _add_root(self, label: str) -> int:
         async with self.db.write() as session:
-            conversation = await history.get_or_create_conversation(session, ACTOR)
-            root = await history.add_root(session, conversation, digest(label.encode()), SIZE)
+            conversation = await tree.get_or_create_conversation(session, ACTOR)
+            root = await tree.add_root(session, conversation, digest(label.encode()), SIZE)
             return root.id
 
     async def _queue(self, parent_id: int, instruction: str, seed: int) -> int:
         async with self.db.write() as session:
-            conversation = await history.get_or_create_conversation(session, ACTOR)
-            parent = await history.get_version(session, conversation, parent_id)
-            version = await history.add_edit(
+            conversation = await tree.get_or_create_conversation(session, ACTOR)
+            parent = await tree.get_version(session, conversation, parent_id)
+            version = await tree.add_edit(
                 session, conversation, parent, instruction, EditParams(seed=seed)
             )
             return version.id
 
     async def _run_and_finish(self, version_id: int, label: str) -> None:
         async with self.db.write() as session:
-            assert await history.mark_running(session, [version_id]) == [version_id]
+            assert await lifecycle.claim_many(session, [version_id]) == [version_id]
         async with self.db.write() as session:
-            done = await history.mark_done(session, version_id, digest(label.encode()), SIZE)
+            done = await lifecycle.mark_done(session, version_id, digest(label.encode()), SIZE)
             assert done is not None
 
     async def _edit(self, parent_id: int, instruction: str, seed: int) -> int:
@@ -128,8 +131,8 @@ class HistoryMachine(RuleBasedStateMachine):
 
     async def _move(self, step: str) -> int:
         async with self.db.write() as session:
-            conversation = await history.get_or_create_conversation(session, ACTOR)
-            moved = await getattr(history, step)(session, conversation)
+            conversation = await tree.get_or_create_conversation(session, ACTOR)
+            moved = await getattr(tree, step)(session, conversation)
             return int(moved.id)
 
     # -- rules ----------------------------------------------------------------------------
@@ -215,9 +218,9 @@ class HistoryMachine(RuleBasedStateMachine):
                 queued.append(await self._queue(first, "built on it", seed=0))
             if claimed:
                 async with self.db.write() as session:
-                    assert await history.mark_running(session, [first]) == [first]
+                    assert await lifecycle.claim_many(session, [first]) == [first]
             async with self.db.write() as session:
-                failed = await history.mark_failed(session, first, "error.edit_failed")
+                failed = await lifecycle.fail(session, first, "error.edit_failed")
                 assert [v.id for v in failed] == queued
                 assert [v.error_key for v in failed] == ["error.edit_failed"] + [
                     "error.parent_failed"
@@ -243,12 +246,12 @@ class HistoryMachine(RuleBasedStateMachine):
                 queued.append(await self._queue(first, "also cancelled", seed=0))
             for expected in reversed(queued):
                 async with self.db.write() as session:
-                    conversation = await history.get_or_create_conversation(session, ACTOR)
-                    cancelled = await history.cancel_latest(session, conversation)
+                    conversation = await tree.get_or_create_conversation(session, ACTOR)
+                    cancelled = await lifecycle.cancel_latest(session, conversation)
                     assert [v.id for v in cancelled] == [expected]
             async with self.db.write() as session:
-                conversation = await history.get_or_create_conversation(session, ACTOR)
-                assert await history.cancel_latest(session, conversation) == []
+                conversation = await tree.get_or_create_conversation(session, ACTOR)
+                assert await lifecycle.cancel_latest(session, conversation) == []
             return queued
 
         queued = self.run(steps())
@@ -283,10 +286,10 @@ class HistoryMachine(RuleBasedStateMachine):
     def database_matches_model(self) -> None:
         async def read() -> tuple[int | None, list[int], dict[int, tuple[int | None, str]]]:
             async with self.db.read() as session:
-                conversation = await history.find_conversation(session, ACTOR)
+                conversation = await tree.find_conversation(session, ACTOR)
                 assert conversation is not None
                 head_path = (
-                    [v.id for v in await history.path_to(session, conversation.head_id)]
+                    [v.id for v in await tree.path_to(session, conversation.head_id)]
                     if conversation.head_id is not None
                     else []
                 )
@@ -314,7 +317,7 @@ class HistoryMachine(RuleBasedStateMachine):
 
         async def paths() -> dict[int, list[int]]:
             async with self.db.read() as session:
-                return {v: [p.id for p in await history.path_to(session, v)] for v in done}
+                return {v: [p.id for p in await tree.path_to(session, v)] for v in done}
 
         found = self.run(paths())
         for version_id, path in found.items():
