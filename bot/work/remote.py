@@ -16,11 +16,11 @@ import logging
 from types import TracebackType
 
 import psycopg
-from sqlalchemy import select, text
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.work import pgqueue
-from bot.work.jobs import Job, JobDone, JobEvent, JobFailed, JobListener
+from bot.work import pgqueue, queue_sql
+from bot.work.jobs import Job, JobDone, JobEvents, JobFailed, JobListener
 from storage import history
 from storage.database import Database
 from storage.models import Version, VersionStatus
@@ -30,25 +30,6 @@ log = logging.getLogger(__name__)
 LIVENESS_CHECK_S = 10.0
 RECONNECT_DELAY_S = 1.0
 APPLICATION_NAME = "pix2chat-events"
-
-_POSITION = text(
-    "WITH mine AS ("
-    "  SELECT id, priority, status FROM procrastinate_jobs"
-    "  WHERE queue_name = :queue AND args @> CAST(:args AS jsonb)"
-    "    AND status IN ('todo', 'doing')"
-    "  ORDER BY id DESC LIMIT 1)"
-    " SELECT mine.status, (SELECT count(*) FROM procrastinate_jobs other"
-    "  WHERE other.queue_name = :queue AND other.status = 'todo'"
-    "    AND (other.priority > mine.priority"
-    "         OR (other.priority = mine.priority AND other.id < mine.id))) FROM mine"
-)
-
-
-_CANCEL = text(
-    "SELECT procrastinate_cancel_job_v1(id, false, true) FROM procrastinate_jobs"
-    " WHERE queue_name = :queue AND status = 'todo'"
-    "   AND (args->>'version_id')::bigint = ANY(CAST(:ids AS bigint[]))"
-)
 
 
 class RemoteJobQueue:
@@ -64,7 +45,7 @@ class RemoteJobQueue:
         self.database = database
         self.conninfo = pgqueue.libpq_url(database.url)
         self.liveness_check_s = liveness_check_s
-        self._listeners: list[JobListener] = []
+        self._events = JobEvents()
         self._task: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
 
@@ -97,7 +78,7 @@ class RemoteJobQueue:
     # ----- JobQueue --------------------------------------------------------------------------
 
     def subscribe(self, listener: JobListener) -> None:
-        self._listeners.append(listener)
+        self._events.subscribe(listener)
 
     async def defer_in(self, session: AsyncSession, job: Job) -> None:
         await pgqueue.defer_in(session, job)
@@ -119,7 +100,9 @@ class RemoteJobQueue:
     async def _cancel_jobs(self, version_ids: set[int]) -> None:
         try:
             async with self.database.write() as session:
-                await session.execute(_CANCEL, {"queue": pgqueue.QUEUE, "ids": sorted(version_ids)})
+                await session.execute(
+                    queue_sql.CANCEL, {"queue": pgqueue.QUEUE, "ids": sorted(version_ids)}
+                )
         except Exception:
             log.exception("could not cancel the jobs of versions %s", sorted(version_ids))
 
@@ -131,7 +114,7 @@ class RemoteJobQueue:
         async with self.database.read() as session:
             row = (
                 await session.execute(
-                    _POSITION,
+                    queue_sql.POSITION,
                     {"queue": pgqueue.QUEUE, "args": json.dumps(pgqueue.job_args(version_id))},
                 )
             ).first()
@@ -161,7 +144,7 @@ class RemoteJobQueue:
                         async for notice in connection.notifies(timeout=self.liveness_check_s):
                             event = pgqueue.decode_event(notice.payload)
                             if event is not None:
-                                await self._emit(event)
+                                await self._events.emit(event)
                         await connection.execute("SELECT 1")  # raises if the server went away
             except psycopg.OperationalError as error:
                 log.warning("lost the job event connection (%s); reconnecting", error)
@@ -190,13 +173,8 @@ class RemoteJobQueue:
             missed = rows.all()
         for version_id, status, error_key in missed:
             if status == VersionStatus.DONE:
-                await self._emit(JobDone(version_id, 0.0))
+                await self._events.emit(JobDone(version_id, 0.0))
             else:
-                await self._emit(JobFailed(version_id, error_key or "error.edit_failed", True))
-
-    async def _emit(self, event: JobEvent) -> None:
-        for listener in self._listeners:
-            try:
-                await listener(event)
-            except Exception:
-                log.exception("job listener failed on %s", event)
+                await self._events.emit(
+                    JobFailed(version_id, error_key or "error.edit_failed", True)
+                )
