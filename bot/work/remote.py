@@ -20,7 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.work import pgqueue, queue_sql
-from bot.work.jobs import Job, JobDone, JobEvents, JobFailed, JobListener
+from bot.work.jobs import Job, JobDone, JobEvent, JobEvents, JobFailed, JobListener
 from storage import history
 from storage.database import Database
 from storage.models import Version, VersionStatus
@@ -144,7 +144,7 @@ class RemoteJobQueue:
                         async for notice in connection.notifies(timeout=self.liveness_check_s):
                             event = pgqueue.decode_event(notice.payload)
                             if event is not None:
-                                await self._events.emit(event)
+                                await self._emit(event)
                         await connection.execute("SELECT 1")  # raises if the server went away
             except psycopg.OperationalError as error:
                 log.warning("lost the job event connection (%s); reconnecting", error)
@@ -173,8 +173,9 @@ class RemoteJobQueue:
             missed = rows.all()
         for version_id, status, error_key in missed:
             if status == VersionStatus.DONE:
-                await self._events.emit(JobDone(version_id, 0.0))
+                await self._emit(JobDone(version_id, 0.0))
             else:
-                await self._events.emit(
-                    JobFailed(version_id, error_key or "error.edit_failed", True)
-                )
+                await self._emit(JobFailed(version_id, error_key or "error.edit_failed", True))
+
+    async def _emit(self, event: JobEvent) -> None:
+        await self._events.emit(event)
