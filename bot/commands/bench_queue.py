@@ -26,7 +26,7 @@ from PIL import Image
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.work import pgqueue
+from bot.work import pgqueue, queue_sql
 from bot.work.jobs import Job
 from editor.params import EditParams
 from storage import tree
@@ -105,10 +105,7 @@ async def _registered(url: str, count: int, timeout_s: float = 120.0) -> None:
         while True:
             connection = await psycopg.AsyncConnection.connect(pgqueue.libpq_url(url))
             async with connection:
-                cursor = await connection.execute(
-                    "SELECT count(*) FROM procrastinate_workers "
-                    "WHERE last_heartbeat > now() - interval '10 seconds'"
-                )
+                cursor = await connection.execute(queue_sql.LIVE_WORKERS)
                 row = await cursor.fetchone()
             if row is not None and row[0] >= count:
                 return
@@ -190,7 +187,7 @@ async def _throughput(
                 ids = await _enqueue(database, roots)
                 if analyze:  # fresh statistics on the backlog, as autovacuum keeps them
                     async with database.write() as session:
-                        await session.execute(text("ANALYZE procrastinate_jobs"))
+                        await session.execute(queue_sql.ANALYZE_JOBS)
                 await _wait_done(database, ids)
                 seconds = await _span(database, ids)
             finally:

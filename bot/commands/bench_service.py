@@ -14,13 +14,13 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
 from PIL import Image, ImageDraw, ImageFilter
 from sqlalchemy import text
 
 from bot.service.conversation import Admission, ConversationService
 from bot.service.replies import Reply, ReplyKind
+from bot.work.fairness import FairLine
 from bot.work.jobs import Job
 from bot.work.scheduler import EmbeddedScheduler
 from editor.base import EditRequest, PreviewCallback, ProgressCallback
@@ -117,15 +117,15 @@ async def _edit_overhead(folder: Path, edits: int, echo: Echo) -> None:
 
 async def _dispatch_rate(folder: Path, jobs: int, echo: Echo) -> None:
     """Jobs/s through the scheduler: in-memory ordering alone, then with database and images."""
-    scheduler = EmbeddedScheduler(None, None, NullEditor(), max_batch=8)  # type: ignore[arg-type]
+    line = FairLine()
     params = EditParams(num_inference_steps=1, resolution=256)
     for i in range(jobs):
-        scheduler._enqueue(Job(i + 1, f"u{i % 100}", 0, (256, 256), "x", params))
+        line.enqueue(Job(i + 1, f"u{i % 100}", 0, (256, 256), "x", params))
     started = time.perf_counter()
     count = 0
-    while batch := scheduler.next_batch():
-        scheduler._take(batch)
-        scheduler._finish(batch)
+    while batch := line.next_batch(8):
+        line.take(batch)
+        line.finish(batch)
         count += len(batch)
     rate = count / (time.perf_counter() - started)
     echo(
@@ -138,7 +138,7 @@ async def _dispatch_rate(folder: Path, jobs: int, echo: Echo) -> None:
     async with Database(url) as database:
         editor = NullEditor()
         store = FileImageStore(folder / "dispatch-images")
-        scheduler = _TimedScheduler(database, store, editor, max_batch=8, max_wait_ms=0)
+        scheduler = EmbeddedScheduler(database, store, editor, max_batch=8, max_wait_ms=0)
         service = ConversationService(
             database, store, scheduler, editor, defaults=params, admission=UNLIMITED
         )
@@ -175,19 +175,6 @@ async def _dispatch_rate(folder: Path, jobs: int, echo: Echo) -> None:
         f"PNG decode/resize/encode + fsync in the model thread, "
         f"{scheduler.model_thread_s / total * 1000:.2f} ms/job)"
     )
-
-
-class _TimedScheduler(EmbeddedScheduler):
-    """Adds up the time spent in the model thread (image decode, model, encode, store)."""
-
-    model_thread_s = 0.0
-
-    def _compute_in_thread(self, *args: Any) -> Any:
-        started = time.perf_counter()
-        try:
-            return super()._compute_in_thread(*args)
-        finally:
-            self.model_thread_s += time.perf_counter() - started
 
 
 async def _history_latency(folder: Path, conversations: int, versions: int, echo: Echo) -> None:

@@ -183,29 +183,14 @@ def check_queue(settings: Settings) -> Check:
 
 
 async def queue_state(url: str, stalled_timeout_s: float) -> QueueState:
-    from sqlalchemy import text
-
+    from bot.work import queue_sql
     from bot.work.pgqueue import QUEUE
     from storage.database import Database
 
     async with Database(url) as database, database.read() as session:
         row = (
             await session.execute(
-                text(
-                    "SELECT"
-                    " (SELECT count(*) FROM procrastinate_jobs"
-                    "   WHERE queue_name = :queue AND status = 'todo'),"
-                    " (SELECT count(*) FROM procrastinate_jobs"
-                    "   WHERE queue_name = :queue AND status = 'doing'),"
-                    " (SELECT count(*) FROM procrastinate_workers"
-                    "   WHERE last_heartbeat >= now() - make_interval(secs => :timeout)),"
-                    " (SELECT count(*) FROM procrastinate_jobs job"
-                    "   LEFT JOIN procrastinate_workers worker ON worker.id = job.worker_id"
-                    "   WHERE job.queue_name = :queue AND job.status = 'doing'"
-                    "     AND (worker.id IS NULL"
-                    "          OR worker.last_heartbeat < now() - make_interval(secs => :timeout)))"
-                ),
-                {"queue": QUEUE, "timeout": stalled_timeout_s},
+                queue_sql.QUEUE_STATE, {"queue": QUEUE, "timeout": stalled_timeout_s}
             )
         ).one()
     return QueueState(*(int(value) for value in row))

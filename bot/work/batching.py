@@ -1,9 +1,11 @@
-"""What the embedded scheduler and the remote GPU worker share on the model side.
+"""The one batching engine the embedded scheduler and the remote GPU worker share.
 
 The batch signature (which samples may share one pipeline call), the single model thread (so
 the event loop keeps serving chats, progress and heartbeats during long generations), one
-pipeline call from stored parents to stored results, and a micro-batcher that gathers the
-samples of concurrently running jobs into such calls.
+pipeline call from stored parents to stored results, and `BatchEngine`: the loop that gathers
+compatible work, waits a little for company, runs one call and retries a failed batch one
+sample at a time. What runs next is its owner's policy (bot/work/fairness.py for the embedded
+scheduler; oldest first in `MicroBatcher`, the worker's, since PostgreSQL already ordered it).
 """
 
 from __future__ import annotations
@@ -12,10 +14,11 @@ import asyncio
 import dataclasses
 import io
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
-from typing import ParamSpec, TypeVar
+from typing import Generic, ParamSpec, Protocol, TypeVar
 
 from PIL import Image
 
@@ -28,6 +31,7 @@ log = logging.getLogger(__name__)
 
 P = ParamSpec("P")
 T = TypeVar("T")
+ItemT = TypeVar("ItemT")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -124,6 +128,174 @@ def threadsafe_progress(callback: Callable[[int, int], None]) -> ProgressCallbac
     return report
 
 
+BatchProgress = Callable[[list[int], int, int], None]
+"""Receives (version_ids, step, total) on the event loop."""
+PreviewReport = Callable[[int, int, int, bytes], None]
+"""Receives (version_id, step, total, jpeg) on the event loop."""
+
+
+class BatchOwner(Protocol[ItemT]):
+    """What a `BatchEngine` asks of the scheduler it serves: its line and its bookkeeping."""
+
+    def next_batch(self, max_batch: int) -> list[ItemT]:
+        """The items to run next, without removing them (empty: nothing can run now)."""
+
+    def take(self, batch: list[ItemT]) -> None:
+        """The batch starts: remove it from the line."""
+
+    def finish(self, batch: list[ItemT]) -> None:
+        """The batch is over, whatever happened to it."""
+
+    async def begin(self, batch: list[ItemT]) -> list[tuple[ItemT, Work]]:
+        """Claim the batch; the items still to compute, each with its work."""
+
+    async def succeeded(self, results: list[tuple[ItemT, Output]], seconds: float) -> None:
+        """One pipeline call computed these results in `seconds`."""
+
+    async def failed(self, item: ItemT, error: Exception) -> None:
+        """The item's own pipeline call raised `error`."""
+
+    async def crashed(self, batch: list[ItemT], error: Exception) -> None:
+        """Running the batch raised outside the pipeline (bookkeeping, a hook): log it."""
+
+
+class BatchEngine(Generic[ItemT]):
+    """Runs its owner's batches in the model thread, one pipeline call at a time.
+
+    The owner's first item picks the signature; with fewer than `max_batch` items the engine
+    waits at most `max_wait_ms` for company, then asks again. A failing batch is retried one
+    item at a time, so one bad request fails alone. Progress and previews reach the given
+    callbacks on the event loop; without `on_preview` the editor makes none.
+    """
+
+    def __init__(
+        self,
+        owner: BatchOwner[ItemT],
+        model: ModelThread,
+        editor: Editor,
+        images: ImageStore,
+        *,
+        max_batch: int = 4,
+        max_wait_ms: int = 20,
+        on_progress: BatchProgress | None = None,
+        on_preview: PreviewReport | None = None,
+        name: str = "pix2chat-batcher",
+    ) -> None:
+        if max_batch < 1:
+            raise ValueError("max_batch must be at least 1")
+        self.owner = owner
+        self.model = model
+        self.editor = editor
+        self.images = images
+        self.max_batch = max_batch
+        self.max_wait_s = max_wait_ms / 1000
+        self.on_progress = on_progress
+        self.on_preview = on_preview
+        self.name = name
+        self.batch_sizes: list[int] = []
+        self.model_thread_s = 0.0
+        """Time spent in the model thread: decode, model, encode, store (for benchmarks)."""
+        self._wakeup = asyncio.Event()
+        self._stopping = False
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._stopping = False
+        self._task = asyncio.create_task(self._serve(), name=self.name)
+
+    def wake(self) -> None:
+        """Something was added to the owner's line."""
+        self._wakeup.set()
+
+    async def drain(self) -> None:
+        """Finish the running batch, then stop; what waits stays in the owner's line."""
+        self._stopping = True
+        self._wakeup.set()
+        if self._task is not None:
+            await self._task
+            self._task = None
+
+    async def cancel(self) -> None:
+        """Stop now, abandoning the running batch."""
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+
+    async def _serve(self) -> None:
+        while not self._stopping:
+            batch = self.owner.next_batch(self.max_batch)
+            if not batch:
+                self._wakeup.clear()
+                await self._wakeup.wait()
+                continue
+            if len(batch) < self.max_batch and self.max_wait_s > 0:
+                await asyncio.sleep(self.max_wait_s)
+                batch = self.owner.next_batch(self.max_batch)
+                if not batch:
+                    continue
+            self.owner.take(batch)
+            try:
+                await self._run(batch)
+            except Exception as error:  # the owner logs it and keeps nobody waiting
+                await self.owner.crashed(batch, error)
+            finally:
+                self.owner.finish(batch)
+
+    async def _run(self, batch: list[ItemT]) -> None:
+        claimed = await self.owner.begin(batch)
+        if not claimed:
+            return
+        self.batch_sizes.append(len(claimed))
+        started = time.perf_counter()
+        try:
+            outputs = await self._compute([work for _, work in claimed])
+        except Exception as error:
+            if len(claimed) == 1:
+                await self.owner.failed(claimed[0][0], error)
+                return
+            log.warning("batch of %d failed (%s); retrying one by one", len(claimed), error)
+            for item, work in claimed:
+                started = time.perf_counter()
+                try:
+                    (output,) = await self._compute([work])
+                except Exception as single_error:
+                    await self.owner.failed(item, single_error)
+                else:
+                    await self.owner.succeeded([(item, output)], time.perf_counter() - started)
+            return
+        results = [(item, output) for (item, _), output in zip(claimed, outputs, strict=True)]
+        await self.owner.succeeded(results, time.perf_counter() - started)
+
+    async def _compute(self, works: list[Work]) -> list[Output]:
+        ids = [work.version_id for work in works]
+        on_progress = self.on_progress
+
+        def report(step: int, total: int) -> None:
+            if on_progress is not None:
+                on_progress(ids, step, total)
+
+        progress = threadsafe_progress(report)
+        preview: PreviewSink | None = None
+        if self.on_preview is not None:
+            on_preview = self.on_preview
+            loop = asyncio.get_running_loop()
+
+            def preview(version_id: int, step: int, total: int, jpeg: bytes) -> None:
+                loop.call_soon_threadsafe(on_preview, version_id, step, total, jpeg)
+
+        return await self.model.run(self._compute_in_thread, works, progress, preview)
+
+    def _compute_in_thread(
+        self, works: list[Work], progress: ProgressCallback, preview: PreviewSink | None
+    ) -> list[Output]:
+        started = time.perf_counter()
+        try:
+            return compute_batch(self.editor, self.images, works, progress, preview)
+        finally:
+            self.model_thread_s += time.perf_counter() - started
+
+
 @dataclasses.dataclass(eq=False, slots=True)
 class _Waiting:
     work: Work
@@ -131,15 +303,14 @@ class _Waiting:
 
 
 BatchStarted = Callable[[list[int]], Awaitable[None]]
-BatchProgress = Callable[[list[int], int, int], None]
 
 
 class MicroBatcher:
-    """Runs samples submitted by concurrent jobs, compatible ones together in one call.
+    """The worker's owner of a `BatchEngine`: runs samples submitted by concurrent jobs.
 
-    The oldest waiting sample picks the signature; others with the same signature join, up to
-    `max_batch`, after waiting at most `max_wait_ms` for company (the embedded scheduler's
-    rules). A failing batch is retried one sample at a time, so one bad request fails alone.
+    PostgreSQL already chose the jobs (fairly); here the oldest waiting sample picks the
+    signature and others with the same signature join, up to `max_batch`. Each `run` returns
+    its own result or raises what its own pipeline call raised.
     """
 
     def __init__(
@@ -153,22 +324,22 @@ class MicroBatcher:
         on_start: BatchStarted | None = None,
         on_progress: BatchProgress | None = None,
     ) -> None:
-        if max_batch < 1:
-            raise ValueError("max_batch must be at least 1")
-        self.model = model
-        self.editor = editor
-        self.images = images
-        self.max_batch = max_batch
-        self.max_wait_s = max_wait_ms / 1000
         self.on_start = on_start
-        self.on_progress = on_progress
-        self.batch_sizes: list[int] = []
         self._waiting: list[_Waiting] = []
-        self._wakeup = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self.engine: BatchEngine[_Waiting] = BatchEngine(
+            self,
+            model,
+            editor,
+            images,
+            max_batch=max_batch,
+            max_wait_ms=max_wait_ms,
+            on_progress=on_progress,
+        )
+        self.max_batch = max_batch
+        self.batch_sizes = self.engine.batch_sizes
 
     async def __aenter__(self) -> MicroBatcher:
-        self._task = asyncio.create_task(self._serve(), name="pix2chat-batcher")
+        self.engine.start()
         return self
 
     async def __aexit__(
@@ -177,83 +348,52 @@ class MicroBatcher:
         _error: BaseException | None,
         _tb: TracebackType | None,
     ) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+        await self.engine.cancel()
 
     async def run(self, work: Work) -> Output:
         """Compute one sample (raises what its own pipeline call raised)."""
         future: asyncio.Future[Output] = asyncio.get_running_loop().create_future()
         self._waiting.append(_Waiting(work, future))
-        self._wakeup.set()
+        self.engine.wake()
         return await future
 
-    def _next_batch(self) -> list[_Waiting]:
+    # ----- BatchOwner ------------------------------------------------------------------------
+
+    def next_batch(self, max_batch: int) -> list[_Waiting]:
         self._waiting = [item for item in self._waiting if not item.future.done()]
         if not self._waiting:
             return []
         signature = self._waiting[0].work.signature()
         same = [item for item in self._waiting if item.work.signature() == signature]
-        return same[: self.max_batch]
+        return same[:max_batch]
 
-    async def _serve(self) -> None:
-        while True:
-            batch = self._next_batch()
-            if not batch:
-                self._wakeup.clear()
-                await self._wakeup.wait()
-                continue
-            if len(batch) < self.max_batch and self.max_wait_s > 0:
-                await asyncio.sleep(self.max_wait_s)
-                batch = self._next_batch()
-            for item in batch:
-                self._waiting.remove(item)
-            try:
-                await self._run(batch)
-            except Exception as error:  # never leave a job waiting on a dead batcher
-                log.exception("batcher crashed on a batch")
-                for item in batch:
-                    if not item.future.done():
-                        item.future.set_exception(error)
+    def take(self, batch: list[_Waiting]) -> None:
+        for item in batch:
+            self._waiting.remove(item)
 
-    async def _run(self, batch: list[_Waiting]) -> None:
-        ids = [item.work.version_id for item in batch]
-        self.batch_sizes.append(len(batch))
+    def finish(self, batch: list[_Waiting]) -> None:
+        """Nothing to do: each item's future holds its outcome."""
+
+    async def begin(self, batch: list[_Waiting]) -> list[tuple[_Waiting, Work]]:
         if self.on_start is not None:
             try:
-                await self.on_start(ids)
+                await self.on_start([item.work.version_id for item in batch])
             except Exception:
                 log.exception("batch start hook failed")
-        try:
-            outputs = await self._compute(batch)
-        except Exception as error:
-            if len(batch) == 1:
-                batch[0].future.set_exception(error)
-                return
-            log.warning("batch of %d failed (%s); retrying one by one", len(batch), error)
-            for item in batch:
-                try:
-                    (output,) = await self._compute([item])
-                except Exception as single_error:
-                    if not item.future.done():
-                        item.future.set_exception(single_error)
-                else:
-                    if not item.future.done():
-                        item.future.set_result(output)
-            return
-        for item, output in zip(batch, outputs, strict=True):
+        return [(item, item.work) for item in batch]
+
+    async def succeeded(self, results: list[tuple[_Waiting, Output]], seconds: float) -> None:
+        for item, output in results:
             if not item.future.done():
                 item.future.set_result(output)
 
-    async def _compute(self, batch: list[_Waiting]) -> list[Output]:
-        ids = [item.work.version_id for item in batch]
-        on_progress = self.on_progress
+    async def failed(self, item: _Waiting, error: Exception) -> None:
+        if not item.future.done():
+            item.future.set_exception(error)
 
-        def report(step: int, total: int) -> None:
-            if on_progress is not None:
-                on_progress(ids, step, total)
-
-        progress = threadsafe_progress(report)
-        works = [item.work for item in batch]
-        return await self.model.run(compute_batch, self.editor, self.images, works, progress)
+    async def crashed(self, batch: list[_Waiting], error: Exception) -> None:
+        """Never leave a job waiting on a dead batch."""
+        log.error("batcher crashed on a batch", exc_info=error)
+        for item in batch:
+            if not item.future.done():
+                item.future.set_exception(error)

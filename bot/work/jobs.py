@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
@@ -10,6 +12,8 @@ from editor.params import EditParams
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +84,35 @@ class JobFailed:
 
 JobEvent = JobStarted | JobProgress | JobPreview | JobDone | JobFailed
 JobListener = Callable[[JobEvent], Awaitable[None]]
+
+
+class JobEvents:
+    """The listeners of one job queue: each event reaches every listener, in order.
+
+    A failing listener is logged and does not stop the others (nor the scheduler that emits).
+    Any fan-out of events to subscribers can use it (schedulers here; the conversation
+    service's update listeners are the same shape).
+    """
+
+    def __init__(self) -> None:
+        self._listeners: list[JobListener] = []
+        self._background: set[asyncio.Future[None]] = set()
+
+    def subscribe(self, listener: JobListener) -> None:
+        self._listeners.append(listener)
+
+    async def emit(self, event: JobEvent) -> None:
+        for listener in self._listeners:
+            try:
+                await listener(event)
+            except Exception:
+                log.exception("job listener failed on %s", event)
+
+    def emit_soon(self, event: JobEvent) -> None:
+        """Emit without waiting (for reports that arrive as event loop callbacks)."""
+        task = asyncio.ensure_future(self.emit(event))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
 
 class JobQueue(Protocol):

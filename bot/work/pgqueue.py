@@ -10,7 +10,8 @@ Ordering and fairness: every job of a user carries the lock `user:<platform>:<id
 procrastinate runs one job per lock at a time, oldest (then highest priority) first, so a
 user's edits run one at a time and in order. Priorities approximate the embedded scheduler's
 round-robin: a user's k-th pending job gets priority -k (never above the user's older waiting
-jobs), so anybody's first job runs before anybody's second, and so on.
+jobs), so anybody's first job runs before anybody's second, and so on (the rule is
+`fairness.queue_priority`; the statements are in bot/work/queue_sql.py).
 """
 
 from __future__ import annotations
@@ -19,27 +20,16 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.work import queue_sql
+from bot.work.fairness import queue_priority
 from bot.work.jobs import Job, JobDone, JobEvent, JobFailed, JobPreview, JobProgress, JobStarted
 
 QUEUE = "pix2chat_edits"
 TASK = "pix2chat.edit"
 EVENTS_CHANNEL = "pix2chat_events"
-
-_RANK = text(
-    "SELECT count(*), min(priority) FILTER (WHERE status = 'todo') FROM procrastinate_jobs "
-    "WHERE lock = :lock AND status IN ('todo', 'doing')"
-)
-_DEFER = text(
-    "SELECT unnest(procrastinate_defer_jobs_v1(ARRAY[ROW(:queue, :task, :priority, :lock, "
-    "NULL, CAST(:args AS jsonb), NULL)::procrastinate_job_to_defer_v1]))"
-)
-_NOTIFY = text(
-    "SELECT pg_notify(:channel, payload) FROM unnest(CAST(:payloads AS text[])) AS payload"
-)
 
 
 def is_postgresql(url: str) -> bool:
@@ -65,10 +55,10 @@ async def defer_in(session: AsyncSession, job: Job) -> int:
     The worker is woken by procrastinate's own insert trigger (NOTIFY) once this commits.
     """
     lock = lock_for(job.user_key)
-    pending, lowest = (await session.execute(_RANK, {"lock": lock})).one()
-    priority = -int(pending) if lowest is None else min(-int(pending), int(lowest))
+    pending, lowest = (await session.execute(queue_sql.RANK, {"lock": lock})).one()
+    priority = queue_priority(int(pending), None if lowest is None else int(lowest))
     job_id = await session.scalar(
-        _DEFER,
+        queue_sql.DEFER,
         {
             "queue": QUEUE,
             "task": TASK,
@@ -119,6 +109,6 @@ async def notify(session: AsyncSession, events: Sequence[JobEvent]) -> None:
     """Send events to every listening frontend when (and only if) `session` commits."""
     if events:
         await session.execute(
-            _NOTIFY,
+            queue_sql.NOTIFY,
             {"channel": EVENTS_CHANNEL, "payloads": [encode_event(event) for event in events]},
         )

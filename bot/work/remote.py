@@ -16,11 +16,10 @@ import logging
 from types import TracebackType
 
 import psycopg
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.work import pgqueue
-from bot.work.jobs import Job, JobDone, JobEvent, JobFailed, JobListener
+from bot.work import pgqueue, queue_sql
+from bot.work.jobs import Job, JobDone, JobEvent, JobEvents, JobFailed, JobListener
 from storage import lifecycle, tree
 from storage.database import Database
 from storage.lifecycle import EDIT_FAILED
@@ -30,25 +29,6 @@ log = logging.getLogger(__name__)
 LIVENESS_CHECK_S = 10.0
 RECONNECT_DELAY_S = 1.0
 APPLICATION_NAME = "pix2chat-events"
-
-_POSITION = text(
-    "WITH mine AS ("
-    "  SELECT id, priority, status FROM procrastinate_jobs"
-    "  WHERE queue_name = :queue AND args @> CAST(:args AS jsonb)"
-    "    AND status IN ('todo', 'doing')"
-    "  ORDER BY id DESC LIMIT 1)"
-    " SELECT mine.status, (SELECT count(*) FROM procrastinate_jobs other"
-    "  WHERE other.queue_name = :queue AND other.status = 'todo'"
-    "    AND (other.priority > mine.priority"
-    "         OR (other.priority = mine.priority AND other.id < mine.id))) FROM mine"
-)
-
-
-_CANCEL = text(
-    "SELECT procrastinate_cancel_job_v1(id, false, true) FROM procrastinate_jobs"
-    " WHERE queue_name = :queue AND status = 'todo'"
-    "   AND (args->>'version_id')::bigint = ANY(CAST(:ids AS bigint[]))"
-)
 
 
 class RemoteJobQueue:
@@ -64,7 +44,7 @@ class RemoteJobQueue:
         self.database = database
         self.conninfo = pgqueue.libpq_url(database.url)
         self.liveness_check_s = liveness_check_s
-        self._listeners: list[JobListener] = []
+        self._events = JobEvents()
         self._task: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
 
@@ -97,7 +77,7 @@ class RemoteJobQueue:
     # ----- JobQueue --------------------------------------------------------------------------
 
     def subscribe(self, listener: JobListener) -> None:
-        self._listeners.append(listener)
+        self._events.subscribe(listener)
 
     async def defer_in(self, session: AsyncSession, job: Job) -> None:
         await pgqueue.defer_in(session, job)
@@ -119,7 +99,9 @@ class RemoteJobQueue:
     async def _cancel_jobs(self, version_ids: set[int]) -> None:
         try:
             async with self.database.write() as session:
-                await session.execute(_CANCEL, {"queue": pgqueue.QUEUE, "ids": sorted(version_ids)})
+                await session.execute(
+                    queue_sql.CANCEL, {"queue": pgqueue.QUEUE, "ids": sorted(version_ids)}
+                )
         except Exception:
             log.exception("could not cancel the jobs of versions %s", sorted(version_ids))
 
@@ -131,7 +113,7 @@ class RemoteJobQueue:
         async with self.database.read() as session:
             row = (
                 await session.execute(
-                    _POSITION,
+                    queue_sql.POSITION,
                     {"queue": pgqueue.QUEUE, "args": json.dumps(pgqueue.job_args(version_id))},
                 )
             ).first()
@@ -193,8 +175,4 @@ class RemoteJobQueue:
                 await self._emit(JobFailed(version.id, version.error_key or EDIT_FAILED, True))
 
     async def _emit(self, event: JobEvent) -> None:
-        for listener in self._listeners:
-            try:
-                await listener(event)
-            except Exception:
-                log.exception("job listener failed on %s", event)
+        await self._events.emit(event)

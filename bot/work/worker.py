@@ -31,10 +31,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from procrastinate import App, JobContext, PsycopgConnector, RetryStrategy
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.work import pgqueue
+from bot.work import pgqueue, queue_sql
 from bot.work.batching import MicroBatcher, ModelThread, Output, Work
 from bot.work.jobs import JobDone, JobFailed, JobProgress, JobStarted
 from editor.base import Editor, is_out_of_memory
@@ -52,23 +51,6 @@ JOB_RETRIES = 10
 ORPHAN_LOST = "its queue job is gone or finished without a result"
 ORPHAN_SWEEP_LIMIT = 100
 """Versions failed per sweep at most; the next heartbeat takes the rest."""
-
-# Only one worker sweeps at a time (the others skip that heartbeat): the cascade to dependants
-# in `lifecycle.fail` then never races another sweep.
-_SWEEP_LOCK = text("SELECT pg_try_advisory_xact_lock(hashtext('pix2chat.orphan_sweep'))")
-# Pending versions, quiet for the grace period, with no live job and no job that changed state
-# within it (so a job deferred or finishing just now is never taken). The version rows are
-# locked, skipping those a worker is claiming: `_claim` then finds them failed.
-_ORPHANS = text(
-    "SELECT v.id FROM versions v"
-    " WHERE v.status IN ('queued', 'running')"
-    "   AND greatest(v.created_at, v.started_at) < now() - make_interval(secs => :grace)"
-    "   AND NOT EXISTS (SELECT 1 FROM procrastinate_jobs j"
-    "     WHERE j.task_name = :task AND j.args->>'version_id' = v.id::text"
-    "       AND (j.status IN ('todo', 'doing') OR EXISTS (SELECT 1 FROM procrastinate_events e"
-    "         WHERE e.job_id = j.id AND e.at >= now() - make_interval(secs => :grace))))"
-    " ORDER BY v.id LIMIT :limit FOR UPDATE OF v SKIP LOCKED"
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -326,11 +308,11 @@ class GpuWorker:
         """
         failed: list[int] = []
         async with self.database.write() as session:
-            if not await session.scalar(_SWEEP_LOCK):
+            if not await session.scalar(queue_sql.SWEEP_LOCK):
                 return failed
             orphans = (
                 await session.scalars(
-                    _ORPHANS,
+                    queue_sql.ORPHANS,
                     {
                         "grace": self.options.orphan_grace_s,
                         "task": pgqueue.TASK,

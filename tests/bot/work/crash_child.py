@@ -1,6 +1,6 @@
-"""A scheduler process for tests/editor/test_scheduler.py to kill in the middle of an edit.
+"""A scheduler process for tests/bot/work/test_scheduler.py to kill in the middle of an edit.
 
-Run as `python -m tests.editor.crash_child URL IMAGES PARENT_ID INSTRUCTION`: it starts the
+Run as `python -m tests.bot.work.crash_child URL IMAGES PARENT_ID INSTRUCTION`: it starts the
 embedded scheduler with a slow NullEditor, queues one edit of version PARENT_ID the way the
 conversation service does (commit the version, then submit its job), prints
 `queued <version id>` and then `progress <step>` lines, and waits to be killed.

@@ -1,9 +1,9 @@
-"""The embedded scheduler on a real SQLite database, and the persisted per-user rate limits.
+"""The embedded scheduler on a real SQLite database.
 
 The scheduler runs the NullEditor (or a subclass that gates or fails), whose `calls` list is the
 order and grouping in which the model would have seen the requests. Restart recovery is checked
-with a real crash: a child process is killed with SIGKILL in the middle of an edit. The rate
-limit tests run on SQLite and PostgreSQL, with the clock passed in.
+with a real crash: a child process is killed with SIGKILL in the middle of an edit. The ordering
+rules alone are tested without a database in test_fairness.py.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import signal
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -27,12 +26,10 @@ from editor.base import EditRequest, PreviewCallback, ProgressCallback
 from editor.images import encode_png
 from editor.params import EditParams
 from editor.testing.doubles import GatedEditor, NullEditor
-from storage import lifecycle, limits, tree
+from storage import lifecycle, tree
 from storage.database import Database
-from storage.errors import QuotaExceeded, RateLimited
 from storage.images import FileImageStore
-from storage.limits import LimitPolicy
-from storage.models import UserLimit, Version, VersionStatus
+from storage.models import Version, VersionStatus
 from storage.types import Actor
 
 PLATFORM = "telegram"
@@ -40,7 +37,7 @@ PHOTO = (64, 48)  # fitted to (256, 192) at resolution 256
 PORTRAIT = (48, 64)  # fitted to (192, 256): same parameters, another batch
 FAST = EditParams(num_inference_steps=2, resolution=256)
 TIMEOUT_S = 10.0
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[3]
 
 
 # -- test doubles ------------------------------------------------------------------------------
@@ -290,7 +287,7 @@ async def test_an_edit_killed_mid_run_completes_after_a_restart(
     child = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "tests.editor.crash_child",
+        "tests.bot.work.crash_child",
         sqlite_url,
         str(world.images.root),
         str(root.id),
@@ -471,132 +468,3 @@ async def test_a_discarded_job_never_runs_and_the_line_closes_up(world: World) -
     assert c1.version_id not in events.outcomes()
     assert (await world.version(c1.version_id)).status == VersionStatus.CANCELLED
     assert await scheduler.depth() == 0
-
-
-# -- rate limits and quota (SQLite and PostgreSQL) -----------------------------------------------
-
-NOON = datetime(2024, 5, 1, 12, 0, tzinfo=UTC).timestamp()
-
-
-async def consume(database: Database, policy: LimitPolicy, now: float, user: str = "alice") -> None:
-    """One admission in its own write transaction, as the service runs it."""
-    async with database.write() as session:
-        await limits.consume(session, PLATFORM, user, policy, now)
-
-
-async def refund(database: Database, user: str = "alice") -> None:
-    async with database.write() as session:
-        await limits.refund(session, PLATFORM, user)
-
-
-async def limit_row(database: Database, user: str = "alice") -> UserLimit | None:
-    async with database.read() as session:
-        return await session.get(UserLimit, (PLATFORM, user))
-
-
-async def test_burst_then_rate_limited_then_refilled(database: Database) -> None:
-    policy = LimitPolicy(burst=3, per_minute=6.0, daily_quota=0)  # a token every 10 s
-    for _ in range(3):
-        await consume(database, policy, NOON)
-    with pytest.raises(RateLimited) as refused:
-        await consume(database, policy, NOON)
-    assert refused.value.args_for_message == {"retry_after_s": 10}
-    with pytest.raises(RateLimited) as refused:
-        await consume(database, policy, NOON + 9.5)
-    assert refused.value.args_for_message == {"retry_after_s": 1}
-
-    await consume(database, policy, NOON + 10)
-    with pytest.raises(RateLimited):
-        await consume(database, policy, NOON + 10)
-    await consume(database, policy, NOON + 10 + 600)  # refills up to the burst, not beyond
-    await consume(database, policy, NOON + 10 + 600)
-    await consume(database, policy, NOON + 10 + 600)
-    with pytest.raises(RateLimited):
-        await consume(database, policy, NOON + 10 + 600)
-    await consume(database, policy, NOON, user="bob")  # each user has a bucket of their own
-
-
-async def test_daily_quota_resets_at_utc_midnight(database: Database) -> None:
-    policy = LimitPolicy(burst=100, per_minute=600.0, daily_quota=3)
-    late = datetime(2024, 5, 1, 23, 58, tzinfo=UTC).timestamp()
-    for _ in range(3):
-        await consume(database, policy, late)
-    with pytest.raises(QuotaExceeded) as refused:
-        await consume(database, policy, late)
-    assert refused.value.args_for_message == {"resets_in_s": 120, "quota": 3}
-    with pytest.raises(QuotaExceeded):
-        await consume(database, policy, late + 119)
-
-    midnight = late + 120
-    for _ in range(3):
-        await consume(database, policy, midnight)
-    with pytest.raises(QuotaExceeded) as refused:
-        await consume(database, policy, midnight)
-    assert refused.value.args_for_message == {"resets_in_s": 24 * 3600, "quota": 3}
-    row = await limit_row(database)
-    assert row is not None and (row.quota_day, row.quota_used) == ("2024-05-02", 3)
-
-
-async def test_limits_survive_a_restart(database: Database, db_url: str) -> None:
-    policy = LimitPolicy(burst=2, per_minute=60.0, daily_quota=3)  # a token a second
-    await consume(database, policy, NOON)
-    await consume(database, policy, NOON)
-    await database.close()
-
-    async with Database(db_url) as restarted:
-        with pytest.raises(RateLimited):
-            await consume(restarted, policy, NOON)
-        await consume(restarted, policy, NOON + 1)
-    async with Database(db_url) as restarted:
-        with pytest.raises(QuotaExceeded):
-            await consume(restarted, policy, NOON + 3600)
-        row = await limit_row(restarted)
-    assert row is not None and (row.quota_day, row.quota_used) == ("2024-05-01", 3)
-
-
-async def test_refund_gives_one_edit_back(database: Database) -> None:
-    tokens = LimitPolicy(burst=2, per_minute=1.0, daily_quota=0)
-    await consume(database, tokens, NOON)
-    await consume(database, tokens, NOON)
-    with pytest.raises(RateLimited):
-        await consume(database, tokens, NOON)
-    await refund(database)
-    await consume(database, tokens, NOON)
-    with pytest.raises(RateLimited):
-        await consume(database, tokens, NOON)
-
-    quota = LimitPolicy(burst=10, per_minute=60.0, daily_quota=2)
-    await consume(database, quota, NOON, user="bob")
-    await consume(database, quota, NOON, user="bob")
-    with pytest.raises(QuotaExceeded):
-        await consume(database, quota, NOON, user="bob")
-    await refund(database, user="bob")
-    await consume(database, quota, NOON, user="bob")
-    with pytest.raises(QuotaExceeded):
-        await consume(database, quota, NOON, user="bob")
-
-    await refund(database, user="carol")  # nothing taken, nothing to give back
-    assert await limit_row(database, user="carol") is None
-
-
-async def test_concurrent_requests_cannot_overspend_the_burst(database: Database) -> None:
-    policy = LimitPolicy(burst=3, per_minute=60.0, daily_quota=0)  # a token a second
-
-    async def request(now: float) -> None:
-        async with database.write() as session:
-            await limits.consume(session, PLATFORM, "alice", policy, now)
-            await asyncio.sleep(0.02)  # the edit is recorded in the same transaction
-
-    async def wave(now: float) -> list[BaseException | None]:
-        async with asyncio.timeout(TIMEOUT_S):
-            return await asyncio.gather(*(request(now) for _ in range(8)), return_exceptions=True)
-
-    first = await wave(NOON)  # the user's row does not exist yet: all of them race to create it
-    assert sum(r is None for r in first) == 3, first
-    assert all(r is None or isinstance(r, RateLimited) for r in first), first
-
-    second = await wave(NOON + 2)  # two tokens refilled
-    assert sum(r is None for r in second) == 2, second
-    assert all(r is None or isinstance(r, RateLimited) for r in second), second
-    row = await limit_row(database)
-    assert row is not None and row.tokens == pytest.approx(0.0)
