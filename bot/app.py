@@ -14,6 +14,7 @@ from bot.service.conversation import Admission, ConversationService
 from bot.work.pgqueue import is_postgresql
 from bot.work.scheduler import EmbeddedScheduler
 from editor.base import Editor
+from editor.errors import ModelLoadError, OptionError
 from editor.images import ImageLimits
 from storage.database import Database
 from storage.images import DatabaseImageStore, FileImageStore, ImageStore
@@ -58,8 +59,12 @@ class Frontend(Protocol):
 
 
 def make_editor(settings: Settings) -> Editor:
-    """The diffusers editor as configured (imported here: torch is slow to import)."""
-    from editor.pix2pix import DiffusersEditor, ModelLoadError
+    """The diffusers editor as configured (imported here: torch is slow to import).
+
+    Raises:
+        ModelLoadError: the speed settings are invalid (the message names the settings).
+    """
+    from editor.pix2pix import DiffusersEditor
     from editor.speed import SpeedOptions, parse_ints, parse_sizes
 
     try:
@@ -76,6 +81,8 @@ def make_editor(settings: Settings) -> Editor:
             preview_model=settings.preview_model,
             preview_every=settings.preview_every,
         )
+    except OptionError as error:
+        raise ModelLoadError(f"Invalid speed settings: {with_setting_hint(error)}") from error
     except ValueError as error:
         raise ModelLoadError(f"Invalid speed settings: {error}") from error
     if speed.compile != "off" and settings.max_batch > max(speed.compile_batch_sizes):
@@ -93,6 +100,22 @@ def make_editor(settings: Settings) -> Editor:
         dtype=settings.dtype,
         speed=speed,
     )
+
+
+def with_setting_hint(error: ModelLoadError | OptionError, separator: str = "\n") -> str:
+    """The model layer's message plus the setting that chose the failing option.
+
+    The editor names its own argument (`error.option`: "model", "device", "compile"...); each
+    is the `Settings` field of the same name, so the hint says which PIX2CHAT_ variable to
+    check, and what to set it to when the editor knows a value that avoids the problem.
+    """
+    if error.option is None:
+        return str(error)
+    setting = f"{Settings.model_config.get('env_prefix', '')}{error.option.upper()}"
+    hint = f"Check {setting}" + (f"={error.value!r}" if error.value is not None else "")
+    if error.suggestion is not None:
+        hint += f", or set {setting}={error.suggestion}"
+    return f"{error}{separator}{hint}."
 
 
 def make_images(settings: Settings, url: str) -> ImageStore:

@@ -3,18 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import signal
-import sys
-import time
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from bot.config import Settings
-from editor.errors import UserError
 from editor.images import MIN_FITTED_SIDE
 from editor.params import GUIDANCE_RANGE, IMAGE_GUIDANCE_RANGE, MAX_SEED, STEPS_RANGE
 
@@ -57,48 +52,15 @@ def web(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> No
 
 
 def _start(settings: Settings, verbose: bool) -> None:
-    from bot.frontends import configured
+    from bot.commands.run import missing_frontends, run_frontends
 
-    specs = configured(settings)  # never empty: without a token, the web chat
-    missing = [spec for spec in specs if spec.factory is None]
-    if missing:
-        names = ", ".join(f"{s.name} ({s.token_setting})" for s in missing)
-        typer.secho(
-            f"This version of pix2chat does not include the {names} frontend yet; "
-            "unset that token or upgrade pix2chat.",
-            fg="red",
-            err=True,
-        )
-        raise typer.Exit(2)
+    status = missing_frontends(settings)
+    if status:
+        raise typer.Exit(status)
     _configure_logging(verbose)
-    from bot.app import ConfigurationError, FrontendError
-    from editor.pix2pix import ModelLoadError
-
-    try:
-        asyncio.run(_serve(settings))
-    except (ModelLoadError, FrontendError, ConfigurationError) as error:
-        typer.secho(str(error), fg="red", err=True)
-        raise typer.Exit(1) from error
-    except KeyboardInterrupt:
-        pass
-
-
-async def _serve(settings: Settings) -> None:
-    from bot.app import build
-    from bot.frontends import configured
-
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
-    frontends = [spec.factory(settings) for spec in configured(settings) if spec.factory]
-    for frontend in frontends:
-        await frontend.preflight()
-    async with build(settings) as components:
-        logging.getLogger("pix2chat").info(
-            "serving %s; model %s", ", ".join(f.name for f in frontends), settings.model
-        )
-        await asyncio.gather(*(frontend.run(components, stop) for frontend in frontends))
+    status = run_frontends(settings)
+    if status:
+        raise typer.Exit(status)
 
 
 @app.command()
@@ -130,13 +92,9 @@ def worker(
 @app.command()
 def migrate() -> None:
     """Create or upgrade the database schema (also done automatically on start)."""
-    from storage.migrate import current, upgrade
+    from bot.commands.migrate import migrate as run_migrate
 
-    settings = _settings()
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    url = settings.resolved_database_url()
-    upgrade(url)
-    typer.echo(f"Database is at revision {current(url)}.")
+    run_migrate(_settings(), typer.echo)
 
 
 @app.command()
@@ -147,20 +105,11 @@ def doctor(
     ] = None,
 ) -> None:
     """Check the device, model, database and data folder, and say what is wrong."""
-    from bot.commands.doctor import run_checks
+    from bot.commands.doctor import run_doctor
 
-    settings = _settings()
-    # The database check opens a SQLite file inside the data folder: on a fresh install that
-    # folder must exist for it to say "run `pix2chat migrate`" rather than "unable to open".
-    # A folder that cannot be created is what the data check reports, so go on without it.
-    with contextlib.suppress(OSError):
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-    checks = run_checks(settings, only)
-    for check in checks:
-        mark = typer.style("ok  ", fg="green") if check.ok else typer.style("FAIL", fg="red")
-        typer.echo(f"{mark} {check.name:<10} {check.detail}")
-    if not all(check.ok for check in checks):
-        raise typer.Exit(1)
+    status = run_doctor(_settings(), only)
+    if status:
+        raise typer.Exit(status)
 
 
 @app.command()
@@ -191,9 +140,7 @@ def edit(
     ] = None,
 ) -> None:
     """Edit one photo with the real pipeline, no chat needed."""
-    from bot.commands.oneshot import OneShotRequest, edit_file
-    from bot.service.conversation import error_reply
-    from editor.pix2pix import ModelLoadError
+    from bot.commands.oneshot import OneShotRequest, edit_command
 
     settings = _settings()
     request = OneShotRequest(
@@ -206,29 +153,9 @@ def edit(
         seed=seed,
         resolution=resolution,
     )
-    try:
-        result = edit_file(settings, request, progress=_print_progress)
-    except UserError as error:
-        typer.secho(error_reply(error).text(), fg="red", err=True)
-        raise typer.Exit(2) from error
-    except FileNotFoundError as error:
-        typer.secho(f"No such file: {error.filename or image}", fg="red", err=True)
-        raise typer.Exit(2) from error
-    except OSError as error:  # a folder, no permission, a full disk...
-        typer.secho(f"{error.filename or image}: {error.strerror or error}", fg="red", err=True)
-        raise typer.Exit(2) from error
-    except ModelLoadError as error:
-        typer.secho(str(error), fg="red", err=True)
-        raise typer.Exit(1) from error
-    typer.echo(
-        f"\nSaved {result.output} ({result.size[0]}x{result.size[1]}, seed {result.seed}, "
-        f"{result.seconds:.1f} s)"
-    )
-
-
-def _print_progress(step: int, total: int) -> None:
-    sys.stderr.write(f"\rEditing… {step}/{total}")
-    sys.stderr.flush()
+    status = edit_command(settings, request)
+    if status:
+        raise typer.Exit(status)
 
 
 @bench_app.command("service")
@@ -241,11 +168,9 @@ def bench_service(
     jobs: Annotated[int, typer.Option(help="Jobs for the dispatch rate.")] = 20_000,
 ) -> None:
     """Service overhead, scheduler dispatch and history latency with a null editor."""
-    from bot.commands.bench_service import run_service_benchmark
+    from bot.commands.bench_service import service_benchmark_command
 
-    started = time.perf_counter()
-    asyncio.run(run_service_benchmark(conversations, versions, edits, jobs, echo=typer.echo))
-    typer.echo(f"(total {time.perf_counter() - started:.0f} s)")
+    service_benchmark_command(conversations, versions, edits, jobs, echo=typer.echo)
 
 
 @bench_app.command("batch")
@@ -345,43 +270,26 @@ def bench_model(
     ] = None,
 ) -> None:
     """Seconds per edit, edits/s, UNet step, VAE, memory and TFLOP/s of the real architecture."""
-    from bot.commands.bench_model import (
-        ModelBenchConfig,
-        parse_list,
-        parse_option_set,
-        run_model_benchmark,
-    )
-    from bot.commands.bench_model import write_json as write_bench_json
-    from editor.pix2pix import DTYPES, ModelLoadError
+    from bot.commands.bench_model import bench_model_command, parse_config
 
-    option_sets = tuple(options or ["default"])
     try:
-        for option_set in option_sets:
-            parse_option_set(option_set)
-        config = ModelBenchConfig(
+        config = parse_config(
             model=model,
             device=device,
             dtype=dtype,
-            resolutions=parse_list(resolutions),
-            batch_sizes=parse_list(batch_sizes),
+            resolutions=resolutions,
+            batch_sizes=batch_sizes,
             steps=steps,
             runs=runs,
-            option_sets=option_sets,
+            option_sets=tuple(options or ["default"]),
             preview_model=preview_model,
         )
-        if dtype != "auto" and dtype not in DTYPES:
-            raise ValueError(f"--dtype must be auto or one of {', '.join(DTYPES)}, not {dtype!r}")
     except ValueError as error:
         typer.secho(str(error), fg="red", err=True)
         raise typer.Exit(2) from error
-    try:
-        report = run_model_benchmark(config, echo=typer.echo)
-    except ModelLoadError as error:
-        typer.secho(str(error), fg="red", err=True)
-        raise typer.Exit(1) from error
-    if json_out is not None:
-        write_bench_json(report, json_out)
-        typer.echo(f"wrote {json_out}")
+    status = bench_model_command(config, json_out, echo=typer.echo)
+    if status:
+        raise typer.Exit(status)
 
 
 def main() -> None:

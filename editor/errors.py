@@ -1,7 +1,9 @@
-"""User-facing problems.
+"""Problems the model layer reports.
 
-Each subclass names a message-catalogue key; its arguments fill the message. Frontends never
-show a traceback: the conversation service turns these into replies.
+User-facing ones derive from `UserError`: each subclass names a message-catalogue key; its
+arguments fill the message. Frontends never show a traceback: the conversation service turns
+these into replies. Operator-facing ones (`ModelLoadError`, `OptionError`) say what to fix in
+the editor's arguments.
 """
 
 from __future__ import annotations
@@ -65,3 +67,42 @@ class ImageAspectUnsupported(ImageError):
     """The photo is too long and thin: fitted to the model, its short side would be unusable."""
 
     key = "error.image_aspect"
+
+
+# -- Operator-facing: the model or its options cannot be used ---------------------------------
+
+
+class ModelLoadError(Exception):
+    """The model could not be loaded (wrong id/path, offline, missing files).
+
+    The message names the thing (the model folder, the LoRA adapter, the device); `option`
+    names the editor argument that chose it ("model", "lora", "device", "preview_model",
+    "compile"...) with its `value`, and `suggestion` a value that avoids the problem, if one
+    does. The model layer knows nothing of where its arguments come from: a caller that does
+    (the bot's settings) adds that hint.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        option: str | None = None,
+        value: object = None,
+        suggestion: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.option = option
+        self.value = value
+        self.suggestion = suggestion
+
+
+class OptionError(ValueError):
+    """Editor options that cannot be used together; `option`, `value`, `suggestion` as above."""
+
+    def __init__(
+        self, message: str, *, option: str, value: object = None, suggestion: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.option = option
+        self.value = value
+        self.suggestion = suggestion

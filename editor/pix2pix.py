@@ -1,28 +1,20 @@
 """The real editor: diffusers' InstructPix2Pix pipeline, one call per micro-batch.
 
-The pipeline is used as diffusers ships it; this module only decides how it is loaded (device,
-dtype, scheduler, attention, LoRA, safety checker) and turns a batch of `EditRequest`s into one
-pipeline call with one seeded generator per sample.
+The pipeline is used as diffusers ships it. Loading it (device, dtype, weights, LoRA,
+tokenizer) lives in editor/loading.py and the speed options applied after loading (compiled
+shapes and their padding) in editor/compiled.py; this module wires the two in `load` and turns
+a batch of `EditRequest`s into one pipeline call with one seeded generator per sample.
 """
 
 from __future__ import annotations
 
 import copy
 import logging
-import os
-import time
 from collections.abc import Sequence
-from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import torch
-from diffusers import EulerAncestralDiscreteScheduler
-from diffusers.models.attention_processor import (
-    AttnProcessor,
-    AttnProcessor2_0,
-    FusedAttnProcessor2_0,
-)
-from diffusers.models.autoencoders.autoencoder_tiny import AutoencoderTiny
+from diffusers.models.attention_processor import AttnProcessor2_0, FusedAttnProcessor2_0
 
 # From its module, not the package root: there mypy sees diffusers' dummy placeholder class.
 from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion_instruct_pix2pix import (
@@ -32,53 +24,22 @@ from PIL import Image
 from transformers import CLIPTokenizer
 
 from editor.base import EditRequest, ProgressCallback, is_out_of_memory
-from editor.params import EditParams
+from editor.compiled import CompiledModules, Shape, apply_speed_options, padded_plan, warm_up
+from editor.errors import ModelLoadError
+from editor.loading import (
+    DTYPES,
+    fuse_lora,
+    load_pipeline,
+    load_preview_decoder,
+    load_tokenizer,
+    prepare_pipeline,
+    resolve_dtype,
+    select_device,
+)
 from editor.preview import PreviewCallback, TinyDecoder
-from editor.speed import WARM_UP_STEPS, SpeedOptions, free_memory, padded_plan
+from editor.speed import SpeedOptions, free_memory
 
 log = logging.getLogger(__name__)
-
-DEVICES = ("auto", "cuda", "mps", "cpu")
-DTYPES: dict[str, torch.dtype] = {
-    "float16": torch.float16,
-    "bfloat16": torch.bfloat16,
-    "float32": torch.float32,
-}
-
-
-class ModelLoadError(Exception):
-    """The model could not be loaded (wrong id/path, offline, missing files)."""
-
-
-def select_device(preference: str) -> str:
-    """Resolve `PIX2CHAT_DEVICE`: "auto" takes the fastest device present, else exactly the one asked.
-
-    An explicit device that is missing is an error rather than a silent fallback to the CPU,
-    which would make every edit a hundred times slower without saying why.
-    """
-    cuda = torch.cuda.is_available()
-    mps = torch.backends.mps.is_available()
-    if preference == "auto":
-        return "cuda" if cuda else "mps" if mps else "cpu"
-    if preference == "cpu" or (preference == "cuda" and cuda) or (preference == "mps" and mps):
-        return preference
-    if preference in DEVICES:
-        raise ModelLoadError(
-            f"PIX2CHAT_DEVICE={preference!r} but PyTorch cannot see that device "
-            f"(torch {torch.__version__}). Check the driver and the torch build, "
-            "or set PIX2CHAT_DEVICE=auto."
-        )
-    raise ModelLoadError(
-        f"PIX2CHAT_DEVICE must be one of {', '.join(DEVICES)}, not {preference!r}."
-    )
-
-
-def resolve_dtype(dtype: str, device: str) -> torch.dtype:
-    """`PIX2CHAT_DTYPE`: "auto" is float16 on CUDA, which halves memory and time there; on other
-    devices float16 is slow or unsupported, so float32."""
-    if dtype == "auto":
-        return torch.float16 if device == "cuda" else torch.float32
-    return DTYPES[dtype]
 
 
 class DiffusersEditor:
@@ -133,43 +94,46 @@ class DiffusersEditor:
         self._counter: CLIPTokenizer | None = None
         self._device_type = "cpu"
         self._preview: TinyDecoder | None = None
-        # torch.compile'd modules next to the plain ones, and the shapes compiled so far:
-        # batches of other shapes run the plain modules instead of compiling on a user's time.
-        self._plain: dict[str, torch.nn.Module] = {}
-        self._compiled: dict[str, torch.nn.Module] = {}
-        self._warm: set[tuple[int, int, int]] = set()  # (width, height, batch size)
+        self._compiled = CompiledModules()
+
+    # -- Loading and optimisation (once) ----------------------------------------------------------
 
     def load(self) -> None:
         """Load the pipeline onto the device; any failure becomes a `ModelLoadError`."""
         if self._pipe is not None:
             return
+        # 1. Device and dtype
         device = select_device(self.device)
-        torch_dtype = self._resolve_dtype(device)
-        pipe = self._prebuilt or self._from_pretrained(torch_dtype)
+        torch_dtype = resolve_dtype(self.dtype, device)
+        # 2. Weights, scheduler, attention, device; LoRA fused into the weights
+        pipe = self._prebuilt or load_pipeline(
+            self.model, torch_dtype, safety_checker=self.safety_checker
+        )
         if self.safety_checker and pipe.safety_checker is None:
             raise ModelLoadError(
                 f"The safety checker was requested but {self.model!r} does not ship one; "
                 "turn the safety checker off or use a model repo that has one."
             )
-
-        pipe.scheduler = EulerAncestralDiscreteScheduler.from_config(pipe.scheduler.config)
-        # PyTorch's fused scaled-dot-product attention. It is diffusers' default on torch 2, but
-        # `set_default_attn_processor` would switch to the slow classic one, so name it here.
-        processor = AttnProcessor2_0 if self.speed.attention == "sdpa" else AttnProcessor
-        pipe.unet.set_attn_processor(processor())
-        pipe.vae.set_attn_processor(processor())
-        pipe.set_progress_bar_config(disable=True)
-        try:
-            if self._prebuilt is not None and self._prebuilt.unet.dtype != torch_dtype:
-                pipe.to(device, torch_dtype)
-            else:
-                pipe.to(device)
-        except Exception as exc:
-            raise ModelLoadError(f"Could not move {self.model!r} to {device}: {exc}") from exc
+        cast_to = (
+            torch_dtype
+            if self._prebuilt is not None and self._prebuilt.unet.dtype != torch_dtype
+            else None
+        )
+        prepare_pipeline(
+            pipe,
+            model=self.model,
+            device=device,
+            torch_dtype=cast_to,
+            attention=self.speed.attention,
+        )
         if self.lora is not None:
-            self._fuse_lora(pipe, self.lora)
+            fuse_lora(pipe, self.lora, self.model)
+        # 3. Speed options (after LoRA: they capture the fused weights) and the preview decoder
         self._device_type = torch.device(device).type
-        self._apply_speed_options(pipe, torch_dtype)
+        self._compiled = apply_speed_options(pipe, self.speed, self._device_type)
+        if self.speed.preview == "taesd":
+            decoder = load_preview_decoder(self.speed.preview_model, pipe.device, torch_dtype)
+            self._preview = TinyDecoder(decoder)
 
         self._pipe = pipe
         self._torch_dtype = torch_dtype
@@ -181,131 +145,18 @@ class DiffusersEditor:
             str(torch_dtype).removeprefix("torch."),
             self.speed.summary(self._device_type),
         )
+        # 4. Compile every configured shape now, so no user waits for it
         if self._compiled:
             try:
-                self._warm_up()
+                warm_up(
+                    lambda requests, batch_size: self._run(requests, batch_size, compiled=True),
+                    self.speed,
+                    self._compiled,
+                    self._device_type,
+                )
             except ModelLoadError:
                 self._pipe = None  # not half-loaded: a retry of `load` starts over
                 raise
-
-    def _apply_speed_options(
-        self, pipe: StableDiffusionInstructPix2PixPipeline, torch_dtype: torch.dtype
-    ) -> None:
-        """Memory format, fused projections, preview decoder and compiled modules (after LoRA).
-
-        Fusing copies the current projection weights, so it must follow LoRA fusing; compiling
-        must follow both, since it captures the modules as they are.
-        """
-        speed = self.speed
-        if speed.channels_last:
-            pipe.unet.to(memory_format=torch.channels_last)
-            pipe.vae.to(memory_format=torch.channels_last)
-        if speed.fuse_qkv:
-            pipe.unet.fuse_qkv_projections()
-            pipe.vae.fuse_qkv_projections()
-        if speed.preview == "taesd":
-            self._preview = TinyDecoder(self._load_preview_decoder(pipe.device, torch_dtype))
-        if speed.cuda_graphs and self._device_type != "cuda":
-            log.warning("PIX2CHAT_CUDA_GRAPHS is ignored on %s: CUDA graphs need CUDA", pipe.device)
-        if speed.compile == "off":
-            return
-        options: dict[str, Any] = {"dynamic": False, "backend": speed.compile_backend}
-        mode = speed.inductor_mode(self._device_type)
-        if mode is not None:
-            options["mode"] = mode
-        self._plain["unet"] = pipe.unet
-        self._compiled["unet"] = self._compile(pipe.unet, options)
-        if speed.compile == "unet+vae":
-            self._plain["decoder"] = pipe.vae.decoder
-            self._compiled["decoder"] = self._compile(pipe.vae.decoder, options)
-        # One graph per shape; keep them all rather than falling back to eager after eight.
-        shapes = len(speed.compile_sizes) * len(set(speed.compile_batch_sizes))
-        config = torch._dynamo.config
-        name = "recompile_limit" if hasattr(config, "recompile_limit") else "cache_size_limit"
-        setattr(config, name, max(getattr(config, name), shapes + 2))
-
-    @staticmethod
-    def _compile(module: torch.nn.Module, options: dict[str, Any]) -> torch.nn.Module:
-        compiled = torch.compile(module, **options)
-        assert isinstance(compiled, torch.nn.Module)  # an OptimizedModule wrapping `module`
-        return compiled
-
-    def _load_preview_decoder(
-        self, device: torch.device, torch_dtype: torch.dtype
-    ) -> AutoencoderTiny:
-        name = self.speed.preview_model
-        self._check_local_path(name, "PIX2CHAT_PREVIEW_MODEL")
-        try:
-            decoder: AutoencoderTiny = AutoencoderTiny.from_pretrained(
-                name, torch_dtype=torch_dtype
-            )
-        except Exception as exc:
-            raise ModelLoadError(
-                f"Could not load the preview decoder {name!r}: {exc}\n"
-                "Check PIX2CHAT_PREVIEW_MODEL (a TAESD AutoencoderTiny, e.g. madebyollin/taesd), "
-                "or set PIX2CHAT_PREVIEW=off." + self._offline_hint()
-            ) from exc
-        cast(Any, decoder).to(device)  # diffusers' decorator hides ModelMixin.to from mypy
-        return decoder
-
-    def _warm_up(self) -> None:
-        """Compile every configured (size, batch size) now, so no user pays for it.
-
-        A batch size that does not fit in memory is left out (with a warning) along with the
-        larger ones; batches of those sizes are then split into the compiled sizes that fit.
-        """
-        started = time.perf_counter()
-        for width, height in self.speed.compile_sizes:
-            image = Image.new("RGB", (width, height), (128, 128, 128))
-            for batch_size in sorted(set(self.speed.compile_batch_sizes)):
-                requests = [
-                    EditRequest(image, "warm up", EditParams(num_inference_steps=WARM_UP_STEPS))
-                ] * batch_size
-                try:
-                    self._run(requests, batch_size, compiled=True)
-                except Exception as error:
-                    if not is_out_of_memory(error):
-                        raise ModelLoadError(
-                            f"torch.compile failed while warming up {width}x{height} at batch "
-                            f"{batch_size}: {error}\nSet PIX2CHAT_COMPILE=off to run without it."
-                        ) from error
-                    log.warning(
-                        "no memory to compile batch %d at %dx%d; larger batches there will be split",
-                        batch_size,
-                        width,
-                        height,
-                    )
-                    oom = True
-                else:
-                    oom = False
-                    self._warm.add((width, height, batch_size))
-                if oom:
-                    free_memory(self._device_type)
-                    break
-        log.info(
-            "compiled %d shape(s) in %.0f s (%s)",
-            len(self._warm),
-            time.perf_counter() - started,
-            self.speed.summary(self._device_type),
-        )
-
-    def _from_pretrained(self, torch_dtype: torch.dtype) -> StableDiffusionInstructPix2PixPipeline:
-        self._check_local_path(self.model, "PIX2CHAT_MODEL")
-        safety: dict[str, Any] = (
-            {}
-            if self.safety_checker
-            else {"safety_checker": None, "requires_safety_checker": False}
-        )
-        try:
-            return StableDiffusionInstructPix2PixPipeline.from_pretrained(
-                self.model, dtype=torch_dtype, **safety
-            )
-        except Exception as exc:
-            raise ModelLoadError(
-                f"Could not load the InstructPix2Pix model {self.model!r}: {exc}\n"
-                "Check PIX2CHAT_MODEL: a Hugging Face hub id or a folder written by "
-                "save_pretrained (with model_index.json)." + self._offline_hint()
-            ) from exc
 
     def count_tokens(self, instruction: str) -> int:
         """Tokens the text encoder would see, without start/end markers and without truncating.
@@ -314,10 +165,65 @@ class DiffusersEditor:
         have to wait for the model.
         """
         if self._counter is None:
-            self._use_tokenizer(self._load_tokenizer())
+            self._use_tokenizer(load_tokenizer(self.model))
         assert self._counter is not None
         ids = self._counter(instruction, add_special_tokens=False, truncation=False).input_ids
         return len(ids)
+
+    def _use_tokenizer(self, tokenizer: CLIPTokenizer) -> None:
+        self._counter = tokenizer
+        self.max_instruction_tokens = tokenizer.model_max_length - 2
+
+    # -- What benchmarks and doctor may look at ---------------------------------------------------
+
+    @property
+    def pipeline(self) -> StableDiffusionInstructPix2PixPipeline:
+        """The loaded diffusers pipeline (after `load`), for measuring it: not for editing.
+
+        Its `unet` and `vae.decoder` are swapped for their compiled versions during a call on
+        a compiled shape; hooks that time the UNet belong on `compiled_unet` then.
+        """
+        if self._pipe is None:
+            raise RuntimeError("The pipeline is not loaded yet: call `load` first.")
+        return self._pipe
+
+    @property
+    def compiled_unet(self) -> torch.nn.Module | None:
+        """The torch.compile'd UNet that compiled shapes run, or None without compile.
+
+        Forward hooks go on this wrapper: hooks on the module inside would change what dynamo
+        traced and force a recompile.
+        """
+        return self._compiled.compiled.get("unet")
+
+    @property
+    def compiled_shapes(self) -> frozenset[Shape]:
+        """(width, height, batch size) shapes compiled and warmed up by `load`."""
+        return frozenset(self._compiled.warm)
+
+    def describe(self) -> dict[str, str]:
+        """Facts for `pix2chat doctor`; before `load`, what was asked for."""
+        facts = {"model": self.model, "lora": self.lora or "none"}
+        if self._pipe is None:
+            return facts | {
+                "device": f"{self.device} (not loaded)",
+                "dtype": f"{self.dtype} (not loaded)",
+                "scheduler": "not loaded",
+                "attention": "not loaded",
+                "speed": f"{self.speed.summary()} (not loaded)",
+            }
+        processors = sorted({type(p).__name__ for p in self._pipe.unet.attn_processors.values()})
+        sdpa = processors in ([AttnProcessor2_0.__name__], [FusedAttnProcessor2_0.__name__])
+        return facts | {
+            "device": str(self._pipe.device),
+            "dtype": str(self._torch_dtype).removeprefix("torch."),
+            "scheduler": type(self._pipe.scheduler).__name__,
+            "attention": ", ".join(processors) + (" (PyTorch SDPA)" if sdpa else ""),
+            "speed": self.speed.summary(self._device_type)
+            + (f", {len(self._compiled.warm)} shape(s) compiled" if self._compiled else ""),
+        }
+
+    # -- Editing (every call) ---------------------------------------------------------------------
 
     def edit_batch(
         self,
@@ -341,27 +247,18 @@ class DiffusersEditor:
             ValueError: the batch is empty, or its requests differ in steps, guidance or size.
             torch.OutOfMemoryError: a single request does not fit in memory.
         """
-        if not requests:
-            raise ValueError("`requests` must contain at least one request.")
-        key = requests[0].params.batch_key()
-        size = requests[0].image.size
-        for request in requests[1:]:
-            if request.params.batch_key() != key:
-                raise ValueError(
-                    "All requests of a batch must share `num_inference_steps`, `guidance_scale` and "
-                    f"`image_guidance_scale`, but got {key} and {request.params.batch_key()}."
-                )
-            if request.image.size != size:
-                raise ValueError(
-                    f"All images of a batch must have the same size, but got {size} "
-                    f"and {request.image.size}."
-                )
+        # 0. Check inputs
+        check_batch(requests)
+        # 1. Load the model (the first time only)
         self.load()
         pipe = self._pipe
         assert pipe is not None
+        # 2. Check the image size against the VAE's downscaling
         factor = pipe.vae_scale_factor
+        size = requests[0].image.size
         if size[0] % factor or size[1] % factor:
             raise ValueError(f"Image sides must be multiples of {factor}, but got {size}.")
+        # 3. Run, in compiled shapes where there are some, halving the batch when out of memory
         return self._edit_splitting_on_oom(list(requests), progress, preview, 0)
 
     def _edit_splitting_on_oom(
@@ -399,7 +296,7 @@ class DiffusersEditor:
         offset: int,
     ) -> list[Image.Image]:
         """Use the compiled graphs when this shape has them (padding the batch), else the plain modules."""
-        sizes = self._compiled_batch_sizes(requests[0])
+        sizes = self._compiled.batch_sizes(requests[0])
         if not sizes:
             return self._run(requests, len(requests), False, progress, preview, offset)
         results: list[Image.Image] = []
@@ -407,18 +304,6 @@ class DiffusersEditor:
             chunk = requests[len(results) : len(results) + real]
             results += self._run(chunk, padded, True, progress, preview, offset + len(results))
         return results
-
-    def _compiled_batch_sizes(self, request: EditRequest) -> list[int]:
-        """Batch sizes compiled for this request's shape; none without compile or guidance.
-
-        Without classifier-free guidance (a guidance scale of 1) the UNet sees a third of the
-        batch, a shape that was not compiled.
-        """
-        params = request.params
-        if not self._compiled or params.guidance_scale <= 1.0 or params.image_guidance_scale < 1.0:
-            return []
-        width, height = request.image.size
-        return sorted(b for w, h, b in self._warm if (w, h) == (width, height))
 
     def _run(
         self,
@@ -432,13 +317,12 @@ class DiffusersEditor:
         """One pipeline call, padded to `batch_size` by repeating the last request."""
         pipe = self._pipe
         assert pipe is not None
+        # 1. Pad the batch up to the compiled batch size; the padding's results are dropped
         real = len(requests)
         padded = [*requests, *[requests[-1]] * (batch_size - real)]
-        modules = self._compiled if compiled else self._plain
-        if "unet" in modules:
-            pipe.unet = modules["unet"]
-        if "decoder" in modules:
-            pipe.vae.decoder = modules["decoder"]
+        # 2. Swap in the compiled (or the plain) UNet and VAE decoder
+        self._compiled.install(pipe, compiled)
+        # 3. Define the step callback: progress every step, previews every few
         previews = self._preview if preview is not None else None
         every = self.speed.preview_every
 
@@ -456,6 +340,7 @@ class DiffusersEditor:
                 preview(step, total, {offset + i: image for i, image in enumerate(images)})
             return callback_kwargs
 
+        # 4. Define call parameters: shared steps and guidance, one seeded generator per sample
         num_inference_steps, guidance_scale, image_guidance_scale = padded[0].params.batch_key()
         # MPS generators are not reproducible across runs; diffusers recommends CPU ones there.
         generator_device = "cpu" if pipe.device.type == "mps" else pipe.device
@@ -463,6 +348,7 @@ class DiffusersEditor:
             torch.Generator(device=generator_device).manual_seed(request.params.seed)
             for request in padded
         ]
+        # 5. Call the pipeline
         with torch.inference_mode():
             images, _nsfw = pipe(
                 prompt=[request.instruction for request in padded],
@@ -476,80 +362,28 @@ class DiffusersEditor:
                 output_type="pil",
                 return_dict=False,
             )
+        # 6. Drop the padding's results
         return [image.convert("RGB") for image in images[:real]]
 
-    def describe(self) -> dict[str, str]:
-        """Facts for `pix2chat doctor`; before `load`, what was asked for."""
-        facts = {"model": self.model, "lora": self.lora or "none"}
-        if self._pipe is None:
-            return facts | {
-                "device": f"{self.device} (not loaded)",
-                "dtype": f"{self.dtype} (not loaded)",
-                "scheduler": "not loaded",
-                "attention": "not loaded",
-                "speed": f"{self.speed.summary()} (not loaded)",
-            }
-        processors = sorted({type(p).__name__ for p in self._pipe.unet.attn_processors.values()})
-        sdpa = processors in ([AttnProcessor2_0.__name__], [FusedAttnProcessor2_0.__name__])
-        return facts | {
-            "device": str(self._pipe.device),
-            "dtype": str(self._torch_dtype).removeprefix("torch."),
-            "scheduler": type(self._pipe.scheduler).__name__,
-            "attention": ", ".join(processors) + (" (PyTorch SDPA)" if sdpa else ""),
-            "speed": self.speed.summary(self._device_type)
-            + (f", {len(self._warm)} shape(s) compiled" if self._compiled else ""),
-        }
 
-    def _resolve_dtype(self, device: str) -> torch.dtype:
-        return resolve_dtype(self.dtype, device)
+def check_batch(requests: Sequence[EditRequest]) -> None:
+    """A concise ValueError unless the requests can share one pipeline call.
 
-    def _fuse_lora(self, pipe: StableDiffusionInstructPix2PixPipeline, lora: str) -> None:
-        """Merge the adapter into the base weights, so inference costs what it costs without it."""
-        self._check_local_path(lora, "PIX2CHAT_LORA")
-        try:
-            pipe.load_lora_weights(lora)
-            pipe.fuse_lora()
-            pipe.unload_lora_weights()  # drops the adapter layers; the fused weights stay
-        except Exception as exc:
-            raise ModelLoadError(
-                f"Could not load the LoRA adapter {lora!r} into {self.model!r}: {exc}\n"
-                "Check PIX2CHAT_LORA: a hub id or a folder with pytorch_lora_weights.safetensors "
-                "trained for this base model." + self._offline_hint()
-            ) from exc
-
-    def _load_tokenizer(self) -> CLIPTokenizer:
-        try:
-            tokenizer: CLIPTokenizer = CLIPTokenizer.from_pretrained(
-                self.model, subfolder="tokenizer"
+    They must be at least one, and share `EditParams.batch_key` (steps and both guidance
+    scales) and the image size; seeds and instructions are their own.
+    """
+    if not requests:
+        raise ValueError("`requests` must contain at least one request.")
+    key = requests[0].params.batch_key()
+    size = requests[0].image.size
+    for request in requests[1:]:
+        if request.params.batch_key() != key:
+            raise ValueError(
+                "All requests of a batch must share `num_inference_steps`, `guidance_scale` and "
+                f"`image_guidance_scale`, but got {key} and {request.params.batch_key()}."
             )
-        except Exception as exc:
-            raise ModelLoadError(
-                f"Could not load the tokenizer of {self.model!r}: {exc}\n"
-                "Check PIX2CHAT_MODEL." + self._offline_hint()
-            ) from exc
-        return tokenizer
-
-    def _use_tokenizer(self, tokenizer: CLIPTokenizer) -> None:
-        self._counter = tokenizer
-        self.max_instruction_tokens = tokenizer.model_max_length - 2
-
-    @staticmethod
-    def _check_local_path(name: str, setting: str) -> None:
-        """Fail with a plain message when a path-looking setting names no folder.
-
-        diffusers would otherwise try it as a hub id and report something less direct.
-        """
-        looks_like_path = name.startswith((".", "~")) or Path(name).is_absolute()
-        if looks_like_path and not Path(name).expanduser().exists():
-            raise ModelLoadError(
-                f"{setting}={name!r} looks like a path, but there is nothing there."
+        if request.image.size != size:
+            raise ValueError(
+                f"All images of a batch must have the same size, but got {size} "
+                f"and {request.image.size}."
             )
-
-    @staticmethod
-    def _offline_hint() -> str:
-        if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
-            return (
-                "\nHF_HUB_OFFLINE is set, so hub ids must already be in the local cache "
-                "(download them once with network access, or unset HF_HUB_OFFLINE)."
-            )
-        return "\nIf it is a hub id, check the network and HF_TOKEN for gated or private repos."

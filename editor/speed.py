@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import gc
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
+
+from editor.errors import OptionError
 
 log = logging.getLogger(__name__)
 
@@ -28,8 +30,6 @@ Preview = Literal["off", "taesd"]
 DEFAULT_COMPILE_SIZES: tuple[tuple[int, int], ...] = ((512, 512), (512, 384), (384, 512))
 """Square and 4:3 photos in both orientations at the default 512 px resolution."""
 DEFAULT_COMPILE_BATCH_SIZES: tuple[int, ...] = (1, 2, 4)
-WARM_UP_STEPS = 3
-"""Enough calls per shape for torch.compile to compile and CUDA graph trees to record."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,9 +93,12 @@ class SpeedOptions:
                 "fuse_qkv uses diffusers' fused SDPA processor: it needs attention=sdpa"
             )
         if self.cuda_graphs and self.compile == "off":
-            raise ValueError(
-                "CUDA graphs come from torch.compile's reduce-overhead mode: set "
-                "PIX2CHAT_COMPILE=unet (or unet+vae) together with PIX2CHAT_CUDA_GRAPHS."
+            raise OptionError(
+                "CUDA graphs come from torch.compile's reduce-overhead mode: compile the UNet "
+                "(or the UNet and the VAE) together with cuda_graphs.",
+                option="compile",
+                value=self.compile,
+                suggestion="unet",
             )
         if not self.compile_batch_sizes or min(self.compile_batch_sizes) < 1:
             raise ValueError("compile_batch_sizes must be positive batch sizes")
@@ -153,21 +156,6 @@ def parse_ints(text: str) -> tuple[int, ...]:
         return tuple(int(part) for part in text.replace(" ", "").split(",") if part)
     except ValueError as error:
         raise ValueError(f"expected comma-separated integers, not {text!r}") from error
-
-
-def padded_plan(count: int, batch_sizes: Sequence[int]) -> list[tuple[int, int]]:
-    """Split `count` samples into (real, padded) chunks that only use compiled batch sizes.
-
-    Chunks take the largest compiled size while enough samples remain; the last one is padded
-    up to the smallest compiled size that holds it.
-    """
-    sizes = sorted(set(batch_sizes))
-    plan = []
-    while count > 0:
-        real = min(count, sizes[-1])
-        plan.append((real, next(size for size in sizes if size >= real)))
-        count -= real
-    return plan
 
 
 def free_memory(device: str) -> None:

@@ -23,10 +23,10 @@ from bot.service.replies import Reply, ReplyKind
 from bot.work.fairness import FairLine
 from bot.work.jobs import Job
 from bot.work.scheduler import EmbeddedScheduler
-from editor.base import EditRequest, PreviewCallback, ProgressCallback
+from editor.base import EditRequest
 from editor.images import encode_png, encode_preview_jpeg
 from editor.params import EditParams
-from editor.testing.doubles import NullEditor
+from editor.testing.doubles import NullEditor, TimedNullEditor
 from storage.database import Database
 from storage.images import FileImageStore
 from storage.limits import LimitPolicy
@@ -60,29 +60,13 @@ def product_photo(size: int = 512, seed: int = 0) -> Image.Image:
     return Image.blend(image, noise, 0.06)
 
 
-class _TimedNullEditor(NullEditor):
-    """Remembers when the model part of the last batch ended."""
-
-    finished_at = 0.0
-
-    def edit_batch(
-        self,
-        requests: Sequence[EditRequest],
-        progress: ProgressCallback | None = None,
-        preview: PreviewCallback | None = None,
-    ) -> list[Image.Image]:
-        results = super().edit_batch(requests, progress, preview)
-        self.finished_at = time.perf_counter()
-        return results
-
-
 async def _edit_overhead(folder: Path, edits: int, echo: Echo) -> None:
     url = f"sqlite:///{folder / 'overhead.db'}"
     upgrade(url)
     photo = io.BytesIO()
     product_photo().save(photo, "JPEG", quality=92)
     async with Database(url) as database:
-        editor = _TimedNullEditor()
+        editor = TimedNullEditor()
         store = FileImageStore(folder / "images")
         scheduler = EmbeddedScheduler(database, store, editor, max_batch=1, max_wait_ms=0)
         service = ConversationService(
@@ -272,6 +256,15 @@ async def run_service_benchmark(
         await _dispatch_rate(folder, jobs, echo)
         await _history_latency(folder, conversations, versions, echo)
         _bytes_per_edit(echo)
+
+
+def service_benchmark_command(
+    conversations: int, versions: int, edits: int, jobs: int, echo: Echo = print
+) -> None:
+    """`pix2chat bench service`: the benchmark, then its total wall time."""
+    started = time.perf_counter()
+    asyncio.run(run_service_benchmark(conversations, versions, edits, jobs, echo=echo))
+    echo(f"(total {time.perf_counter() - started:.0f} s)")
 
 
 def run_batch_benchmark(

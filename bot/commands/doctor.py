@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import platform
 import shutil
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
+
+import typer
 
 from bot.config import Settings
 
@@ -18,6 +21,20 @@ class Check:
     name: str
     ok: bool
     detail: str
+
+
+def run_doctor(settings: Settings, only: Collection[str] | None = None) -> int:
+    """Print one `ok`/`FAIL` line per check; the exit status (1 if any failed)."""
+    # The database check opens a SQLite file inside the data folder: on a fresh install that
+    # folder must exist for it to say "run `pix2chat migrate`" rather than "unable to open".
+    # A folder that cannot be created is what the data check reports, so go on without it.
+    with contextlib.suppress(OSError):
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    checks = run_checks(settings, only)
+    for check in checks:
+        mark = typer.style("ok  ", fg="green") if check.ok else typer.style("FAIL", fg="red")
+        typer.echo(f"{mark} {check.name:<10} {check.detail}")
+    return 0 if all(check.ok for check in checks) else 1
 
 
 def run_checks(settings: Settings, only: Collection[str] | None = None) -> list[Check]:
@@ -48,12 +65,14 @@ def run_checks(settings: Settings, only: Collection[str] | None = None) -> list[
 def check_device(settings: Settings) -> Check:
     import torch
 
-    from editor.pix2pix import ModelLoadError, select_device
+    from bot.app import with_setting_hint
+    from editor.errors import ModelLoadError
+    from editor.loading import select_device
 
     try:
         device = select_device(settings.device)
     except ModelLoadError as error:
-        return Check("device", False, str(error))
+        return Check("device", False, with_setting_hint(error, separator=" "))
     detail = f"{device} (torch {torch.__version__}, Python {platform.python_version()})"
     if device == "cuda":
         props = torch.cuda.get_device_properties(0)

@@ -40,8 +40,8 @@ def _friendly(function: F) -> F:
             raise typer.Exit(2) from error
         except Exception as error:
             # Imported only now: `dataset captions` must not pay for torch.
+            from editor.errors import ModelLoadError
             from editor.finetune.training import TrainingError
-            from editor.pix2pix import ModelLoadError
 
             if isinstance(error, ModelLoadError | TrainingError):
                 typer.secho(str(error), fg="red", err=True)
@@ -154,7 +154,7 @@ def images(
         Thresholds,
         load_text_to_image,
     )
-    from editor.pix2pix import select_device
+    from editor.loading import select_device
 
     triples = read_jsonl(captions_file)
     resolved = select_device(_default(device, "device"))
@@ -269,8 +269,9 @@ def evaluate(
     from editor.finetune.data import open_pairs
     from editor.finetune.evaluation import EvalConfig, Scorers, compare, markdown, write_report
     from editor.finetune.metrics import DEFAULT_CLIP, DEFAULT_DINO
+    from editor.loading import select_device
     from editor.params import EditParams
-    from editor.pix2pix import DiffusersEditor, select_device
+    from editor.pix2pix import DiffusersEditor
 
     base_model = _default(model, "model")
     resolved = select_device(_default(device, "device"))

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from bot.app import make_editor
+import typer
+
+from bot.app import make_editor, with_setting_hint
 from bot.config import Settings
 from bot.service.preferences import new_seed
 from editor.base import EditRequest, ProgressCallback
-from editor.errors import EmptyInstruction, InstructionTooLong
+from editor.errors import EmptyInstruction, InstructionTooLong, ModelLoadError, UserError
 from editor.images import ImageLimits, encode_png, fit_to_resolution, load_image
 from editor.params import EditParams
 
@@ -75,3 +78,34 @@ def edit_file(
     request.output.parent.mkdir(parents=True, exist_ok=True)
     request.output.write_bytes(encode_png(result))
     return OneShotResult(request.output, result.size, params.seed, time.perf_counter() - started)
+
+
+def edit_command(settings: Settings, request: OneShotRequest) -> int:
+    """`pix2chat edit`: edit with progress on stderr; the exit status (2: bad input, 1: model)."""
+    from bot.service.conversation import error_reply
+
+    try:
+        result = edit_file(settings, request, progress=print_progress)
+    except UserError as error:
+        typer.secho(error_reply(error).text(), fg="red", err=True)
+        return 2
+    except FileNotFoundError as error:
+        typer.secho(f"No such file: {error.filename or request.image}", fg="red", err=True)
+        return 2
+    except OSError as error:  # a folder, no permission, a full disk...
+        message = f"{error.filename or request.image}: {error.strerror or error}"
+        typer.secho(message, fg="red", err=True)
+        return 2
+    except ModelLoadError as error:
+        typer.secho(with_setting_hint(error), fg="red", err=True)
+        return 1
+    typer.echo(
+        f"\nSaved {result.output} ({result.size[0]}x{result.size[1]}, seed {result.seed}, "
+        f"{result.seconds:.1f} s)"
+    )
+    return 0
+
+
+def print_progress(step: int, total: int) -> None:
+    sys.stderr.write(f"\rEditing… {step}/{total}")
+    sys.stderr.flush()

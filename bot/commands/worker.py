@@ -22,8 +22,8 @@ def run_worker(settings: Settings, *, null_editor: bool = False, step_delay_ms: 
     if settings.worker_gpu is not None:
         # Before torch is imported: the worker then sees exactly one GPU, as cuda:0.
         os.environ["CUDA_VISIBLE_DEVICES"] = settings.worker_gpu
-    from bot.app import ConfigurationError, make_editor, serve_worker
-    from editor.pix2pix import ModelLoadError
+    from bot.app import ConfigurationError, make_editor, serve_worker, with_setting_hint
+    from editor.errors import ModelLoadError
 
     if not logging.getLogger().isEnabledFor(logging.DEBUG):
         logging.getLogger("procrastinate").setLevel(logging.WARNING)
@@ -34,9 +34,12 @@ def run_worker(settings: Settings, *, null_editor: bool = False, step_delay_ms: 
         editor = StepDelay(editor, step_delay_ms / 1000)
     try:
         asyncio.run(serve_worker(settings, editor))
-    except (ConfigurationError, ModelLoadError) as error:
+    except ConfigurationError as error:
         typer.secho(str(error), fg="red", err=True)
-        return 2 if isinstance(error, ConfigurationError) else 1
+        return 2
+    except ModelLoadError as error:
+        typer.secho(with_setting_hint(error), fg="red", err=True)
+        return 1
     except KeyboardInterrupt:
         pass
     return 0

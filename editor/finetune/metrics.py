@@ -24,7 +24,7 @@ import torch
 from PIL import Image
 from transformers import AutoImageProcessor, AutoModel, AutoTokenizer, CLIPModel
 
-from editor.pix2pix import ModelLoadError
+from editor.errors import ModelLoadError
 
 DEFAULT_CLIP = "openai/clip-vit-large-patch14"  # the InstructPix2Pix paper's CLIP filter
 DEFAULT_DINO = "facebook/dino-vits16"  # MagicBrush's DINO

@@ -29,11 +29,12 @@ import torch
 from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion import StableDiffusionPipeline
 from PIL import Image
 
+from editor.errors import ModelLoadError
 from editor.finetune.captions import CaptionTriple
 from editor.finetune.data import METADATA
 from editor.finetune.metrics import DEFAULT_CLIP, ClipScorer, clip_i, clip_t, directional_similarity
 from editor.finetune.prompt2prompt import PairSettings, generate_session
-from editor.pix2pix import DTYPES, ModelLoadError, select_device
+from editor.loading import DTYPES, select_device
 
 PROGRESS = "progress.jsonl"
 DEFAULT_TEXT_TO_IMAGE = "stable-diffusion-v1-5/stable-diffusion-v1-5"

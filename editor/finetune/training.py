@@ -8,7 +8,7 @@ conditions, about 5% of samples each lose the text, the image, or both.
 Everything random (data order, flips, VAE sampling, noise, timesteps, dropout) comes from
 generators whose state is checkpointed, so a run that is stopped and resumed ends with the same
 weights as one that was not. The adapter is saved in diffusers' LoRA format, which
-`DiffusersEditor(model, lora=folder)` (and so `PIX2CHAT_LORA`) fuses at load.
+`DiffusersEditor(model, lora=folder)` (and so the bot's LoRA setting) fuses at load.
 """
 
 from __future__ import annotations
@@ -39,10 +39,11 @@ from peft.utils import get_peft_model_state_dict
 from PIL import Image
 from transformers import CLIPTextModel, CLIPTokenizer
 
+from editor.errors import ModelLoadError
 from editor.finetune.data import EditPair, open_pairs, to_tensor
 from editor.finetune.metrics import l1_distance
+from editor.loading import select_device
 from editor.lora import LORA_TARGET_MODULES
-from editor.pix2pix import ModelLoadError, select_device
 
 log = logging.getLogger(__name__)
 

@@ -1,5 +1,6 @@
-"""Editor doubles: the deterministic NullEditor and its variants that gate, fail, pause or slow
-down edits. For tests, benchmarks and crash drills; production code never imports them."""
+"""Editor doubles: the deterministic NullEditor and its variants that gate, fail, pause, run out
+of memory, time or slow down edits. For tests, benchmarks and crash drills; production code
+never imports them."""
 
 from __future__ import annotations
 
@@ -130,6 +131,41 @@ class PausingPreviewEditor(GatedEditor):
                 raise RuntimeError("the test never resumed the edit")
 
         return super().edit_batch(requests, progress, hold if preview is not None else None)
+
+
+class OutOfMemoryEditor(NullEditor):
+    """Runs out of GPU memory on any batch holding a "huge" instruction, as torch reports it."""
+
+    def edit_batch(
+        self,
+        requests: Sequence[EditRequest],
+        progress: ProgressCallback | None = None,
+        preview: PreviewCallback | None = None,
+    ) -> list[Image.Image]:
+        if any("huge" in request.instruction for request in requests):
+            self.calls.append(list(requests))
+            raise RuntimeError("CUDA out of memory. Tried to allocate 20.00 GiB")
+        return super().edit_batch(requests, progress, preview)
+
+
+class TimedNullEditor(NullEditor):
+    """Remembers when the model part of the last batch ended (`finished_at`, perf_counter).
+
+    The service benchmark subtracts it from the time the reply arrived: what is left is the
+    service's own overhead.
+    """
+
+    finished_at = 0.0
+
+    def edit_batch(
+        self,
+        requests: Sequence[EditRequest],
+        progress: ProgressCallback | None = None,
+        preview: PreviewCallback | None = None,
+    ) -> list[Image.Image]:
+        results = super().edit_batch(requests, progress, preview)
+        self.finished_at = time.perf_counter()
+        return results
 
 
 class StepDelay:

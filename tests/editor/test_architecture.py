@@ -10,7 +10,7 @@ from diffusers.models.unets.unet_2d_condition import UNet2DConditionModel
 from PIL import Image
 from transformers import CLIPTextConfig, CLIPTextModel
 
-from bot.commands.bench_model import unet_flops_per_sample
+from bot.commands.bench_model_timing import unet_flops_per_sample
 from editor.architecture import (
     CLIP_VIT_L14_TEXT_CONFIG,
     SD15_UNET_CONFIG,

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from editor.base import EditRequest
 from editor.params import EditParams
-from editor.pix2pix import DiffusersEditor, ModelLoadError, select_device
+from editor.pix2pix import DiffusersEditor
 
 
 def _photo(size: tuple[int, int] = (64, 64), seed: int = 0) -> Image.Image:
@@ -171,64 +169,3 @@ def test_lora_changes_the_result(
 
     assert with_lora.describe()["lora"] == str(tiny_lora_dir)
     assert np.abs(_pixels(plain) - _pixels(adapted)).mean() > 1.0
-
-
-def test_missing_local_folder_names_the_setting(tmp_path: Path) -> None:
-    editor = DiffusersEditor(str(tmp_path / "no-such-model"), device="cpu")
-
-    with pytest.raises(ModelLoadError, match="PIX2CHAT_MODEL"):
-        editor.load()
-
-
-def test_folder_without_a_pipeline_is_a_load_error(tmp_path: Path) -> None:
-    with pytest.raises(ModelLoadError, match=r"model_index\.json") as caught:
-        DiffusersEditor(str(tmp_path), device="cpu").load()
-
-    assert caught.value.__cause__ is not None
-
-
-def test_uncached_hub_id_offline_fails_fast_and_says_why(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    editor = DiffusersEditor("pix2chat-tests/no-such-model", device="cpu")
-    started = time.monotonic()
-
-    with pytest.raises(ModelLoadError) as caught:
-        editor.load()
-
-    assert time.monotonic() - started < 5
-    message = str(caught.value)
-    assert "pix2chat-tests/no-such-model" in message
-    assert "PIX2CHAT_MODEL" in message
-    assert "HF_HUB_OFFLINE" in message
-
-
-def test_missing_lora_names_the_setting(tiny_model_dir: Path, tmp_path: Path) -> None:
-    editor = DiffusersEditor(str(tiny_model_dir), lora=str(tmp_path / "no-lora"), device="cpu")
-
-    with pytest.raises(ModelLoadError, match="PIX2CHAT_LORA"):
-        editor.load()
-
-
-def test_safety_checker_requested_but_absent(tiny_model_dir: Path) -> None:
-    editor = DiffusersEditor(str(tiny_model_dir), device="cpu", safety_checker=True)
-
-    with pytest.raises(ModelLoadError, match="safety checker"):
-        editor.load()
-
-
-def test_unknown_dtype_is_rejected_at_construction() -> None:
-    with pytest.raises(ValueError, match="dtype"):
-        DiffusersEditor("any", dtype="float8")
-
-
-@pytest.mark.skipif(
-    torch.cuda.is_available() or torch.backends.mps.is_available(),
-    reason="needs a CPU-only machine",
-)
-def test_select_device_on_a_cpu_only_machine() -> None:
-    assert select_device("auto") == "cpu"
-    assert select_device("cpu") == "cpu"
-    with pytest.raises(ModelLoadError, match="PIX2CHAT_DEVICE"):
-        select_device("cuda")
-    with pytest.raises(ModelLoadError, match="PIX2CHAT_DEVICE"):
-        select_device("tpu")

@@ -19,10 +19,11 @@ import torch
 from PIL import Image
 
 from editor.base import EditRequest, ProgressCallback, is_out_of_memory
+from editor.errors import ModelLoadError, OptionError
 from editor.params import EditParams
-from editor.pix2pix import DiffusersEditor, ModelLoadError
+from editor.pix2pix import DiffusersEditor
 from editor.preview import PreviewCallback
-from editor.speed import SpeedOptions, padded_plan, parse_ints, parse_sizes
+from editor.speed import SpeedOptions, parse_ints, parse_sizes
 
 MAX_DIFF = 4
 MEAN_DIFF = 0.5
@@ -195,14 +196,14 @@ def test_padding_to_a_compiled_batch_size_drops_the_padding(
     editor = DiffusersEditor(str(tiny_model_dir), device="cpu", speed=speed)
     calls: list[int] = []
     editor.load()
-    pipe_call = type(editor._pipe).__call__
+    pipe_call = type(editor.pipeline).__call__
 
     def spy(pipe: Any, *args: Any, **kwargs: Any) -> Any:
         calls.append(len(kwargs["prompt"]))
         return pipe_call(pipe, *args, **kwargs)
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(type(editor._pipe), "__call__", spy)
+        patch.setattr(type(editor.pipeline), "__call__", spy)
         results = editor.edit_batch(_requests(3))
 
     assert calls == [4]
@@ -233,8 +234,11 @@ def test_a_failing_compile_is_a_load_error_that_names_the_setting(tiny_model_dir
         compile="unet", compile_sizes=(SIZE,), compile_batch_sizes=(1,), compile_backend=broken
     )
 
-    with pytest.raises(ModelLoadError, match="PIX2CHAT_COMPILE=off"):
+    with pytest.raises(ModelLoadError, match="compile off") as caught:
         DiffusersEditor(str(tiny_model_dir), device="cpu", speed=speed).load()
+
+    error = caught.value
+    assert (error.option, error.value, error.suggestion) == ("compile", "unet", "off")
 
 
 @pytest.mark.usefixtures("fresh_dynamo")
@@ -257,7 +261,7 @@ def test_a_batch_size_without_memory_to_compile_is_left_out(
     editor.load()
     results = editor.edit_batch(_requests(3))  # three compiled batches of 1
 
-    assert editor._warm == {(64, 64, 1)}
+    assert editor.compiled_shapes == {(64, 64, 1)}
     _assert_agree(results, plain_results)
 
 
@@ -276,17 +280,18 @@ def test_cuda_graphs_on_the_cpu_are_ignored_with_a_warning(
     assert SpeedOptions(compile="unet", cuda_graphs=True).inductor_mode("cpu") == "default"
     editor = DiffusersEditor(str(tiny_model_dir), device="cpu", speed=speed)
 
-    with caplog.at_level(logging.WARNING, logger="editor.pix2pix"):
+    with caplog.at_level(logging.WARNING, logger="editor.compiled"):
         torch._dynamo.reset()
         editor.load()
 
-    assert "PIX2CHAT_CUDA_GRAPHS is ignored on cpu" in caplog.text
+    assert "cuda_graphs is ignored on cpu" in caplog.text
     assert "cuda_graphs ignored on cpu" in editor.describe()["speed"]
 
 
 def test_conflicting_options_are_refused_with_the_setting_to_change() -> None:
-    with pytest.raises(ValueError, match="PIX2CHAT_COMPILE"):
+    with pytest.raises(OptionError, match="compile") as caught:
         SpeedOptions(cuda_graphs=True)
+    assert (caught.value.option, caught.value.suggestion) == ("compile", "unet")
     with pytest.raises(ValueError, match="attention=sdpa"):
         SpeedOptions(attention="classic", fuse_qkv=True)
     with pytest.raises(ValueError, match="multiples of 8"):
@@ -399,16 +404,10 @@ def test_previews_of_a_split_batch_keep_each_request_index(
 def test_missing_preview_model_names_the_setting(tiny_model_dir: Path, tmp_path: Path) -> None:
     speed = SpeedOptions(preview="taesd", preview_model=str(tmp_path / "no-taesd"))
 
-    with pytest.raises(ModelLoadError, match="PIX2CHAT_PREVIEW_MODEL"):
+    with pytest.raises(ModelLoadError, match="no-taesd") as caught:
         DiffusersEditor(str(tiny_model_dir), device="cpu", speed=speed).load()
 
-
-def test_padded_plan_uses_only_compiled_batch_sizes() -> None:
-    assert padded_plan(1, (1, 2, 4)) == [(1, 1)]
-    assert padded_plan(3, (1, 2, 4)) == [(3, 4)]
-    assert padded_plan(4, (4,)) == [(4, 4)]
-    assert padded_plan(6, (1, 2, 4)) == [(4, 4), (2, 2)]
-    assert padded_plan(9, (2, 4)) == [(4, 4), (4, 4), (1, 2)]
+    assert caught.value.option == "preview_model"
 
 
 def test_size_and_batch_lists_parse() -> None:

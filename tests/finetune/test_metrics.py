@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from editor.errors import ModelLoadError
 from editor.finetune.metrics import (
     ClipScorer,
     DinoScorer,
@@ -17,7 +18,6 @@ from editor.finetune.metrics import (
     directional_similarity,
     l1_distance,
 )
-from editor.pix2pix import ModelLoadError
 
 
 @pytest.fixture(scope="module")

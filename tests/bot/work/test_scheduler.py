@@ -12,7 +12,7 @@ import asyncio
 import io
 import signal
 import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,10 +22,9 @@ from sqlalchemy import update
 
 from bot.work.jobs import Job, JobDone, JobEvent, JobFailed, JobStarted
 from bot.work.scheduler import EDIT_FAILED, OUT_OF_MEMORY, EmbeddedScheduler
-from editor.base import EditRequest, PreviewCallback, ProgressCallback
 from editor.images import encode_png
 from editor.params import EditParams
-from editor.testing.doubles import GatedEditor, NullEditor
+from editor.testing.doubles import GatedEditor, NullEditor, OutOfMemoryEditor
 from storage import lifecycle, tree
 from storage.database import Database
 from storage.images import FileImageStore
@@ -41,21 +40,6 @@ REPO_ROOT = Path(__file__).resolve().parents[3]
 
 
 # -- test doubles ------------------------------------------------------------------------------
-
-
-class OutOfMemoryEditor(NullEditor):
-    """Runs out of GPU memory on any batch holding a "huge" instruction, as torch reports it."""
-
-    def edit_batch(
-        self,
-        requests: Sequence[EditRequest],
-        progress: ProgressCallback | None = None,
-        preview: PreviewCallback | None = None,
-    ) -> list[Image.Image]:
-        if any("huge" in request.instruction for request in requests):
-            self.calls.append(list(requests))
-            raise RuntimeError("CUDA out of memory. Tried to allocate 20.00 GiB")
-        return super().edit_batch(requests, progress, preview)
 
 
 class Events:

@@ -1,20 +1,16 @@
-"""`pix2chat bench model` end to end on the CPU with the tiny model, and the speed settings."""
+"""`pix2chat bench model` end to end on the CPU with the tiny model, and its option sets."""
 
 from __future__ import annotations
 
 import json
-import logging
 import math
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
-from bot.app import make_editor
 from bot.cli import app
 from bot.commands.bench_model import parse_option_set
-from bot.config import Settings
-from editor.pix2pix import DiffusersEditor, ModelLoadError
 from editor.speed import SpeedOptions
 
 
@@ -79,58 +75,3 @@ def test_option_sets_parse_into_speed_options() -> None:
     )
     with pytest.raises(ValueError, match="PIX2CHAT_COMPILE"):
         parse_option_set("cuda_graphs")
-
-
-def test_settings_reach_the_editor(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("PIX2CHAT_DTYPE", "bfloat16")
-    monkeypatch.setenv("PIX2CHAT_CHANNELS_LAST", "true")
-    monkeypatch.setenv("PIX2CHAT_COMPILE", "unet+vae")
-    monkeypatch.setenv("PIX2CHAT_CUDA_GRAPHS", "1")
-    monkeypatch.setenv("PIX2CHAT_COMPILE_SIZES", "512x512, 768x512")
-    monkeypatch.setenv("PIX2CHAT_COMPILE_BATCH_SIZES", "1,4")
-    monkeypatch.setenv("PIX2CHAT_PREVIEW", "taesd")
-
-    editor = make_editor(Settings(_env_file=None))  # type: ignore[call-arg]
-
-    assert isinstance(editor, DiffusersEditor)
-    assert editor.dtype == "bfloat16"
-    assert editor.speed == SpeedOptions(
-        channels_last=True,
-        compile="unet+vae",
-        cuda_graphs=True,
-        compile_sizes=((512, 512), (768, 512)),
-        compile_batch_sizes=(1, 4),
-        preview="taesd",
-    )
-
-
-def test_a_max_batch_above_the_compiled_sizes_is_logged(
-    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:
-    monkeypatch.setenv("PIX2CHAT_COMPILE", "unet")
-    monkeypatch.setenv("PIX2CHAT_MAX_BATCH", "8")
-    monkeypatch.setenv("PIX2CHAT_COMPILE_BATCH_SIZES", "1,2,4")
-
-    with caplog.at_level(logging.WARNING, logger="bot.app"):
-        make_editor(Settings(_env_file=None))  # type: ignore[call-arg]
-
-    assert "PIX2CHAT_MAX_BATCH=8 is above the largest compiled batch size (4)" in caplog.text
-
-
-def test_default_settings_are_the_plain_fast_path() -> None:
-    editor = make_editor(Settings(_env_file=None))  # type: ignore[call-arg]
-
-    assert isinstance(editor, DiffusersEditor)
-    assert editor.dtype == "auto" and editor.speed == SpeedOptions()
-
-
-def test_bad_speed_settings_are_a_load_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("PIX2CHAT_COMPILE_SIZES", "512")
-
-    with pytest.raises(ModelLoadError, match="WIDTHxHEIGHT"):
-        make_editor(Settings(_env_file=None))  # type: ignore[call-arg]
-
-    monkeypatch.setenv("PIX2CHAT_COMPILE_SIZES", "512x512")
-    monkeypatch.setenv("PIX2CHAT_CUDA_GRAPHS", "true")
-    with pytest.raises(ModelLoadError, match="PIX2CHAT_COMPILE=unet"):
-        make_editor(Settings(_env_file=None))  # type: ignore[call-arg]
