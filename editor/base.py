@@ -1,4 +1,4 @@
-"""The editor boundary: what the scheduler needs from a model, plus a deterministic fake."""
+"""The editor boundary: what the schedulers need from a model (doubles live in editor/testing)."""
 
 from __future__ import annotations
 
