@@ -8,7 +8,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
+from editor.base import is_out_of_memory
 from editor.params import EditParams
+from storage.lifecycle import EDIT_FAILED
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
@@ -143,3 +145,11 @@ class JobQueue(Protocol):
 
     async def depth(self) -> int:
         """Jobs waiting or running."""
+
+
+OUT_OF_MEMORY = "error.out_of_memory"
+
+
+def failure_key(error: BaseException) -> str:
+    """The message a failed edit gets: out of memory (a smaller size may fit), or failed."""
+    return OUT_OF_MEMORY if is_out_of_memory(error) else EDIT_FAILED

@@ -28,8 +28,9 @@ from bot.work.jobs import (
     JobPreview,
     JobProgress,
     JobStarted,
+    failure_key,
 )
-from editor.base import Editor, is_out_of_memory
+from editor.base import Editor
 from storage import lifecycle, tree
 from storage.database import Database
 from storage.images import ImageStore
@@ -37,8 +38,6 @@ from storage.lifecycle import EDIT_FAILED
 from storage.models import Version
 
 log = logging.getLogger(__name__)
-
-OUT_OF_MEMORY = "error.out_of_memory"
 
 
 class EmbeddedScheduler:
@@ -261,7 +260,7 @@ class EmbeddedScheduler:
                 self.images.delete(sha)
 
     async def _fail(self, job: Job, error: BaseException) -> None:
-        key = OUT_OF_MEMORY if is_out_of_memory(error) else EDIT_FAILED
+        key = failure_key(error)
         log.error("edit %d failed: %r", job.version_id, error)
         async with self.database.write() as session:
             failed = await lifecycle.fail(session, job.version_id, key, repr(error)[:2000])

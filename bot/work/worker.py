@@ -35,8 +35,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.work import pgqueue, queue_sql
 from bot.work.batching import MicroBatcher, ModelThread, Output, Work
-from bot.work.jobs import JobDone, JobFailed, JobProgress, JobStarted
-from editor.base import Editor, is_out_of_memory
+from bot.work.jobs import JobDone, JobFailed, JobProgress, JobStarted, failure_key
+from editor.base import Editor
 from storage import lifecycle, limits, tree
 from storage.database import Database
 from storage.images import ImageStore
@@ -45,7 +45,6 @@ from storage.models import Conversation, Version
 
 log = logging.getLogger(__name__)
 
-OUT_OF_MEMORY = "error.out_of_memory"
 JOB_RETRIES = 10
 """Retries of a job whose bookkeeping failed (database unreachable...), a second apart."""
 ORPHAN_LOST = "its queue job is gone or finished without a result"
@@ -219,7 +218,7 @@ class GpuWorker:
             await asyncio.to_thread(self.images.delete, output.image_sha)
 
     async def _fail(self, version_id: int, error: BaseException) -> None:
-        key = OUT_OF_MEMORY if is_out_of_memory(error) else EDIT_FAILED
+        key = failure_key(error)
         log.error("edit %d failed: %r", version_id, error)
         async with self.database.write() as session:
             await self._fail_in(session, version_id, key, repr(error)[:2000])

@@ -20,8 +20,8 @@ import pytest
 from PIL import Image
 from sqlalchemy import update
 
-from bot.work.jobs import Job, JobDone, JobEvent, JobFailed, JobStarted
-from bot.work.scheduler import EDIT_FAILED, OUT_OF_MEMORY, EmbeddedScheduler
+from bot.work.jobs import OUT_OF_MEMORY, Job, JobDone, JobEvent, JobFailed, JobStarted
+from bot.work.scheduler import EDIT_FAILED, EmbeddedScheduler
 from editor.images import encode_png
 from editor.params import EditParams
 from editor.testing.doubles import GatedEditor, NullEditor, OutOfMemoryEditor
