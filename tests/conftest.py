@@ -7,4 +7,9 @@ import os
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-pytest_plugins = ["tests.fixtures_model", "tests.fixtures_db", "tests.fixtures_queue"]
+pytest_plugins = [
+    "tests.fixtures_model",
+    "tests.fixtures_finetune",
+    "tests.fixtures_db",
+    "tests.fixtures_queue",
+]

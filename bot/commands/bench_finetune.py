@@ -93,7 +93,8 @@ def _tiny_stages(folder: Path, echo: Echo, toy_steps: int) -> None:
         build_toy_pipeline,
         toy_colour_pairs,
     )
-    from editor.finetune.training import TrainConfig, Trainer
+    from editor.finetune.train_config import TrainConfig
+    from editor.finetune.training import Trainer
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     echo(

@@ -41,7 +41,7 @@ def _friendly(function: F) -> F:
         except Exception as error:
             # Imported only now: `dataset captions` must not pay for torch.
             from editor.errors import ModelLoadError
-            from editor.finetune.training import TrainingError
+            from editor.finetune.train_config import TrainingError
 
             if isinstance(error, ModelLoadError | TrainingError):
                 typer.secho(str(error), fg="red", err=True)
@@ -210,7 +210,9 @@ def train(
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
     """Fine-tune the InstructPix2Pix UNet (LoRA by default) on edit pairs."""
-    from editor.finetune.training import LORA_FILE, TrainConfig, Trainer
+    from editor.finetune.checkpoints import LORA_FILE
+    from editor.finetune.train_config import TrainConfig
+    from editor.finetune.training import Trainer
 
     config = TrainConfig(
         model=_default(model, "model"),

@@ -7,132 +7,38 @@ conditions, about 5% of samples each lose the text, the image, or both.
 
 Everything random (data order, flips, VAE sampling, noise, timesteps, dropout) comes from
 generators whose state is checkpointed, so a run that is stopped and resumed ends with the same
-weights as one that was not. The adapter is saved in diffusers' LoRA format, which
-`DiffusersEditor(model, lora=folder)` (and so the bot's LoRA setting) fuses at load.
+weights as one that was not. This module holds the objective and the loop; the options live in
+train_config, the model set-up in preparation, the checkpoint files in checkpoints and the
+validation edits in validation.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import logging
-import shutil
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-from diffusers import (
-    AutoencoderKL,
-    DDPMScheduler,
-    EulerAncestralDiscreteScheduler,
-    UNet2DConditionModel,
-)
 from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion_instruct_pix2pix import (
     StableDiffusionInstructPix2PixPipeline,
 )
-from diffusers.utils import convert_state_dict_to_diffusers
-from peft import LoraConfig
-from peft.utils import get_peft_model_state_dict
-from PIL import Image
-from transformers import CLIPTextModel, CLIPTokenizer
 
-from editor.errors import ModelLoadError
+from editor.finetune.checkpoints import (
+    latest_checkpoint,
+    read_checkpoint,
+    save_lora,
+    write_checkpoint,
+)
 from editor.finetune.data import EditPair, open_pairs, to_tensor
-from editor.finetune.metrics import l1_distance
+from editor.finetune.preparation import autocast, inference_pipeline, load_models, make_optimizer
+from editor.finetune.train_config import MIXED_PRECISION, TrainConfig, TrainingError, TrainResult
+from editor.finetune.validation import validation_edits
 from editor.loading import select_device
-from editor.lora import LORA_TARGET_MODULES
 
 log = logging.getLogger(__name__)
-
-MIXED_PRECISION: dict[str, torch.dtype | None] = {
-    "no": None,
-    "fp16": torch.float16,
-    "bf16": torch.bfloat16,
-}
-STATE_FILE = "training_state.pt"
-LORA_FILE = "pytorch_lora_weights.safetensors"
-
-
-class TrainingError(Exception):
-    """The training run cannot start as configured (bad option, unusable dataset)."""
-
-
-@dataclass(frozen=True, slots=True)
-class TrainConfig:
-    """One training run; names follow diffusers' train_instruct_pix2pix options.
-
-    Args:
-        model: InstructPix2Pix hub id or folder to fine-tune.
-        dataset: pair folder from `pix2chat dataset images`, or a hub dataset with
-            original_image / edit_prompt / edited_image columns.
-        output_dir: where the adapter, checkpoints, validation images and the log go.
-        full_finetune: train every UNet weight instead of a LoRA (needs a large GPU).
-        lora_rank, lora_alpha: LoRA size and scale (alpha defaults to the rank).
-        conditioning_dropout_prob: share of samples that lose the text, the image, or both.
-        mixed_precision: "no", "fp16" (CUDA) or "bf16".
-        checkpointing_steps: save a resumable checkpoint every this many optimizer steps.
-        validation_steps: edit the validation pairs every this many steps (0: never).
-    """
-
-    model: str
-    dataset: str
-    output_dir: Path
-    resolution: int = 256
-    train_batch_size: int = 4
-    gradient_accumulation_steps: int = 1
-    max_train_steps: int = 1000
-    learning_rate: float = 1e-4
-    lr_warmup_steps: int = 0
-    adam_weight_decay: float = 1e-2
-    max_grad_norm: float = 1.0
-    full_finetune: bool = False
-    lora_rank: int = 16
-    lora_alpha: int | None = None
-    conditioning_dropout_prob: float = 0.05
-    mixed_precision: str = "no"
-    gradient_checkpointing: bool = False
-    checkpointing_steps: int = 500
-    checkpoints_total_limit: int | None = 2
-    validation_steps: int = 0
-    num_validation_images: int = 4
-    validation_inference_steps: int = 20
-    random_flip: bool = True
-    seed: int = 0
-    device: str = "auto"
-
-    def __post_init__(self) -> None:
-        if self.mixed_precision not in MIXED_PRECISION:
-            raise TrainingError(
-                f"mixed_precision must be one of {', '.join(MIXED_PRECISION)}, "
-                f"not {self.mixed_precision!r}."
-            )
-        for name in ("train_batch_size", "gradient_accumulation_steps", "max_train_steps"):
-            if getattr(self, name) < 1:
-                raise TrainingError(f"{name} must be at least 1, not {getattr(self, name)}.")
-        if self.resolution % 8:
-            raise TrainingError(f"resolution must be a multiple of 8, not {self.resolution}.")
-        if not 0 <= self.conditioning_dropout_prob <= 1 / 3:
-            raise TrainingError("conditioning_dropout_prob must be between 0 and 1/3.")
-        if not self.full_finetune and self.lora_rank < 1:
-            raise TrainingError(f"lora_rank must be at least 1, not {self.lora_rank}.")
-
-    def to_json(self) -> dict[str, Any]:
-        data = dataclasses.asdict(self)
-        data["output_dir"] = str(self.output_dir)
-        return data
-
-
-@dataclass(slots=True)
-class TrainResult:
-    """What a run did: the step it reached and where its output is."""
-
-    step: int
-    output_dir: Path
-    losses: list[float] = field(default_factory=list)
-    resumed_from: int = 0
 
 
 class Trainer:
@@ -156,85 +62,36 @@ class Trainer:
         self.pairs = pairs if pairs is not None else open_pairs(config.dataset)
         if len(self.pairs) == 0:
             raise TrainingError(f"The dataset {config.dataset!r} has no pairs.")
-        self._load_models()
-        trainable = [p for p in self.unet.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.AdamW(
-            trainable, lr=config.learning_rate, weight_decay=config.adam_weight_decay
-        )
-        warmup = max(config.lr_warmup_steps, 0)
-        self.lr_scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda step: min(1.0, (step + 1) / warmup) if warmup else 1.0
-        )
+        self.models = load_models(config, self.device, self.amp_dtype)
+        self.optimizer, self.lr_scheduler = make_optimizer(self.unet, config)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         # CPU generators: the same seed gives the same run on any device.
         self.generator = torch.Generator().manual_seed(config.seed)
         self.step = 0
         self.null_text = self._encode_prompts([""])
 
-    def _load_models(self) -> None:
-        config = self.config
-        # Frozen parts run in the mixed-precision dtype on CUDA; trained weights stay float32.
-        frozen = self.amp_dtype if self.device.type == "cuda" and self.amp_dtype else torch.float32
-        try:
-            self.tokenizer = CLIPTokenizer.from_pretrained(config.model, subfolder="tokenizer")
-            self.text_encoder = CLIPTextModel.from_pretrained(
-                config.model, subfolder="text_encoder"
-            )
-            self.vae = AutoencoderKL.from_pretrained(config.model, subfolder="vae")
-            self.unet = UNet2DConditionModel.from_pretrained(config.model, subfolder="unet")
-            self.noise_scheduler = DDPMScheduler.from_pretrained(
-                config.model, subfolder="scheduler"
-            )
-        except Exception as exc:
-            raise ModelLoadError(
-                f"Could not load the InstructPix2Pix model {config.model!r} to train: {exc}"
-            ) from exc
-        if self.unet.config.in_channels != 8:
-            raise TrainingError(
-                f"{config.model!r} has a {self.unet.config.in_channels}-channel UNet; training "
-                "needs an InstructPix2Pix model (8 input channels), e.g. timbrooks/instruct-pix2pix."
-            )
-        self.vae.requires_grad_(False).to(self.device)
-        self.text_encoder.requires_grad_(False)
-        self.text_encoder.to(self.device)  # type: ignore[arg-type]
-        if frozen != torch.float32:
-            self.vae.to(dtype=frozen)
-            self.text_encoder.to(dtype=frozen)  # type: ignore[call-arg]
-        self.frozen_dtype = frozen
-        self.unet.requires_grad_(config.full_finetune)
-        if not config.full_finetune:
-            # LoRA's A matrix starts random: seeded, so two runs with one seed start alike.
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(config.seed)
-                self._add_lora()
-        self.unet.to(self.device)
-        if config.gradient_checkpointing:
-            self.unet.enable_gradient_checkpointing()
-        self.unet.train()
+    @property
+    def unet(self) -> Any:
+        """The UNet being trained (with its LoRA unless a full fine-tune)."""
+        return self.models.unet
 
-    def _add_lora(self) -> None:
-        config = self.config
-        self.unet.add_adapter(
-            LoraConfig(
-                r=config.lora_rank,
-                lora_alpha=config.lora_alpha or config.lora_rank,
-                init_lora_weights="gaussian",
-                target_modules=LORA_TARGET_MODULES,
-            )
-        )
+    @property
+    def vae(self) -> Any:
+        """The frozen VAE the objective encodes images with."""
+        return self.models.vae
 
     # -- the objective -------------------------------------------------------------------
 
     def _encode_prompts(self, prompts: Sequence[str]) -> torch.Tensor:
-        tokens = self.tokenizer(
+        tokens = self.models.tokenizer(
             list(prompts),
             padding="max_length",
             truncation=True,
-            max_length=self.tokenizer.model_max_length,
+            max_length=self.models.tokenizer.model_max_length,
             return_tensors="pt",
         )
         with torch.no_grad():
-            hidden: torch.Tensor = self.text_encoder(tokens.input_ids.to(self.device))[0]
+            hidden: torch.Tensor = self.models.text_encoder(tokens.input_ids.to(self.device))[0]
         return hidden
 
     def compute_loss(
@@ -244,16 +101,16 @@ class Trainer:
         g = self.generator
         size = original.shape[0]
         with torch.no_grad():
-            edited = edited.to(self.device, self.frozen_dtype)
-            original = original.to(self.device, self.frozen_dtype)
+            edited = edited.to(self.device, self.models.frozen_dtype)
+            original = original.to(self.device, self.models.frozen_dtype)
             posterior = self.vae.encode(edited).latent_dist
             eps = torch.randn(posterior.mean.shape, generator=g).to(posterior.mean)
             latents = (posterior.mean + posterior.std * eps).float()
             latents = latents * self.vae.config.scaling_factor
             noise = torch.randn(latents.shape, generator=g).to(self.device)
-            steps = self.noise_scheduler.config.num_train_timesteps
+            steps = self.models.noise_scheduler.config.num_train_timesteps
             timesteps = torch.randint(0, steps, (size,), generator=g).to(self.device)
-            noisy = self.noise_scheduler.add_noise(latents, noise, timesteps)
+            noisy = self.models.noise_scheduler.add_noise(latents, noise, timesteps)
             text = self._encode_prompts(prompts).float()
             image = self.vae.encode(original).latent_dist.mode().float()
             prob = self.config.conditioning_dropout_prob
@@ -264,11 +121,11 @@ class Trainer:
                 text = torch.where(drop_text[:, None, None], null, text)
                 image = image * (~drop_image).float()[:, None, None, None]
             model_input = torch.cat([noisy, image], dim=1)
-        prediction_type = self.noise_scheduler.config.prediction_type
+        prediction_type = self.models.noise_scheduler.config.prediction_type
         if prediction_type == "epsilon":
             target = noise
         elif prediction_type == "v_prediction":
-            target = self.noise_scheduler.get_velocity(latents, noise, timesteps)
+            target = self.models.noise_scheduler.get_velocity(latents, noise, timesteps)
         else:
             raise TrainingError(f"Unsupported prediction type {prediction_type!r}.")
         with self._autocast():
@@ -276,9 +133,7 @@ class Trainer:
         return torch.nn.functional.mse_loss(prediction.float(), target.float())
 
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:
-        if self.amp_dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
+        return autocast(self.device, self.amp_dtype)
 
     # -- the loop ------------------------------------------------------------------------
 
@@ -381,10 +236,6 @@ class Trainer:
 
     def save_checkpoint(self) -> Path:
         """A resumable checkpoint (weights, optimizer, RNG, step), plus a servable adapter."""
-        folder = self.config.output_dir / "checkpoints" / f"step-{self.step:06d}"
-        partial = folder.with_name(folder.name + ".partial")
-        shutil.rmtree(partial, ignore_errors=True)
-        partial.mkdir(parents=True)
         state = {
             "step": self.step,
             "trainable": self.trainable_state(),
@@ -393,26 +244,13 @@ class Trainer:
             "scaler": self.scaler.state_dict(),
             "generator": self.generator.get_state(),
         }
-        torch.save(state, partial / STATE_FILE)
-        if not self.config.full_finetune:
-            self.save_model(partial)
-        # Renamed only once complete, so a crash mid-save never leaves a checkpoint to resume.
-        shutil.rmtree(folder, ignore_errors=True)
-        partial.rename(folder)
-        self._prune_checkpoints()
-        return folder
+        adapter = None if self.config.full_finetune else self.save_model
+        return write_checkpoint(
+            self.config.output_dir, self.step, state, adapter, self.config.checkpoints_total_limit
+        )
 
     def load_checkpoint(self, folder: Path) -> None:
-        state = torch.load(folder / STATE_FILE, map_location="cpu", weights_only=True)
-        current = self.trainable_state()
-        saved = state["trainable"]
-        if set(current) != set(saved) or any(
-            saved[name].shape != value.shape for name, value in current.items()
-        ):
-            raise TrainingError(
-                f"The checkpoint {folder} does not match this run (LoRA rank or full fine-tune "
-                "changed?): train into another --output-dir, or pass --no-resume."
-            )
+        state = read_checkpoint(folder, self.trainable_state())
         self.unet.load_state_dict(state["trainable"], strict=False)
         self.optimizer.load_state_dict(state["optimizer"])
         self.lr_scheduler.load_state_dict(state["lr_scheduler"])
@@ -421,66 +259,37 @@ class Trainer:
         self.step = int(state["step"])
         log.info("resumed from %s at step %d", folder, self.step)
 
-    def _prune_checkpoints(self) -> None:
-        limit = self.config.checkpoints_total_limit
-        if limit is None:
-            return
-        for old in _checkpoints(self.config.output_dir)[:-limit]:
-            shutil.rmtree(old, ignore_errors=True)
-
     def save_model(self, folder: Path) -> None:
         """The adapter in diffusers' LoRA format, or (full fine-tune) a whole pipeline."""
         folder.mkdir(parents=True, exist_ok=True)
         if self.config.full_finetune:
             self.pipeline().save_pretrained(folder)
             return
-        layers = convert_state_dict_to_diffusers(get_peft_model_state_dict(self.unet))
-        StableDiffusionInstructPix2PixPipeline.save_lora_weights(folder, unet_lora_layers=layers)
+        save_lora(self.unet, folder)
 
     def pipeline(self) -> StableDiffusionInstructPix2PixPipeline:
         """An inference pipeline sharing the weights being trained."""
-        components: dict[str, Any] = {
-            "vae": self.vae,
-            "text_encoder": self.text_encoder,
-            "tokenizer": self.tokenizer,
-            "unet": self.unet,
-            "scheduler": EulerAncestralDiscreteScheduler.from_config(self.noise_scheduler.config),
-            "safety_checker": None,
-            "feature_extractor": None,
-        }
-        pipe = StableDiffusionInstructPix2PixPipeline(**components, requires_safety_checker=False)
-        pipe.set_progress_bar_config(disable=True)
-        return pipe
+        return inference_pipeline(self.models)
 
     def validate(self) -> float:
         """Edit the first validation pairs, save the results, return their mean L1 to the truth."""
         folder = self.config.output_dir / "validation" / f"step-{self.step:06d}"
-        folder.mkdir(parents=True, exist_ok=True)
         pairs = [
             self.pairs[i] for i in range(min(self.config.num_validation_images, len(self.pairs)))
         ]
         pipe = self.pipeline()
         self.unet.eval()
-        distances = []
         try:
-            for index, pair in enumerate(pairs):
-                image = _square(pair.original_image, self.config.resolution)
-                with torch.inference_mode(), self._autocast():
-                    images, _ = pipe(
-                        prompt=pair.edit_prompt,
-                        image=image,
-                        num_inference_steps=self.config.validation_inference_steps,
-                        generator=torch.Generator().manual_seed(index),
-                        return_dict=False,
-                    )
-                output: Image.Image = images[0]
-                output.save(folder / f"{index:02d}.png")
-                distances.append(
-                    l1_distance(output, _square(pair.edited_image, self.config.resolution))
-                )
+            return validation_edits(
+                pipe,
+                pairs,
+                folder,
+                resolution=self.config.resolution,
+                inference_steps=self.config.validation_inference_steps,
+                autocast=self._autocast,
+            )
         finally:
             self.unet.train()
-        return sum(distances) / len(distances)
 
 
 def conditioning_masks(draw: torch.Tensor, prob: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -491,25 +300,3 @@ def conditioning_masks(draw: torch.Tensor, prob: float) -> tuple[torch.Tensor, t
     guidance with two scales (`guidance_scale`, `image_guidance_scale`) needs.
     """
     return draw < 2 * prob, (draw >= prob) & (draw < 3 * prob)
-
-
-def _square(image: Image.Image, resolution: int) -> Image.Image:
-    array = ((to_tensor(image, resolution).permute(1, 2, 0) + 1) * 127.5).round().clamp(0, 255)
-    return Image.fromarray(array.to(torch.uint8).numpy())
-
-
-def _checkpoints(output_dir: Path) -> list[Path]:
-    folder = output_dir / "checkpoints"
-    if not folder.is_dir():
-        return []
-    return sorted(
-        p
-        for p in folder.iterdir()
-        if p.is_dir() and not p.name.endswith(".partial") and (p / STATE_FILE).is_file()
-    )
-
-
-def latest_checkpoint(output_dir: Path) -> Path | None:
-    """The newest complete checkpoint of a run, if any."""
-    found = _checkpoints(output_dir)
-    return found[-1] if found else None

@@ -1,4 +1,7 @@
-"""Tiny random CLIP, DINO and text-to-image models for the fine-tuning tests, built once."""
+"""Tiny random CLIP, DINO and text-to-image models for the fine-tuning tests, built once.
+
+Shared by tests/editor/finetune and the fine-tuning commands' tests in tests/bot/commands.
+"""
 
 from __future__ import annotations
 

@@ -14,16 +14,11 @@ from PIL import Image
 from bot.app import make_editor
 from bot.config import Settings
 from editor.base import EditRequest
+from editor.finetune.checkpoints import LORA_FILE, latest_checkpoint
 from editor.finetune.data import EditPair, to_tensor
 from editor.finetune.testing import TOY_COLOURS, toy_colour_pairs
-from editor.finetune.training import (
-    LORA_FILE,
-    TrainConfig,
-    Trainer,
-    TrainingError,
-    conditioning_masks,
-    latest_checkpoint,
-)
+from editor.finetune.train_config import TrainConfig, TrainingError
+from editor.finetune.training import Trainer, conditioning_masks
 from editor.params import EditParams
 from editor.pix2pix import DiffusersEditor
 

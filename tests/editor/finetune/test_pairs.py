@@ -22,7 +22,8 @@ from editor.finetune.pairs import (
     Thresholds,
     load_text_to_image,
 )
-from editor.finetune.training import TrainConfig, Trainer
+from editor.finetune.train_config import TrainConfig
+from editor.finetune.training import Trainer
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -10,9 +10,9 @@ from typer.testing import CliRunner
 
 from bot.cli import app
 from editor.finetune.captions import read_jsonl
+from editor.finetune.checkpoints import LORA_FILE
 from editor.finetune.data import write_pair_folder
 from editor.finetune.testing import toy_colour_pairs
-from editor.finetune.training import LORA_FILE
 from editor.pix2pix import DiffusersEditor
 
 pytestmark = pytest.mark.usefixtures("one_thread")
