@@ -34,8 +34,9 @@ from procrastinate import App, JobContext, PsycopgConnector, RetryStrategy
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.work import pgqueue, queue_sql
-from bot.work.batching import MicroBatcher, ModelThread, Output, Work
+from bot.work.batching import ModelThread, Output, Work
 from bot.work.jobs import JobDone, JobFailed, JobProgress, JobStarted, failure_key
+from bot.work.microbatcher import MicroBatcher
 from editor.base import Editor
 from storage import lifecycle, limits, tree
 from storage.database import Database
