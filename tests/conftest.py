@@ -12,4 +12,5 @@ pytest_plugins = [
     "tests.fixtures_finetune",
     "tests.fixtures_db",
     "tests.fixtures_queue",
+    "tests.fixtures_pgserver",
 ]
