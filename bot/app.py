@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
@@ -16,10 +16,11 @@ from bot.work.scheduler import EmbeddedScheduler
 from editor.base import Editor
 from editor.errors import ModelLoadError, OptionError
 from editor.images import ImageLimits
+from storage.connect import DatabaseUnavailable
 from storage.database import Database
 from storage.images import DatabaseImageStore, FileImageStore, ImageStore
 from storage.limits import LimitPolicy
-from storage.migrate import upgrade
+from storage.startup import prepare_schema
 
 if TYPE_CHECKING:
     from bot.work.remote import RemoteJobQueue
@@ -118,6 +119,33 @@ def with_setting_hint(error: ModelLoadError | OptionError, separator: str = "\n"
     return f"{error}{separator}{hint}."
 
 
+def prepare_database(
+    settings: Settings,
+    notify: Callable[[str], None] | None = None,
+    *,
+    migrate: bool | None = None,
+) -> None:
+    """Wait for the database (PIX2CHAT_DATABASE_WAIT_S), then upgrade its schema, or with
+    PIX2CHAT_MIGRATE_ON_START=false wait as long for `pix2chat migrate` (`migrate` overrides).
+
+    Raises:
+        DatabaseUnavailable, SchemaMismatch: one line for the operator (see storage.startup).
+    """
+    try:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:  # SQLite lives there by default; images too
+        raise DatabaseUnavailable(
+            f"Cannot create the data folder {settings.data_dir} ({error.strerror or error}): "
+            "check PIX2CHAT_DATA_DIR"
+        ) from None
+    prepare_schema(
+        settings.resolved_database_url(),
+        wait_s=settings.database_wait_s,
+        migrate=settings.migrate_on_start if migrate is None else migrate,
+        notify=notify or logging.getLogger("pix2chat").warning,
+    )
+
+
 def make_images(settings: Settings, url: str) -> ImageStore:
     """Where images live: in the database when every process must read them, else files."""
     choice = settings.image_store
@@ -135,7 +163,7 @@ def _close_images(images: ImageStore) -> None:
 
 @asynccontextmanager
 async def build(settings: Settings, editor: Editor | None = None) -> AsyncIterator[Components]:
-    """Migrate, load the model, resume queued jobs, and yield the running service.
+    """Wait for the database and migrate, load the model, resume queued jobs, and yield the running service.
 
     With `PIX2CHAT_WORKER=remote` no model is loaded (only its tokenizer, for admission): edits
     go to the shared queue and `pix2chat worker` processes run them.
@@ -148,7 +176,7 @@ async def build(settings: Settings, editor: Editor | None = None) -> AsyncIterat
             "PIX2CHAT_WORKER=remote needs a PostgreSQL database shared with the workers: "
             "set PIX2CHAT_DATABASE_URL=postgresql://user:password@host/pix2chat"
         )
-    await asyncio.to_thread(upgrade, url)
+    await asyncio.to_thread(prepare_database, settings)
     editor = editor or make_editor(settings)
     images = make_images(settings, url)
     async with AsyncExitStack() as stack:
@@ -217,7 +245,7 @@ def _remote_queue_class() -> type[RemoteJobQueue]:
 
 
 async def serve_worker(settings: Settings, editor: Editor | None = None) -> None:
-    """`pix2chat worker`: migrate, load the model once, run edit jobs until SIGTERM/SIGINT."""
+    """`pix2chat worker`: wait for the database and migrate, load the model once, run edit jobs until SIGTERM/SIGINT."""
     url = settings.resolved_database_url()
     if not is_postgresql(url):
         raise ConfigurationError(
@@ -230,7 +258,7 @@ async def serve_worker(settings: Settings, editor: Editor | None = None) -> None
         from bot.work.worker import GpuWorker
     except ImportError as error:
         raise ConfigurationError(f"{NEEDS_POSTGRES_EXTRA} ({error})") from error
-    await asyncio.to_thread(upgrade, url)
+    await asyncio.to_thread(prepare_database, settings)
     images = make_images(settings, url)
     try:
         async with Database(url) as database:

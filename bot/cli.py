@@ -94,7 +94,9 @@ def migrate() -> None:
     """Create or upgrade the database schema (also done automatically on start)."""
     from bot.commands.migrate import migrate as run_migrate
 
-    run_migrate(_settings(), typer.echo)
+    status = run_migrate(_settings(), typer.echo)
+    if status:
+        raise typer.Exit(status)
 
 
 @app.command()

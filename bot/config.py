@@ -41,6 +41,12 @@ class Settings(BaseSettings):
     database_url: str | None = Field(
         default=None, description="SQLAlchemy URL; default SQLite file in data_dir"
     )
+    database_wait_s: float = Field(
+        default=60.0, ge=0, description="at start-up, retry an unreachable database this long"
+    )
+    migrate_on_start: bool = Field(
+        default=True, description="false: a process finding an older schema waits for migrate"
+    )
 
     # Model
     model: str = "timbrooks/instruct-pix2pix"

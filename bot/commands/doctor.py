@@ -110,18 +110,24 @@ def check_lora(settings: Settings) -> Check:
 
 
 def check_database(settings: Settings) -> Check:
-    from alembic.script import ScriptDirectory
     from sqlalchemy.engine import make_url
 
-    from storage.migrate import alembic_config, current
+    from storage.connect import DatabaseUnavailable, probe
+    from storage.migrate import SchemaTooNew, current, is_current, too_old_message
 
     url = settings.resolved_database_url()
-    head = ScriptDirectory.from_config(alembic_config(url)).get_current_head()
+    try:
+        probe(url)
+    except DatabaseUnavailable as error:
+        return Check("database", False, str(error))
     revision = current(url)
     shown = make_url(url).render_as_string(hide_password=True)
-    if revision != head:
-        state = f"at revision {revision}" if revision else "not created yet"
-        return Check("database", False, f"{shown} {state}, needs {head}: run `pix2chat migrate`")
+    try:
+        up_to_date = is_current(revision)
+    except SchemaTooNew as error:
+        return Check("database", False, f"{shown}: {error}")
+    if not up_to_date:
+        return Check("database", False, f"{shown}: {too_old_message(revision)}")
     depth = asyncio.run(_queue_depth(url))
     return Check(
         "database", True, f"{shown} (revision {revision}, {depth} edit(s) queued or running)"

@@ -17,13 +17,21 @@ def run_frontends(settings: Settings) -> int:
     Call `missing_frontends` first: it must refuse before logging is configured.
     """
     from bot.app import ConfigurationError, FrontendError, with_setting_hint
+    from bot.commands.database import ready_database, report
     from editor.errors import ModelLoadError
+    from storage.connect import DatabaseUnavailable
+    from storage.migrate import SchemaMismatch
 
+    status = ready_database(settings)
+    if status:
+        return status
     try:
         asyncio.run(_serve(settings))
     except ModelLoadError as error:
         typer.secho(with_setting_hint(error), fg="red", err=True)
         return 1
+    except (DatabaseUnavailable, SchemaMismatch) as error:  # it changed since ready_database
+        return report(error)
     except (FrontendError, ConfigurationError) as error:
         typer.secho(str(error), fg="red", err=True)
         return 1

@@ -23,7 +23,16 @@ def run_worker(settings: Settings, *, null_editor: bool = False, step_delay_ms: 
         # Before torch is imported: the worker then sees exactly one GPU, as cuda:0.
         os.environ["CUDA_VISIBLE_DEVICES"] = settings.worker_gpu
     from bot.app import ConfigurationError, make_editor, serve_worker, with_setting_hint
+    from bot.commands.database import ready_database, report
+    from bot.work.pgqueue import is_postgresql
     from editor.errors import ModelLoadError
+    from storage.connect import DatabaseUnavailable
+    from storage.migrate import SchemaMismatch
+
+    if is_postgresql(settings.resolved_database_url()):  # else serve_worker says what to set
+        status = ready_database(settings)
+        if status:
+            return status
 
     if not logging.getLogger().isEnabledFor(logging.DEBUG):
         logging.getLogger("procrastinate").setLevel(logging.WARNING)
@@ -40,6 +49,8 @@ def run_worker(settings: Settings, *, null_editor: bool = False, step_delay_ms: 
     except ModelLoadError as error:
         typer.secho(with_setting_hint(error), fg="red", err=True)
         return 1
+    except (DatabaseUnavailable, SchemaMismatch) as error:  # it changed since ready_database
+        return report(error)
     except KeyboardInterrupt:
         pass
     return 0
