@@ -16,7 +16,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -30,7 +30,7 @@ from storage.images import DatabaseImageStore
 from storage.migrate import head
 from storage.types import Actor
 from tests.fixtures_pgserver import PrivateServer
-from tests.scaleout.harness import REPO_ROOT, WorkerPool, frontend
+from tests.scaleout.harness import REPO_ROOT, Frontend, WorkerPool, frontend
 
 pytestmark = pytest.mark.slow
 
@@ -118,8 +118,7 @@ def _env(pool: WorkerPool, **extra: str) -> dict[str, str]:
     return env
 
 
-async def _until(condition: object, what: str, processes: list[CliProcess]) -> None:
-    assert callable(condition)
+async def _until(condition: Callable[[], object], what: str, processes: list[CliProcess]) -> None:
     deadline = time.monotonic() + READY_TIMEOUT_S
     while not await asyncio.to_thread(condition):
         for process in processes:
@@ -131,7 +130,7 @@ async def _until(condition: object, what: str, processes: list[CliProcess]) -> N
 
 
 @asynccontextmanager
-async def _chat(url: str, sent: list[tuple[Actor, Reply]]) -> AsyncIterator[object]:
+async def _chat(url: str, sent: list[tuple[Actor, Reply]]) -> AsyncIterator[Frontend]:
     """The frontend side in this process (a RemoteJobQueue), to send an edit through."""
     images = DatabaseImageStore(url)
     try:
@@ -148,9 +147,9 @@ async def _chat(url: str, sent: list[tuple[Actor, Reply]]) -> AsyncIterator[obje
 async def _one_edit_goes_through(url: str) -> None:
     sent: list[tuple[Actor, Reply]] = []
     async with _chat(url, sent) as chat:
-        await chat.upload("ann")  # type: ignore[attr-defined]
-        version = await chat.instruct("ann", "make it night")  # type: ignore[attr-defined]
-        await chat.delivery.until(lambda: len(sent) >= 1, READY_TIMEOUT_S)  # type: ignore[attr-defined]
+        await chat.upload("ann")
+        version = await chat.instruct("ann", "make it night")
+        await chat.delivery.until(lambda: len(sent) >= 1, READY_TIMEOUT_S)
     assert [(reply.version_id, reply.key) for _, reply in sent] == [(version, "edit.done")]
 
 

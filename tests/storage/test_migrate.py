@@ -110,7 +110,12 @@ def test_an_upgrade_waits_for_the_advisory_lock(fresh_postgres: str) -> None:
     with psycopg.connect(fresh_postgres, autocommit=True) as holder:
         holder.execute("SELECT pg_advisory_lock(%s)", (ADVISORY_LOCK_KEY,))
         done = threading.Event()
-        waiter = threading.Thread(target=lambda: (upgrade(fresh_postgres), done.set()))
+
+        def migrate_then_say_so() -> None:
+            upgrade(fresh_postgres)
+            done.set()
+
+        waiter = threading.Thread(target=migrate_then_say_so, daemon=True)
         waiter.start()
         assert not done.wait(1.0)
         holder.execute("SELECT pg_advisory_unlock(%s)", (ADVISORY_LOCK_KEY,))
