@@ -132,7 +132,9 @@ class EventDelivery(ABC):
             try:
                 await self.service.mark_delivered(version_id)
             except Exception as error:
-                log.warning("result %d sent, not yet marked delivered: %s", version_id, brief(error))
+                log.warning(
+                    "result %d sent, not yet marked delivered: %s", version_id, brief(error)
+                )
                 return False
             self._unmarked.discard(version_id)
         return True

@@ -130,4 +130,3 @@ class PatientImages:
 
     def exists(self, sha: str) -> bool:
         return self.inner.exists(sha)
-
