@@ -11,9 +11,10 @@ rolled back on failure, so nothing is half-written.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import TypeVar
 
 from sqlalchemy import text
@@ -130,3 +131,31 @@ class PatientImages:
 
     def exists(self, sha: str) -> bool:
         return self.inner.exists(sha)
+
+
+class BriefOutages(logging.Filter):
+    """Libraries (procrastinate) log a lost server with a full traceback; an outage is expected
+    and handled, so its records keep a one-line message and lose the traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if error is not None and outage(error) is not None:
+            record.msg = f"{record.getMessage()} ({brief(error)})"
+            record.args = None
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+@contextlib.contextmanager
+def brief_outage_logs(*names: str) -> Iterator[None]:
+    """`BriefOutages` on these loggers (a filter applies to its own logger, not its children)."""
+    loggers = [logging.getLogger(name) for name in names]
+    brief_outages = BriefOutages()
+    for logger in loggers:
+        logger.addFilter(brief_outages)
+    try:
+        yield
+    finally:
+        for logger in loggers:
+            logger.removeFilter(brief_outages)

@@ -45,7 +45,14 @@ from bot.work import pgqueue, queue_sql
 from bot.work.batching import ModelThread, Output, Work
 from bot.work.jobs import JobDone, JobFailed, JobProgress, JobStarted, failure_key
 from bot.work.microbatcher import MicroBatcher
-from bot.work.outages import OUTAGE_TIMEOUT_S, PatientImages, through_outage, until_reachable
+from bot.work.outages import (
+    OUTAGE_TIMEOUT_S,
+    PatientImages,
+    brief_outage_logs,
+    through_outage,
+    until_reachable,
+)
+from bot.work.pgpool import SteadyPool
 from editor.base import Editor
 from storage import lifecycle, limits, tree
 from storage.database import Database, brief, outage
@@ -111,7 +118,10 @@ class GpuWorker:
         """The procrastinate app: one task, on the pix2chat queue."""
         size = self.options.concurrency + 3  # jobs, fetcher, heartbeat, stalled sweep
         connector = PsycopgConnector(
-            conninfo=pgqueue.libpq_url(self.database.url), min_size=1, max_size=size
+            conninfo=pgqueue.libpq_url(self.database.url),
+            min_size=1,
+            max_size=size,
+            pool_factory=SteadyPool,
         )
         app = App(connector=connector)
         app.task(
@@ -155,6 +165,11 @@ class GpuWorker:
         log.info("worker %s stopped", self.name)
 
     async def _serve(self, app: App, stop: asyncio.Event) -> None:
+        procrastinate_logs = ("procrastinate.worker", f"procrastinate.worker.{self.name}")
+        with brief_outage_logs(*procrastinate_logs, "procrastinate.utils", "procrastinate.manager"):
+            await self._serve_until_stopped(app, stop)
+
+    async def _serve_until_stopped(self, app: App, stop: asyncio.Event) -> None:
         """Run procrastinate's worker loop; after a database outage, run it again.
 
         procrastinate 3 stops its worker when its heartbeat or job listener loses the server,

@@ -12,6 +12,7 @@ outage and again once the server is back.
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -40,8 +41,10 @@ pytestmark = pytest.mark.slow
 
 TIMEOUT_S = 45.0
 STEP_DELAY_MS = 40
-OUTAGE_S = 3.0
-"""How long the server stays down: A's edit (about 2 s of steps) finishes meanwhile."""
+OUTAGE_S = float(os.environ.get("PIX2CHAT_TEST_OUTAGE_S", "3"))
+"""How long the server stays down: A's edit (about 2 s of steps) finishes meanwhile. Longer
+outages (35 s: past psycopg_pool's 30 s wait for a connection) are run by hand for
+docs/BENCHMARKS.md: PIX2CHAT_TEST_OUTAGE_S=35."""
 
 
 class HeldDelivery(RecordingDelivery):
@@ -139,5 +142,6 @@ async def test_postgres_restarted_mid_edit_and_mid_delivery_every_result_arrives
         assert (version.status, version.delivered) == (VersionStatus.DONE, True), version_id
     assert [v.instruction for v in chains["carol"]] == ["carol in the sun"]  # nothing half-written
     assert worker.alive, worker.log()
-    assert not any("Traceback" in line for line in worker.lines), worker.log()
+    tracebacks = [i for i, line in enumerate(worker.lines) if "Traceback" in line]
+    assert not tracebacks, "\n".join(worker.lines[max(0, tracebacks[0] - 3) : tracebacks[0] + 30])
     assert at[bob] < 0 < at[alice] < 30 and at[carol] < 30, at
