@@ -128,7 +128,7 @@ async def test_postgres_restarted_mid_edit_and_mid_delivery_every_result_arrives
     at = {version_id: when - back for version_id, when in delivery.sent_at.items()}
     print(  # the figures docs/BENCHMARKS.md records (pytest -s shows them)
         f"\nafter the server came back: C's new edit accepted in {accepted_s:.2f} s, its result "
-        f"delivered at {at[carol]:.2f} s; A's result (computed during the outage) delivered at "
+        f"delivered at {at[carol]:.2f} s; A's result (running at the stop) delivered at "
         f"{at[alice]:.2f} s, A ran {versions[alice].attempts} time(s); B's result sent at "
         f"{at[bob]:.2f} s (during the outage), marked delivered by {marked_s:.2f} s"
     )
