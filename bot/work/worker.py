@@ -200,7 +200,7 @@ class GpuWorker:
             log.warning(
                 "worker %s lost the database (%s); the job loop restarts once it is back",
                 self.name,
-                brief(reason) if isinstance(reason, BaseException) else reason,
+                brief(reason.__cause__ or reason) if isinstance(reason, BaseException) else reason,
             )
             if not await until_reachable(self.database, stop):
                 return
