@@ -64,6 +64,8 @@ log = logging.getLogger(__name__)
 
 JOB_RETRIES = 10
 """Retries of a job whose bookkeeping failed (database unreachable...), a second apart."""
+RESTART_PAUSE_S = 0.5
+"""The least pause before procrastinate's loop starts again after it stopped."""
 ORPHAN_LOST = "its queue job is gone or finished without a result"
 ORPHAN_SWEEP_LIMIT = 100
 """Versions failed per sweep at most; the next heartbeat takes the rest."""
@@ -202,6 +204,7 @@ class GpuWorker:
                 self.name,
                 brief(reason.__cause__ or reason) if isinstance(reason, BaseException) else reason,
             )
+            await asyncio.sleep(RESTART_PAUSE_S)  # never a hot loop, whatever stopped it
             if not await until_reachable(self.database, stop):
                 return
             log.info("worker %s: database back, fetching jobs again", self.name)
