@@ -167,8 +167,8 @@ class GpuWorker:
         log.info("worker %s stopped", self.name)
 
     async def _serve(self, app: App, stop: asyncio.Event) -> None:
-        procrastinate_logs = ("procrastinate.worker", f"procrastinate.worker.{self.name}")
-        with brief_outage_logs(*procrastinate_logs, "procrastinate.utils", "procrastinate.manager"):
+        library_logs = ("procrastinate.worker", f"procrastinate.worker.{self.name}")
+        with brief_outage_logs(*library_logs, "procrastinate.utils", "procrastinate.manager"):
             await self._serve_until_stopped(app, stop)
 
     async def _serve_until_stopped(self, app: App, stop: asyncio.Event) -> None:
