@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
+import errno
+import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import event, exc
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -19,6 +22,50 @@ from sqlalchemy.ext.asyncio import (
 )
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+
+
+class Outage(enum.StrEnum):
+    """Why storage cannot take a write right now; both pass, neither is the caller's fault."""
+
+    UNAVAILABLE = "unavailable"
+    """The database is unreachable (PostgreSQL restarting, failing over) or locked (SQLite)."""
+    FULL = "full"
+    """The disk is full (SQLite's file, or an image file)."""
+
+
+def outage(error: BaseException) -> Outage | None:
+    """What kind of passing storage outage an error is, or None for a real bug.
+
+    A transaction that failed this way was rolled back whole, so the caller may retry later.
+    """
+    if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+        return Outage.FULL
+    cause = error.orig if isinstance(error, exc.DBAPIError) else error
+    if isinstance(cause, sqlite3.OperationalError):
+        text = str(cause).lower()
+        if "disk is full" in text:
+            return Outage.FULL
+        return Outage.UNAVAILABLE if "locked" in text or "busy" in text else None
+    if isinstance(error, exc.DBAPIError) and error.connection_invalidated:
+        return Outage.UNAVAILABLE
+    if isinstance(error, exc.InterfaceError | exc.TimeoutError | exc.DisconnectionError):
+        return Outage.UNAVAILABLE
+    # psycopg is optional (PostgreSQL only): its connection errors, by name
+    for kind in type(cause).__mro__:
+        if kind.__module__.startswith("psycopg") and kind.__name__ in _PSYCOPG_OUTAGES:
+            return Outage.UNAVAILABLE
+    if error.__cause__ is not None:  # wrapped, as procrastinate's ConnectorException does
+        return outage(error.__cause__)
+    return None
+
+
+def brief(error: BaseException) -> str:
+    """An error's first line: driver errors span several (hints, links), a log line wants one."""
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__
+
+
+_PSYCOPG_OUTAGES = frozenset({"OperationalError", "InterfaceError", "PoolTimeout"})
 
 
 def async_url(url: str) -> URL:

@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Generic, TypeVar
 
 from bot.service.replies import Reply, ReplyKind
+from storage.database import brief
 from storage.types import Actor
 
 if TYPE_CHECKING:
@@ -63,13 +64,24 @@ class Mailboxes(Generic[Item]):
         await asyncio.gather(*pending, return_exceptions=True)
 
 
+MARK_RETRY_S = (0.5, 1.0, 2.0, 4.0)
+"""Waits between tries to mark a sent result delivered while storage is away (then 4 s)."""
+
+
 class EventDelivery(ABC):
     """What the chat frontends share: job events go through per-chat mailboxes, and each
-    result is sent once, then marked delivered in storage (or left for the start-up sweep)."""
+    result is sent once, then marked delivered in storage (or left for the start-up sweep).
+
+    A result sent while storage is away (PostgreSQL restarting) cannot be marked at once: it
+    is remembered as sent, so the resync after the outage does not send it again, and marked
+    in the background until storage is back.
+    """
 
     def __init__(self, service: ConversationService) -> None:
         self.service = service
         self._delivered: set[int] = set()
+        self._unmarked: set[int] = set()
+        self._marker: asyncio.Task[None] | None = None
         self._mailboxes: Mailboxes[tuple[Actor, Reply]] = Mailboxes(self._deliver)
 
     async def on_event(self, actor: Actor, reply: Reply) -> None:
@@ -85,6 +97,16 @@ class EventDelivery(ABC):
     async def close(self) -> None:
         """Finish queued deliveries (briefly); undelivered results wait for the next start."""
         await self._mailboxes.close()
+        if self._marker is not None:
+            self._marker.cancel()
+            await asyncio.gather(self._marker, return_exceptions=True)
+            self._marker = None
+        await self._mark_unmarked()  # a last try; what fails is sent again at the next start
+
+    @property
+    def unmarked(self) -> frozenset[int]:
+        """Results sent but not yet marked delivered in storage."""
+        return frozenset(self._unmarked)
 
     def was_delivered(self, version_id: int) -> bool:
         return version_id in self._delivered
@@ -100,7 +122,34 @@ class EventDelivery(ABC):
             return  # a live result and the start-up sweep can both name it
         if await self.send_result(actor, reply):
             self._delivered.add(reply.version_id)
-            await self.service.mark_delivered(reply.version_id)
+            self._unmarked.add(reply.version_id)
+            if not await self._mark_unmarked():
+                self._keep_marking()
+
+    async def _mark_unmarked(self) -> bool:
+        """Mark what was sent; False if storage is away (the rest stays for later)."""
+        for version_id in sorted(self._unmarked):
+            try:
+                await self.service.mark_delivered(version_id)
+            except Exception as error:
+                log.warning(
+                    "result %d sent, not yet marked delivered: %s", version_id, brief(error)
+                )
+                return False
+            self._unmarked.discard(version_id)
+        return True
+
+    def _keep_marking(self) -> None:
+        if self._marker is None or self._marker.done():
+            self._marker = asyncio.create_task(self._retry_marking(), name="mark-delivered")
+
+    async def _retry_marking(self) -> None:
+        tries = 0
+        while self._unmarked:
+            await asyncio.sleep(MARK_RETRY_S[min(tries, len(MARK_RETRY_S) - 1)])
+            tries += 1
+            if await self._mark_unmarked():
+                log.info("sent results marked delivered after %d retries", tries)
 
     @abstractmethod
     async def show_progress(self, reply: Reply) -> None:

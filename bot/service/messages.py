@@ -99,6 +99,8 @@ class Key(enum.StrEnum):
     ERROR_EDIT_FAILED = "error.edit_failed"
     ERROR_OUT_OF_MEMORY = "error.out_of_memory"
     ERROR_PARENT_FAILED = "error.parent_failed"
+    ERROR_UNAVAILABLE = "error.unavailable"
+    ERROR_STORAGE_FULL = "error.storage_full"
 
 
 ENGLISH: dict[str, str] = {
@@ -211,6 +213,8 @@ ENGLISH: dict[str, str] = {
     Key.ERROR_EDIT_FAILED: "Sorry, that edit failed. Try again, or rephrase the instruction.",
     Key.ERROR_OUT_OF_MEMORY: "Sorry, that edit ran out of memory. Try a lower resolution in /settings.",
     Key.ERROR_PARENT_FAILED: "Skipped “{instruction}”: the edit before it failed.",
+    Key.ERROR_UNAVAILABLE: "The service is briefly unavailable; please try again in a moment.",
+    Key.ERROR_STORAGE_FULL: "I can't save anything right now (my storage is full). Please try again later.",
 }
 
 CATALOGUES: dict[str, dict[str, str]] = {"en": ENGLISH}

@@ -5,16 +5,19 @@ from __future__ import annotations
 
 import enum
 import functools
+import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ParamSpec
 
 from bot.service.messages import Key, format_wait, render
 from editor.errors import ImageTooLarge, UserError
+from storage.database import Outage, brief, outage
 from storage.errors import QuotaExceeded, RateLimited
 from storage.types import Actor
 
 P = ParamSpec("P")
+log = logging.getLogger(__name__)
 
 
 class Action(enum.StrEnum):
@@ -135,10 +138,21 @@ def error_reply(error: UserError) -> Reply:
     return Reply(key=error.key, args=args, kind=ReplyKind.ERROR)
 
 
+OUTAGE_KEYS: Mapping[Outage, Key] = {
+    Outage.UNAVAILABLE: Key.ERROR_UNAVAILABLE,
+    Outage.FULL: Key.ERROR_STORAGE_FULL,
+}
+
+
 def replies_to_errors(
     method: Callable[P, Awaitable[Reply]],
 ) -> Callable[P, Awaitable[Reply]]:
-    """User errors become friendly error replies, so frontends never see a traceback."""
+    """User errors become friendly error replies, so frontends never see a traceback.
+
+    So does a passing storage outage (PostgreSQL restarting, SQLite locked, a full disk): its
+    transaction was rolled back whole, so nothing is half-written, and the user may simply
+    try again. Any other error is a bug and propagates.
+    """
 
     @functools.wraps(method)
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> Reply:
@@ -146,5 +160,11 @@ def replies_to_errors(
             return await method(*args, **kwargs)
         except UserError as error:
             return error_reply(error)
+        except Exception as error:
+            kind = outage(error)
+            if kind is None:
+                raise
+            log.warning("%s: storage %s (%s)", method.__qualname__, kind, brief(error))
+            return Reply(key=OUTAGE_KEYS[kind], kind=ReplyKind.ERROR)
 
     return wrapper

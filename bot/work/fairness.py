@@ -66,10 +66,15 @@ class FairLine:
         """Jobs queued or running."""
         return len(self._pending_ids)
 
-    def enqueue(self, job: Job) -> None:
+    def enqueue(self, job: Job, *, first: bool = False) -> None:
+        """Queue a job behind its user's others, or before them (`first`: a job that could
+        not be recorded and runs again, while its user's next edits wait for it)."""
         self._pending_ids.add(job.version_id)
         queue = self._queues.setdefault(job.user_key, deque())
-        queue.append(job)
+        if first:
+            queue.appendleft(job)
+        else:
+            queue.append(job)
         if job.parent_size is None:
             self._awaiting_parent.setdefault(job.parent_id, set()).add(job.user_key)
         if job.user_key not in self._line:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from editor.base import is_out_of_memory
 from editor.params import EditParams
+from storage.database import Outage, outage
 from storage.lifecycle import EDIT_FAILED
 
 if TYPE_CHECKING:
@@ -150,6 +151,13 @@ class JobQueue(Protocol):
 OUT_OF_MEMORY = "error.out_of_memory"
 
 
+OUTAGE_KEYS = {Outage.UNAVAILABLE: "error.unavailable", Outage.FULL: "error.storage_full"}
+
+
 def failure_key(error: BaseException) -> str:
-    """The message a failed edit gets: out of memory (a smaller size may fit), or failed."""
+    """The message a failed edit gets: out of memory (a smaller size may fit), storage away
+    or full (the edit was fine: try again later), or failed."""
+    kind = outage(error)
+    if kind is not None:
+        return OUTAGE_KEYS[kind]
     return OUT_OF_MEMORY if is_out_of_memory(error) else EDIT_FAILED

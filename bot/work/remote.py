@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from types import TracebackType
 
 import psycopg
@@ -21,13 +22,16 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.work import pgqueue, queue_sql
 from bot.work.jobs import Job, JobDone, JobEvent, JobEvents, JobFailed, JobListener
 from storage import lifecycle, tree
-from storage.database import Database
+from storage.database import Database, brief, outage
 from storage.lifecycle import EDIT_FAILED
 
 log = logging.getLogger(__name__)
 
 LIVENESS_CHECK_S = 10.0
-RECONNECT_DELAY_S = 1.0
+RECONNECT_DELAY_S = 0.5
+MAX_RECONNECT_DELAY_S = 2.0
+"""Backoff of the event connection's reconnects: the first retries come fast (a restart takes
+seconds), later ones every 2 s (a failover or a longer outage)."""
 APPLICATION_NAME = "pix2chat-events"
 
 
@@ -136,29 +140,49 @@ class RemoteJobQueue:
         return connection
 
     async def _listen(self, connection: psycopg.AsyncConnection[tuple[object, ...]]) -> None:
+        """Relay events until cancelled; on a lost connection, reconnect, then resync.
+
+        The resync runs after LISTEN on the new connection, so a result finishing in between
+        is announced by both (deliveries skip the second) rather than by neither.
+        """
+        resync = False
         while True:
             try:
                 async with connection:
+                    if resync:
+                        await self._resync()
                     while True:
                         async for notice in connection.notifies(timeout=self.liveness_check_s):
                             event = pgqueue.decode_event(notice.payload)
                             if event is not None:
                                 await self._emit(event)
                         await connection.execute("SELECT 1")  # raises if the server went away
-            except psycopg.OperationalError as error:
-                log.warning("lost the job event connection (%s); reconnecting", error)
-            except Exception:
-                log.exception("job event listener failed; reconnecting")
+            except Exception as error:
+                if outage(error) is None:
+                    log.exception("job event listener failed; reconnecting")
+                else:
+                    log.warning("lost the job event connection (%s); reconnecting", brief(error))
             connection = await self._reconnect()
-            await self._resync()
+            resync = True
 
     async def _reconnect(self) -> psycopg.AsyncConnection[tuple[object, ...]]:
+        """A new listening connection, retried with backoff while the server is away."""
+        delay = RECONNECT_DELAY_S
+        down_since = time.monotonic()
         while True:
-            await asyncio.sleep(RECONNECT_DELAY_S)
+            await asyncio.sleep(delay)
             try:
-                return await self._connect()
+                connection = await self._connect()
             except psycopg.OperationalError as error:
-                log.warning("job event connection still down: %s", error)
+                log.warning(
+                    "job event connection still down after %.0f s: %s",
+                    time.monotonic() - down_since,
+                    brief(error),
+                )
+                delay = min(delay * 2, MAX_RECONNECT_DELAY_S)
+                continue
+            log.info("job event connection back after %.1f s", time.monotonic() - down_since)
+            return connection
 
     async def _resync(self) -> None:
         """Announce results that finished while the connection was down.

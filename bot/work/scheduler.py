@@ -9,6 +9,7 @@ failing versions in the database, recovering after a restart.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 from types import TracebackType
@@ -30,14 +31,20 @@ from bot.work.jobs import (
     JobStarted,
     failure_key,
 )
+from bot.work.outages import OUTAGE_TIMEOUT_S, through_outage
 from editor.base import Editor
 from storage import lifecycle, tree
-from storage.database import Database
+from storage.database import Database, outage
 from storage.images import ImageStore
 from storage.lifecycle import EDIT_FAILED
 from storage.models import Version
 
 log = logging.getLogger(__name__)
+
+STORAGE_RETRIES = 5
+"""Times an edit runs again after storage failed under it (locked, disk full) before failing."""
+STORAGE_RETRY_S = 1.0
+"""The first pause before it runs again; each next one doubles (1, 2, 4, 8, 16 s)."""
 
 
 class EmbeddedScheduler:
@@ -59,6 +66,7 @@ class EmbeddedScheduler:
         max_batch: int = 4,
         max_wait_ms: int = 20,
         max_attempts: int = 3,
+        outage_timeout_s: float = OUTAGE_TIMEOUT_S,
     ) -> None:
         if max_batch < 1:
             raise ValueError("max_batch must be at least 1")
@@ -68,6 +76,9 @@ class EmbeddedScheduler:
         self.max_batch = max_batch
         self.max_wait_s = max_wait_ms / 1000
         self.max_attempts = max_attempts
+        self.outage_timeout_s = outage_timeout_s
+        self._storage_tries: dict[int, int] = {}
+        self._background: set[asyncio.Task[None]] = set()
         self._line = FairLine()
         self._events = JobEvents()
         self._model = ModelThread()
@@ -106,6 +117,9 @@ class EmbeddedScheduler:
     async def stop(self) -> None:
         """Finish the running batch, then stop; queued jobs stay in the database."""
         await self._engine.drain()
+        for task in list(self._background):
+            task.cancel()  # a pending retry: its version is queued in the database
+        await asyncio.gather(*self._background, return_exceptions=True)
         self._model.close()
 
     async def _recover(self) -> None:
@@ -218,10 +232,70 @@ class EmbeddedScheduler:
         await self._complete([output for _, output in results], seconds)
 
     async def failed(self, item: Job, error: Exception) -> None:
+        if outage(error) is not None:  # the disk, not the edit: run it again later
+            await self._retry_later([item], error)
+            return
         await self._fail(item, error)
 
     async def crashed(self, batch: list[Job], error: Exception) -> None:
+        if outage(error) is not None:
+            await self._retry_later(batch, error)
+            return
         log.error("scheduler batch crashed; its jobs stay in the database", exc_info=error)
+
+    async def _retry_later(self, batch: list[Job], error: Exception) -> None:
+        """Storage failed under these jobs (SQLite locked, disk full): run them again later.
+
+        Their versions go back to queued (the attempt does not count: the edit is not at
+        fault) and their jobs back to the front of their users' lines after a pause; after
+        `STORAGE_RETRIES` such pauses an edit fails with the outage's message, so nobody waits
+        forever on a disk that stays full.
+        """
+        kind = outage(error)
+        retry: list[Job] = []
+        give_up: list[Job] = []
+        for job in batch:
+            tries = self._storage_tries.get(job.version_id, 0)
+            (give_up if tries >= STORAGE_RETRIES else retry).append(job)
+        try:
+            async with self.database.write() as session:
+                retry = [job for job in retry if await lifecycle.hand_back(session, job.version_id)]
+        except Exception as hand_back_error:  # stays running: requeued at the next start
+            log.error(
+                "edit(s) %s: storage %s; not handed back either (%s)",
+                [j.version_id for j in batch],
+                kind,
+                hand_back_error,
+            )
+            return
+        for job in give_up:
+            self._storage_tries.pop(job.version_id, None)
+            try:
+                await self._fail(job, error)
+            except Exception as fail_error:
+                log.error("edit %d: not failed either (%s)", job.version_id, fail_error)
+        if not retry:
+            return
+        tries = max(self._storage_tries.get(job.version_id, 0) for job in retry)
+        delay = STORAGE_RETRY_S * 2**tries
+        log.warning(
+            "edit(s) %s: storage %s (%s); running them again in %.0f s",
+            [j.version_id for j in retry],
+            kind,
+            error,
+            delay,
+        )
+        for job in retry:
+            self._storage_tries[job.version_id] = self._storage_tries.get(job.version_id, 0) + 1
+        task = asyncio.create_task(self._requeue_after(retry, delay))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _requeue_after(self, jobs: list[Job], delay: float) -> None:
+        await asyncio.sleep(delay)
+        for job in reversed(jobs):
+            self._line.enqueue(job, first=True)
+        self._engine.wake()
 
     # ----- bookkeeping -----------------------------------------------------------------------
 
@@ -233,11 +307,18 @@ class EmbeddedScheduler:
         self._events.emit_soon(JobPreview(version_id, step, total, jpeg))
 
     async def _complete(self, outputs: list[Output], seconds: float) -> None:
-        async with self.database.write() as session:
-            recorded = await lifecycle.mark_done_many(
-                session,
-                [lifecycle.Result(o.version_id, o.image_sha, o.size) for o in outputs],
-            )
+        """Record computed results; through a passing lock or full disk, for a while."""
+
+        async def record() -> set[int]:
+            async with self.database.write() as session:
+                return await lifecycle.mark_done_many(
+                    session,
+                    [lifecycle.Result(o.version_id, o.image_sha, o.size) for o in outputs],
+                )
+
+        recorded = await through_outage(
+            record, f"recording edit(s) {[o.version_id for o in outputs]}", self.outage_timeout_s
+        )
         for output in outputs:
             self._fill_parent_size(output.version_id, output.size)
         orphans = [o.image_sha for o in outputs if o.version_id not in recorded]

@@ -18,16 +18,24 @@ final (its last try failed while the database was unreachable, so the failure wa
 recorded) is failed, refunded and its user told once `orphan_grace_s` has passed, so nobody
 waits forever. On SIGTERM a worker stops fetching, lets running edits finish for
 `shutdown_timeout_s`, then hands what is left back to the queue.
+
+Database outages (PostgreSQL restarted or failed over): a result computed meanwhile is kept
+and its recording retried until the database is back (`outage_timeout_s`; bot/work/outages.py);
+procrastinate's loop, which stops when its heartbeat or listener loses the server, is started
+again once the database answers, with the model still loaded. Past the timeout the job fails
+as any crash does: the queue runs it again, and idempotence keeps the user's view exactly-once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
+import signal
 import socket
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from procrastinate import App, JobContext, PsycopgConnector, RetryStrategy
@@ -37,9 +45,17 @@ from bot.work import pgqueue, queue_sql
 from bot.work.batching import ModelThread, Output, Work
 from bot.work.jobs import JobDone, JobFailed, JobProgress, JobStarted, failure_key
 from bot.work.microbatcher import MicroBatcher
+from bot.work.outages import (
+    OUTAGE_TIMEOUT_S,
+    PatientImages,
+    brief_outage_logs,
+    through_outage,
+    until_reachable,
+)
+from bot.work.pgpool import SteadyPool
 from editor.base import Editor
 from storage import lifecycle, limits, tree
-from storage.database import Database
+from storage.database import Database, brief, outage
 from storage.images import ImageStore
 from storage.lifecycle import EDIT_FAILED
 from storage.models import Conversation, Version
@@ -48,6 +64,8 @@ log = logging.getLogger(__name__)
 
 JOB_RETRIES = 10
 """Retries of a job whose bookkeeping failed (database unreachable...), a second apart."""
+RESTART_PAUSE_S = 0.5
+"""The least pause before procrastinate's loop starts again after it stopped."""
 ORPHAN_LOST = "its queue job is gone or finished without a result"
 ORPHAN_SWEEP_LIMIT = 100
 """Versions failed per sweep at most; the next heartbeat takes the rest."""
@@ -66,6 +84,7 @@ class WorkerOptions:
     progress_interval_s: float = 0.5
     orphan_grace_s: float = 120.0
     poll_interval_s: float = 1.0
+    outage_timeout_s: float = OUTAGE_TIMEOUT_S
     name: str | None = None
 
 
@@ -101,7 +120,10 @@ class GpuWorker:
         """The procrastinate app: one task, on the pix2chat queue."""
         size = self.options.concurrency + 3  # jobs, fetcher, heartbeat, stalled sweep
         connector = PsycopgConnector(
-            conninfo=pgqueue.libpq_url(self.database.url), min_size=1, max_size=size
+            conninfo=pgqueue.libpq_url(self.database.url),
+            min_size=1,
+            max_size=size,
+            pool_factory=SteadyPool,
         )
         app = App(connector=connector)
         app.task(
@@ -115,13 +137,14 @@ class GpuWorker:
     async def run(self, *, install_signal_handlers: bool = True) -> None:
         """Load the model, then serve jobs until a stop signal (or cancellation)."""
         model = ModelThread()
+        stop = asyncio.Event()
         try:
             await model.run(self.editor.load)
             app = self.make_app()
             batcher = MicroBatcher(
                 model,
                 self.editor,
-                self.images,
+                PatientImages(self.images, self.options.outage_timeout_s),
                 max_batch=self.options.concurrency,
                 max_wait_ms=self.options.max_wait_ms,
                 on_start=self._started,
@@ -132,17 +155,8 @@ class GpuWorker:
                 sweeper = asyncio.create_task(self._sweep_stalled(app), name="stalled-sweep")
                 log.info("worker %s ready: %d job(s) at a time", self.name, batcher.max_batch)
                 try:
-                    await app.run_worker_async(
-                        queues=[pgqueue.QUEUE],
-                        name=self.name,
-                        concurrency=self.options.concurrency,
-                        update_heartbeat_interval=self.options.heartbeat_s,
-                        stalled_worker_timeout=self.options.stalled_timeout_s,
-                        shutdown_graceful_timeout=self.options.shutdown_timeout_s,
-                        fetch_job_polling_interval=self.options.poll_interval_s,
-                        delete_jobs="always",
-                        install_signal_handlers=install_signal_handlers,
-                    )
+                    with _stop_signals(stop, install_signal_handlers):
+                        await self._serve(app, stop)
                 finally:
                     sweeper.cancel()
                     await asyncio.gather(sweeper, return_exceptions=True)
@@ -151,6 +165,62 @@ class GpuWorker:
             self._batcher = None
             model.close()
         log.info("worker %s stopped", self.name)
+
+    async def _serve(self, app: App, stop: asyncio.Event) -> None:
+        library_logs = ("procrastinate.worker", f"procrastinate.worker.{self.name}")
+        with brief_outage_logs(*library_logs, "procrastinate.utils", "procrastinate.manager"):
+            await self._serve_until_stopped(app, stop)
+
+    async def _serve_until_stopped(self, app: App, stop: asyncio.Event) -> None:
+        """Run procrastinate's worker loop; after a database outage, run it again.
+
+        procrastinate 3 stops its worker when its heartbeat or job listener loses the server,
+        and raises when fetching does: either way the loop here waits (jobs that were running
+        finish and record their results once the database is back), waits for the database and
+        starts a fresh loop, registered anew with a fresh heartbeat. The model stays loaded.
+        A stop signal ends it gracefully (running edits finish for `shutdown_timeout_s`).
+        """
+        while True:
+            serving = asyncio.create_task(self._procrastinate(app), name="procrastinate")
+            stopping = asyncio.create_task(stop.wait(), name="stop-signal")
+            try:
+                await asyncio.wait({serving, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            except asyncio.CancelledError:
+                serving.cancel()  # procrastinate then stops gracefully
+                await asyncio.gather(serving, return_exceptions=True)
+                raise
+            finally:
+                stopping.cancel()
+            if stop.is_set():
+                serving.cancel()
+                await asyncio.gather(serving, return_exceptions=True)
+                return
+            error = None if serving.cancelled() else serving.exception()
+            if error is not None and outage(error) is None:
+                raise error
+            reason = "its heartbeat or job listener lost it" if error is None else error
+            log.warning(
+                "worker %s lost the database (%s); the job loop restarts once it is back",
+                self.name,
+                brief(reason.__cause__ or reason) if isinstance(reason, BaseException) else reason,
+            )
+            await asyncio.sleep(RESTART_PAUSE_S)  # never a hot loop, whatever stopped it
+            if not await until_reachable(self.database, stop):
+                return
+            log.info("worker %s: database back, fetching jobs again", self.name)
+
+    async def _procrastinate(self, app: App) -> None:
+        await app.run_worker_async(
+            queues=[pgqueue.QUEUE],
+            name=self.name,
+            concurrency=self.options.concurrency,
+            update_heartbeat_interval=self.options.heartbeat_s,
+            stalled_worker_timeout=self.options.stalled_timeout_s,
+            shutdown_graceful_timeout=self.options.shutdown_timeout_s,
+            fetch_job_polling_interval=self.options.poll_interval_s,
+            delete_jobs="always",
+            install_signal_handlers=False,  # ours (_stop_signals) tell a stop from an outage
+        )
 
     # ----- one job ---------------------------------------------------------------------------
 
@@ -168,6 +238,8 @@ class GpuWorker:
                 await asyncio.shield(self._hand_back(version_id))
                 raise
             except Exception as error:
+                if outage(error) is not None:
+                    raise  # storage, not the edit: the job is retried (below)
                 await self._fail(version_id, error)
                 return
             if self._background:  # progress of this edit must not arrive after its result
@@ -204,12 +276,20 @@ class GpuWorker:
             )
 
     async def _record(self, output: Output, seconds: float) -> None:
-        async with self.database.write() as session:
-            recorded = await lifecycle.mark_done_many(
-                session, [lifecycle.Result(output.version_id, output.image_sha, output.size)]
-            )
-            if recorded:
-                await pgqueue.notify(session, [JobDone(output.version_id, seconds)])
+        """Record a computed result; through a database outage, for `outage_timeout_s`."""
+
+        async def record() -> set[int]:
+            async with self.database.write() as session:
+                recorded = await lifecycle.mark_done_many(
+                    session, [lifecycle.Result(output.version_id, output.image_sha, output.size)]
+                )
+                if recorded:
+                    await pgqueue.notify(session, [JobDone(output.version_id, seconds)])
+            return recorded
+
+        recorded = await through_outage(
+            record, f"recording edit {output.version_id}", self.options.outage_timeout_s
+        )
         if recorded:
             log.info("edit %d done in %.2f s", output.version_id, seconds)
             return
@@ -282,8 +362,9 @@ class GpuWorker:
         try:
             async with self.database.write() as session:
                 await pgqueue.notify(session, [JobProgress(v, step, total) for v in version_ids])
-        except Exception:
-            log.exception("could not send progress")
+        except Exception as error:
+            if outage(error) is None:
+                log.exception("could not send progress")
 
     # ----- crash recovery --------------------------------------------------------------------
 
@@ -293,12 +374,12 @@ class GpuWorker:
             await asyncio.sleep(self.options.heartbeat_s)
             try:
                 await self.retry_stalled(app)
-            except Exception:
-                log.exception("stalled-job sweep failed")
-            try:
                 await self.fail_orphans()
-            except Exception:
-                log.exception("orphan sweep failed")
+            except Exception as error:
+                if outage(error) is None:
+                    log.exception("stalled-job or orphan sweep failed")
+                else:  # the database is away: the next heartbeat's sweep tries again
+                    log.debug("sweeps skipped: database unavailable (%s)", brief(error))
 
     async def fail_orphans(self) -> list[int]:
         """One orphan sweep; the ids of the versions it failed (dependants included).
@@ -344,3 +425,20 @@ class GpuWorker:
         if retried:
             await app.job_manager.prune_stalled_workers(self.options.stalled_timeout_s)
         return retried
+
+
+@contextlib.contextmanager
+def _stop_signals(stop: asyncio.Event, install: bool) -> Iterator[None]:
+    """SIGTERM / SIGINT set `stop` (a graceful stop), while the worker serves."""
+    if not install:
+        yield
+        return
+    loop = asyncio.get_running_loop()
+    signals = (signal.SIGTERM, signal.SIGINT)
+    for number in signals:
+        loop.add_signal_handler(number, stop.set)
+    try:
+        yield
+    finally:
+        for number in signals:
+            loop.remove_signal_handler(number)

@@ -222,12 +222,13 @@ async def frontend(
     images: ImageStore,
     queue: JobQueue,
     sent: list[tuple[Actor, Reply]],
+    delivery_class: type[RecordingDelivery] = RecordingDelivery,
 ) -> AsyncIterator[Frontend]:
     """A frontend process's service and delivery; results missed while away are swept first."""
     service = ConversationService(
         database, images, queue, NullEditor(), defaults=PARAMS, admission=GENEROUS
     )
-    delivery = RecordingDelivery(service, sent)
+    delivery = delivery_class(service, sent)
     service.subscribe(PLATFORM, delivery.on_event)
     await service.redeliver(PLATFORM)
     try:

@@ -8,8 +8,9 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import psycopg
 import pytest
-from sqlalchemy import text
+from sqlalchemy import exc, text
 
 from bot.app import ConfigurationError, build
 from bot.config import Settings
@@ -21,7 +22,9 @@ from editor.testing.doubles import NullEditor
 from storage import lifecycle
 from storage.database import Database
 from storage.images import DatabaseImageStore
+from storage.migrate import upgrade
 from storage.types import Actor
+from tests.fixtures_pgserver import PrivateServer
 from tests.fixtures_queue import Events, add_edit, add_photo, jobs
 from tests.scaleout.harness import actor, frontend, photo
 
@@ -125,3 +128,42 @@ async def test_cancelled_edits_leave_the_queue(pg: Database, images: DatabaseIma
         assert await queue.position(cancelled) is None
         assert await queue.depth() == 2
     assert [args["version_id"] for *_, args in await jobs(pg)] == [first, bob]
+
+
+async def test_after_a_server_restart_the_frontend_listens_again_and_hears_what_it_missed(
+    private_postgres: PrivateServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server restarts; the first resync fails too (the server went again): the listener
+    keeps trying, and the next resync announces the result whose NOTIFY was never heard."""
+    monkeypatch.setattr(remote, "RECONNECT_DELAY_S", 0.3)
+    url = private_postgres.create_database("remote_restart")
+    upgrade(url)
+    images = DatabaseImageStore(url)
+    events = Events()
+    async with Database(url) as database:
+        await add_photo(database, images, "alice")
+        version_id = await add_edit(database, "alice", "alice at night")
+        async with RemoteJobQueue(database, liveness_check_s=0.2) as queue:
+            queue.subscribe(events)
+            resyncs: list[int] = []
+            real_resync = queue._resync
+
+            async def flaky_resync() -> None:
+                resyncs.append(1)
+                if len(resyncs) == 1:
+                    raise exc.OperationalError(
+                        "SELECT", {}, psycopg.OperationalError("server closed")
+                    )
+                await real_resync()
+
+            monkeypatch.setattr(queue, "_resync", flaky_resync)
+            await asyncio.to_thread(private_postgres.restart)
+            async with database.write() as session:  # finished with no NOTIFY heard
+                await lifecycle.claim_many(session, [version_id])
+                sha = images.put(photo("result"))
+                await lifecycle.mark_done(session, version_id, sha, (64, 48))
+            await events.until(lambda: bool(events.outcomes(version_id)))
+            await asyncio.sleep(0.5)  # a second announcement would arrive now
+    images.close()
+    assert events.outcomes(version_id) == [JobDone(version_id, 0.0)]
+    assert len(resyncs) >= 2

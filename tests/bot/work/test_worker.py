@@ -9,15 +9,21 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import select, text, update
+import psycopg
+import pytest
+from sqlalchemy import exc, select, text, update
+from sqlalchemy.ext.asyncio import AsyncSession
 from typer.testing import CliRunner
 
 from bot.cli import app as cli
 from bot.service.replies import Reply
-from bot.work import pgqueue
+from bot.work import outages, pgqueue
+from bot.work.batching import Output
 from bot.work.jobs import Job, JobDone, JobFailed
 from bot.work.remote import RemoteJobQueue
 from bot.work.worker import EDIT_FAILED, GpuWorker
@@ -38,7 +44,7 @@ from tests.fixtures_queue import (
     jobs,
     running_worker,
 )
-from tests.scaleout.harness import PARAMS, frontend
+from tests.scaleout.harness import PARAMS, frontend, photo
 
 
 async def test_a_job_run_twice_records_one_result_and_sends_one_message(
@@ -357,3 +363,115 @@ async def test_workers_sweeping_at_once_fail_each_orphan_once(
     assert sorted(v for found in swept for v in found) == ids
     assert [len(events.outcomes(v)) for v in ids] == [1] * len(ids)
     assert await statuses(pg, ids) == ["failed"] * len(ids)
+
+
+# ----- database outages ----------------------------------------------------------------------
+
+
+def _connection_lost() -> exc.OperationalError:
+    return exc.OperationalError(
+        "COMMIT", {}, psycopg.OperationalError("server closed the connection unexpectedly")
+    )
+
+
+class FlakyWrites:
+    """The database, but its next `failures` write transactions fail as if the server went."""
+
+    def __init__(self, database: Database, failures: int) -> None:
+        self.database = database
+        self.failures = failures
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.database, name)
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[AsyncSession]:
+        if self.failures:
+            self.failures -= 1
+            raise _connection_lost()
+        async with self.database.write() as session:
+            yield session
+
+
+async def test_a_result_computed_while_the_database_is_away_is_recorded_once_it_is_back(
+    pg: Database, images: DatabaseImageStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(outages, "BACKOFF_S", (0.05,))
+    await add_photo(pg, images, "alice")
+    version_id = await add_edit(pg, "alice", "alice at night")
+    worker = GpuWorker(pg, images, NullEditor(), FAST)
+    work = await worker._claim(version_id)
+    assert work is not None
+    sha = images.put(photo("result"))
+    events = Events()
+    async with RemoteJobQueue(pg) as queue:
+        queue.subscribe(events)
+        flaky = FlakyWrites(pg, failures=3)
+        worker.database = flaky  # type: ignore[assignment]
+        await worker._record(Output(version_id, sha, (64, 48)), 1.0)
+        await events.until(lambda: bool(events.outcomes(version_id)))
+        await asyncio.sleep(0.3)  # a second "done" would arrive now
+
+    assert flaky.failures == 0
+    assert events.outcomes(version_id) == [JobDone(version_id, 1.0)]
+    async with pg.read() as session:
+        version = await session.get(Version, version_id)
+    assert version is not None and (version.status, version.image_sha) == ("done", sha)
+
+
+async def test_the_job_loop_starts_again_after_losing_the_database_the_model_loaded_once(
+    pg: Database, images: DatabaseImageStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    editor = NullEditor()
+    loads: list[int] = []
+    monkeypatch.setattr(editor, "load", lambda: loads.append(1))
+    worker = GpuWorker(pg, images, editor, FAST)
+    loops: list[int] = []
+    forever = asyncio.Event()
+
+    async def procrastinate_loop(_app: object) -> None:
+        loops.append(1)
+        if len(loops) == 1:  # fetching raised, wrapped as procrastinate wraps it
+            wrapped = RuntimeError("connector exception")
+            wrapped.__cause__ = psycopg.OperationalError("connection refused")
+            raise wrapped
+        if len(loops) == 2:  # its heartbeat lost the server: procrastinate stopped itself
+            return
+        await forever.wait()
+
+    monkeypatch.setattr(worker, "_procrastinate", procrastinate_loop)
+    task = asyncio.create_task(worker.run(install_signal_handlers=False))
+    async with asyncio.timeout(TIMEOUT_S):
+        while len(loops) < 3:  # noqa: ASYNC110 (polls a list the fake appends to)
+            await asyncio.sleep(0.01)
+    assert not task.done()
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    assert loads == [1]
+
+
+async def test_a_job_loop_that_fails_for_another_reason_stops_the_worker(
+    pg: Database, images: DatabaseImageStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    worker = GpuWorker(pg, images, NullEditor(), FAST)
+
+    async def broken(_app: object) -> None:
+        raise ValueError("a bug")
+
+    monkeypatch.setattr(worker, "_procrastinate", broken)
+    with pytest.raises(ValueError, match="a bug"):
+        await worker.run(install_signal_handlers=False)
+
+
+async def test_an_orphan_sweep_that_loses_the_database_changes_nothing(
+    pg: Database, images: DatabaseImageStore
+) -> None:
+    await add_photo(pg, images, "alice")
+    version_id = await add_edit(pg, "alice", "alice at night")
+    worker = GpuWorker(pg, images, NullEditor(), dataclasses.replace(FAST, orphan_grace_s=0))
+    worker.database = FlakyWrites(pg, failures=1)  # type: ignore[assignment]
+    with pytest.raises(exc.OperationalError):
+        await worker.fail_orphans()
+    async with pg.read() as session:
+        version = await session.get(Version, version_id)
+    assert version is not None and version.status == "queued"
