@@ -29,13 +29,11 @@ as any crash does: the queue runs it again, and idempotence keeps the user's vie
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
-import signal
 import socket
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from procrastinate import App, JobContext, PsycopgConnector, RetryStrategy
@@ -43,6 +41,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.work import pgqueue, queue_sql
 from bot.work.batching import ModelThread, Output, Work
+from bot.work.job_loop import keep_serving, stop_signals
 from bot.work.jobs import JobDone, JobFailed, JobProgress, JobStarted, failure_key
 from bot.work.microbatcher import MicroBatcher
 from bot.work.outages import (
@@ -50,7 +49,6 @@ from bot.work.outages import (
     PatientImages,
     brief_outage_logs,
     through_outage,
-    until_reachable,
 )
 from bot.work.pgpool import SteadyPool
 from editor.base import Editor
@@ -64,8 +62,6 @@ log = logging.getLogger(__name__)
 
 JOB_RETRIES = 10
 """Retries of a job whose bookkeeping failed (database unreachable...), a second apart."""
-RESTART_PAUSE_S = 0.5
-"""The least pause before procrastinate's loop starts again after it stopped."""
 ORPHAN_LOST = "its queue job is gone or finished without a result"
 ORPHAN_SWEEP_LIMIT = 100
 """Versions failed per sweep at most; the next heartbeat takes the rest."""
@@ -155,7 +151,7 @@ class GpuWorker:
                 sweeper = asyncio.create_task(self._sweep_stalled(app), name="stalled-sweep")
                 log.info("worker %s ready: %d job(s) at a time", self.name, batcher.max_batch)
                 try:
-                    with _stop_signals(stop, install_signal_handlers):
+                    with stop_signals(stop, install_signal_handlers):
                         await self._serve(app, stop)
                 finally:
                     sweeper.cancel()
@@ -169,45 +165,7 @@ class GpuWorker:
     async def _serve(self, app: App, stop: asyncio.Event) -> None:
         library_logs = ("procrastinate.worker", f"procrastinate.worker.{self.name}")
         with brief_outage_logs(*library_logs, "procrastinate.utils", "procrastinate.manager"):
-            await self._serve_until_stopped(app, stop)
-
-    async def _serve_until_stopped(self, app: App, stop: asyncio.Event) -> None:
-        """Run procrastinate's worker loop; after a database outage, run it again.
-
-        procrastinate 3 stops its worker when its heartbeat or job listener loses the server,
-        and raises when fetching does: either way the loop here waits (jobs that were running
-        finish and record their results once the database is back), waits for the database and
-        starts a fresh loop, registered anew with a fresh heartbeat. The model stays loaded.
-        A stop signal ends it gracefully (running edits finish for `shutdown_timeout_s`).
-        """
-        while True:
-            serving = asyncio.create_task(self._procrastinate(app), name="procrastinate")
-            stopping = asyncio.create_task(stop.wait(), name="stop-signal")
-            try:
-                await asyncio.wait({serving, stopping}, return_when=asyncio.FIRST_COMPLETED)
-            except asyncio.CancelledError:
-                serving.cancel()  # procrastinate then stops gracefully
-                await asyncio.gather(serving, return_exceptions=True)
-                raise
-            finally:
-                stopping.cancel()
-            if stop.is_set():
-                serving.cancel()
-                await asyncio.gather(serving, return_exceptions=True)
-                return
-            error = None if serving.cancelled() else serving.exception()
-            if error is not None and outage(error) is None:
-                raise error
-            reason = "its heartbeat or job listener lost it" if error is None else error
-            log.warning(
-                "worker %s lost the database (%s); the job loop restarts once it is back",
-                self.name,
-                brief(reason.__cause__ or reason) if isinstance(reason, BaseException) else reason,
-            )
-            await asyncio.sleep(RESTART_PAUSE_S)  # never a hot loop, whatever stopped it
-            if not await until_reachable(self.database, stop):
-                return
-            log.info("worker %s: database back, fetching jobs again", self.name)
+            await keep_serving(lambda: self._procrastinate(app), stop, self.database, self.name)
 
     async def _procrastinate(self, app: App) -> None:
         await app.run_worker_async(
@@ -425,20 +383,3 @@ class GpuWorker:
         if retried:
             await app.job_manager.prune_stalled_workers(self.options.stalled_timeout_s)
         return retried
-
-
-@contextlib.contextmanager
-def _stop_signals(stop: asyncio.Event, install: bool) -> Iterator[None]:
-    """SIGTERM / SIGINT set `stop` (a graceful stop), while the worker serves."""
-    if not install:
-        yield
-        return
-    loop = asyncio.get_running_loop()
-    signals = (signal.SIGTERM, signal.SIGINT)
-    for number in signals:
-        loop.add_signal_handler(number, stop.set)
-    try:
-        yield
-    finally:
-        for number in signals:
-            loop.remove_signal_handler(number)

@@ -132,7 +132,13 @@ async def test_postgres_restarted_mid_edit_and_mid_delivery_every_result_arrives
         f"{at[alice]:.2f} s, A ran {versions[alice].attempts} time(s); B's result sent at "
         f"{at[bob]:.2f} s (during the outage), marked delivered by {marked_s:.2f} s"
     )
-    print(*(line for line in worker.lines if "bot.work.worker" in line and "edit" not in line))
+    print(
+        *(
+            line
+            for line in worker.lines
+            if ("bot.work.worker" in line or "bot.work.job_loop" in line) and "edit" not in line
+        )
+    )
     assert refused.key == "error.unavailable" and refused.is_error, refused
     by_version = results_by_version(sent)
     assert sorted(by_version) == sorted([alice, bob, carol])
