@@ -12,7 +12,7 @@ import io
 from pathlib import Path
 
 import pytest
-from PIL import Image, ImageStat
+from PIL import Image, ImageChops, ImageStat
 
 from bot.app import build
 from bot.config import Settings
@@ -48,8 +48,12 @@ async def _wait_for_preview(recorder: Recorder, version_id: int, step: int) -> N
             await asyncio.sleep(0.01)
 
 
-def _mean(image: Image.Image) -> float:
-    return float(ImageStat.Stat(image.convert("L")).mean[0])
+def _distance(image: Image.Image, other: Image.Image) -> float:
+    """Mean absolute pixel difference: how far an image was edited from another (the other
+    scaled to its size, as the model input was)."""
+    scaled = other.convert("RGB").resize(image.size, Image.Resampling.LANCZOS)
+    difference = ImageChops.difference(image.convert("RGB"), scaled)
+    return sum(ImageStat.Stat(difference).mean) / 3
 
 
 async def test_previews_reach_the_owner_in_order_and_are_dropped_with_the_result(
@@ -102,7 +106,7 @@ async def test_previews_reach_the_owner_in_order_and_are_dropped_with_the_result
         result = Image.open(io.BytesIO(await h.service.image(ALICE, edit, full=True)))
         original = Image.open(io.BytesIO(await h.service.image(ALICE, edit - 1, full=True)))
         assert preview_image.size == result.size
-        assert abs(_mean(preview_image) - _mean(original)) < abs(_mean(result) - _mean(original))
+        assert _distance(preview_image, original) < _distance(result, original)
 
 
 async def test_a_preview_of_an_edit_that_is_forgotten_while_running_is_dropped(
