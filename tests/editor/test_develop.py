@@ -1,0 +1,182 @@
+"""The develop step's promises: untouched pixels stay bit-identical, the size is kept, VAE noise
+is ignored, global edits keep the parent's detail, and the feather leaves no seam."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from editor.develop import DevelopOptions, develop
+from editor.images import fit_to_resolution
+
+WORKING = 240
+RED = np.array([200, 30, 30])
+
+
+def textured_parent(width: int = 600, height: int = 400, seed: int = 0) -> np.ndarray:
+    """A gradient with strong pixel-level texture, like a sharp photo."""
+    rng = np.random.default_rng(seed)
+    x = np.linspace(40, 200, width)[None, :, None]
+    y = np.linspace(0, 30, height)[:, None, None]
+    base = x + y + np.array([0, 10, -10])
+    return np.clip(base + rng.integers(-20, 21, (height, width, 3)), 0, 255).astype(np.uint8)
+
+
+def smooth_parent(width: int = 600, height: int = 400) -> np.ndarray:
+    """A plain horizontal grey gradient: any seam shows as a step between neighbours."""
+    row = np.linspace(90, 150, width)
+    return np.repeat(np.repeat(row[None, :, None], height, 0), 3, 2).round().astype(np.uint8)
+
+
+def model_run(
+    parent: np.ndarray, change: object = None, noise: int = 2, seed: int = 1
+) -> tuple[Image.Image, Image.Image, Image.Image]:
+    """Parent, model input (fitted) and a fake model output: `change` applied, +-noise levels."""
+    image = Image.fromarray(parent)
+    fitted = fit_to_resolution(image, WORKING)
+    values = np.asarray(fitted).astype(np.float64)
+    if callable(change):
+        values = change(values)
+    rng = np.random.default_rng(seed)
+    values = values + rng.integers(-noise, noise + 1, values.shape)
+    output = Image.fromarray(np.clip(values.round(), 0, 255).astype(np.uint8))
+    return image, fitted, output
+
+
+def recolour(values: np.ndarray) -> np.ndarray:
+    """The rectangle rows 40..100, columns 60..140 at 240x160 (full res: 100..250, 150..350)."""
+    values = values.copy()
+    values[40:100, 60:140] = RED
+    return values
+
+
+def full_res_rectangle(shape: tuple[int, ...]) -> np.ndarray:
+    inside = np.zeros(shape[:2], dtype=bool)
+    inside[100:250, 150:350] = True
+    return inside
+
+
+def laplacian_variance(image: np.ndarray) -> float:
+    grey = image.astype(np.float64).mean(axis=2)
+    laplacian = (
+        grey[1:-1, :-2] + grey[1:-1, 2:] + grey[:-2, 1:-1] + grey[2:, 1:-1] - 4 * grey[1:-1, 1:-1]
+    )
+    return float(laplacian.var())
+
+
+def test_a_local_change_leaves_everything_outside_the_mask_bit_identical() -> None:
+    parent = textured_parent()
+    developed = develop(*model_run(parent, recolour))
+    image, mask = np.asarray(developed.image), np.asarray(developed.mask)
+    assert developed.mode == "local"
+    untouched = mask == 0
+    assert untouched.mean() > 0.75
+    assert np.array_equal(image[untouched], parent[untouched])
+
+
+def test_a_local_change_takes_the_new_colour_and_the_mask_matches_it() -> None:
+    parent = textured_parent()
+    developed = develop(*model_run(parent, recolour))
+    image, mask = np.asarray(developed.image).astype(int), np.asarray(developed.mask)
+    rectangle = full_res_rectangle(parent.shape)
+    close = np.abs(image - RED).max(axis=2) <= 12
+    assert close[rectangle].mean() > 0.9
+    assert np.all(mask[rectangle] > 0)
+    half = mask >= 128
+    iou = (half & rectangle).sum() / (half | rectangle).sum()
+    assert iou > 0.8, iou
+
+
+def test_the_feather_leaves_no_seam() -> None:
+    # Everything brightened by 4 levels (under the threshold, so outside the mask it is
+    # dropped), plus the recoloured rectangle: across the feather the image must go from
+    # parent + 4 to the parent in small steps, never in one jump.
+    parent = smooth_parent()
+    options = DevelopOptions(feather_radius=12.0)
+    developed = develop(
+        *model_run(parent, lambda values: recolour(values + 4), noise=0), options=options
+    )
+    image, mask = np.asarray(developed.image).astype(int), np.asarray(developed.mask)
+    assert developed.mode == "local"
+    difference = (image - parent.astype(int))[175, :144, 0]  # a row leaving the rectangle leftwards
+    feathered = mask[175, :144]
+    zone = np.flatnonzero((feathered > 0) & (feathered < 255))
+    assert zone.size >= 8  # a real feather, several pixels wide
+    profile = difference[zone[0] - 2 : zone[-1] + 1]
+    assert profile[0] == 0 and 3 <= profile[-1] <= 5  # +-1: Lanczos down, bicubic up
+    assert np.all(np.diff(profile) >= -1)  # monotonic up to that rounding: no overshoot, no ring
+    assert np.abs(np.diff(profile)).max() <= 2  # no step: the 4 levels spread over the feather
+
+
+def test_vae_noise_alone_is_no_change() -> None:
+    parent = textured_parent()
+    image, fitted, output = model_run(parent, None, noise=2)
+    developed = develop(image, fitted, output)
+    assert developed.mode == "none"
+    assert np.array_equal(np.asarray(developed.image), parent)
+    assert developed.mask.size == image.size
+    assert not np.asarray(developed.mask).any()
+
+
+def test_a_global_change_keeps_the_parent_s_detail() -> None:
+    parent = textured_parent()
+    image, fitted, output = model_run(parent, lambda values: values * 0.5)
+    developed = develop(image, fitted, output)
+    result = np.asarray(developed.image)
+    assert developed.mode == "global"
+    assert developed.image.size == image.size
+    assert np.asarray(developed.mask).min() == 255
+    assert result.mean() == pytest.approx(parent.mean() * 0.5, rel=0.05)
+    plain = np.asarray(output.resize(image.size, Image.Resampling.LANCZOS))
+    # The darkened parent's texture has a quarter of the parent's Laplacian variance; plain
+    # upsampling of the working-resolution result loses most of even that.
+    assert laplacian_variance(result) > 0.15 * laplacian_variance(parent)
+    assert laplacian_variance(result) > 5 * laplacian_variance(plain)
+
+
+def test_new_structure_in_a_global_edit_follows_the_model() -> None:
+    parent = textured_parent()
+
+    def night_with_moon(values: np.ndarray) -> np.ndarray:
+        values = values * 0.4
+        values[20:60, 160:200] = 250  # a new bright object the parent has no trace of
+        return values
+
+    developed = develop(*model_run(parent, night_with_moon))
+    result = np.asarray(developed.image).astype(int)
+    assert developed.mode == "global"
+    moon = result[60:140, 410:490]  # the object's core at full resolution
+    under = parent[60:140, 410:490].astype(float)
+    assert abs(moon.mean() - 250) < 3
+    # The parent's texture under the new object is mostly gone (a lighting edit keeps it).
+    assert np.all(moon.std(axis=(0, 1)) < 0.35 * under.std(axis=(0, 1)))
+    assert np.abs(result[300:380, 50:150].mean() - parent[300:380, 50:150].mean() * 0.4) < 6
+
+
+@pytest.mark.parametrize("size", [(601, 397), (333, 777), (1001, 125), (257, 256)])
+@pytest.mark.parametrize("kind", ["local", "global"])
+def test_the_parent_s_size_is_kept_for_any_shape(size: tuple[int, int], kind: str) -> None:
+    parent = textured_parent(*size)
+
+    def change(values: np.ndarray) -> np.ndarray:
+        if kind == "global":
+            return values * 0.5
+        values = values.copy()
+        height, width = values.shape[:2]
+        values[height // 3 : height // 2, width // 3 : width // 2] = RED
+        return values
+
+    developed = develop(*model_run(parent, change))
+    assert developed.mode == kind
+    assert developed.image.size == size
+    assert developed.mask.size == size
+    assert developed.image.mode == "RGB" and developed.mask.mode == "L"
+
+
+def test_mismatched_or_non_rgb_inputs_are_refused() -> None:
+    image, fitted, output = model_run(textured_parent(), recolour)
+    with pytest.raises(ValueError, match="model output"):
+        develop(image, fitted, output.resize((200, 160)))
+    with pytest.raises(ValueError, match="RGB"):
+        develop(image.convert("L"), fitted, output)
