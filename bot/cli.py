@@ -200,6 +200,24 @@ def bench_finetune(
     run_finetune_benchmark(typer.echo, toy_steps=toy_steps)
 
 
+@bench_app.command("develop")
+def bench_develop(
+    width: Annotated[int, typer.Option(help="Width of the drift chain's photo.")] = 3000,
+    height: Annotated[int, typer.Option(help="Height of the drift chain's photo.")] = 2000,
+    turns: Annotated[int, typer.Option(help="Edits in the drift chain.")] = 10,
+    working: Annotated[int, typer.Option(help="Working resolution (long side).")] = 768,
+    megapixels: Annotated[
+        str, typer.Option(help="Comma-separated sizes to time (of 1, 6, 12, 24).")
+    ] = "1,6,12,24",
+    runs: Annotated[int, typer.Option(help="Timed runs per size and mode (p50).")] = 5,
+) -> None:
+    """Develop step: drift over an edit chain (on vs off), time and memory at 1-24 MP."""
+    from bot.commands.bench_develop import run_develop_benchmark
+
+    sizes = [int(value) for value in megapixels.split(",") if value.strip()]
+    run_develop_benchmark((width, height), turns, working, sizes, runs, echo=typer.echo)
+
+
 # Fine-tuning pipeline (issue 7): `dataset captions|images`, `train`, `eval` (docs/FINETUNING.md).
 from bot.commands.finetune import register as _register_finetune  # noqa: E402
 

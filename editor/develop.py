@@ -10,12 +10,13 @@ and applies only that to the parent at the parent's own size:
    feathered into a soft alpha that is exactly 0 a little outside the change.
 2. The mode: "none" (nothing changed: the parent itself), "global" (the change covers most of
    the picture) or "local".
-3. Local: inside the feathered mask the upsampled model output is blended over the parent;
-   where the mask is 0 the parent's bytes are copied untouched.
-4. Global: the change is fitted per window as a local affine colour map from input to output
-   (a guided filter whose prior is "no change"), the map is upsampled and applied to the
+3. The change is fitted per window as a local affine colour map from input to output (a
+   guided filter whose prior is "no change"); the maps are upsampled and applied to the
    full-resolution parent, so its fine detail survives colour and lighting edits; where the fit
    fails (new objects, new edges) the plainly upsampled output takes over by a soft weight.
+4. Global: that is the result. Local: it is blended over the parent by the feathered mask;
+   where the mask is 0 the parent's bytes are copied untouched. The same transfer in the
+   feather band keeps the parent's detail there too (no blurry halo around an edit).
 
 Everything heavy runs at working resolution; the full-resolution work is limited to the box
 around the change and done in horizontal bands, so time and memory stay low at 24 MP. Pure
@@ -26,14 +27,17 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import cv2
 import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
 
-Float = NDArray[np.float32]
-Bytes = NDArray[np.uint8]
+# Names for intent (uint8 0..255 pictures and masks, float32 maps); the dtype is left open
+# because OpenCV's stubs type every result as a generic integer-or-float array.
+Float = NDArray[Any]
+Bytes = NDArray[Any]
 
 REFERENCE_SIDE = 768
 """Long side (px) at which the radii in `DevelopOptions` hold; other sizes scale them."""
@@ -131,23 +135,27 @@ def develop(
     changed = change_mask(before, after, options, scale)
     share = float(np.count_nonzero(changed)) / changed.size
 
-    # 2. The mode
+    # 2. The mode, and the full-resolution box the edit may touch
+    width, height = parent.size
     if share == 0.0:
         return Developed(parent, Image.new("L", parent.size, 0), "none")
-    if share >= options.global_share:
-        base = np.array(parent, dtype=np.uint8)  # writable copy: becomes the result
-        _develop_global(base, before, after, options, scale)
-        return Developed(Image.fromarray(base), Image.new("L", parent.size, 255), "global")
-
-    # 3. Local: blend only inside the box around the feathered mask, copy the parent elsewhere
-    alpha = feather(changed, _radius(options.feather_radius, scale))
-    box = _full_res_box(alpha, parent.size)
+    alpha: Bytes | None = None
+    box: _Box | None = (0, 0, width, height)
+    if share < options.global_share:
+        alpha = feather(changed, _radius(options.feather_radius, scale))
+        box = _full_res_box(alpha, parent.size)
     if box is None:
         return Developed(parent, Image.new("L", parent.size, 0), "none")
-    # Only the box is converted to numpy and back: a 12 MP PIL <-> numpy round trip alone
-    # costs ~80 ms on two cores, most of the budget.
+
+    # 3. Fit the change as local colour maps, at working resolution
+    fit = fit_change(before, after, options, scale)
+
+    # 4. Carry it onto the parent inside the box. Only the box goes to numpy and back: a
+    #    12 MP PIL <-> numpy round trip alone costs ~80 ms on two cores.
     region = np.array(parent.crop(box), dtype=np.uint8)
-    weights = _develop_local(region, alpha, after, parent.size, box)
+    weights = _transfer(region, box, parent.size, fit, after, alpha)
+    if weights is None:
+        return Developed(Image.fromarray(region), Image.new("L", parent.size, 255), "global")
     image, mask = parent.copy(), Image.new("L", parent.size, 0)
     image.paste(Image.fromarray(region), box[:2])
     mask.paste(Image.fromarray(weights), box[:2])
@@ -162,7 +170,7 @@ def change_mask(before: Bytes, after: Bytes, options: DevelopOptions, scale: flo
     in a changed object, and components under `min_area_share` are dropped as residual noise.
     """
     distance = delta_e(before, after)
-    binary = np.where(distance > options.threshold, 255, 0).astype(np.uint8)
+    binary: Bytes = np.where(distance > options.threshold, 255, 0).astype(np.uint8)
     binary = cv2.morphologyEx(binary, cv2.MORPH_OPEN, _disk(_radius(options.open_radius, scale)))
     binary = cv2.morphologyEx(binary, cv2.MORPH_CLOSE, _disk(_radius(options.close_radius, scale)))
     count, labels, stats, _ = cv2.connectedComponentsWithStats(binary, connectivity=8)
@@ -194,44 +202,26 @@ def feather(binary: Bytes, radius: int) -> Bytes:
     return cv2.GaussianBlur(grown, (size, size), sigmaX=radius / 2.0, sigmaY=radius / 2.0)
 
 
-def _develop_local(
-    region: Bytes, alpha: Bytes, after: Bytes, size: tuple[int, int], box: _Box
-) -> Bytes:
-    """Blend the bicubic-upsampled output over the parent's `region` (the crop `box`), in place.
+@dataclass(frozen=True, slots=True)
+class _Fit:
+    """Per working pixel: output ~= gain * input + offset (0..255), and where that fails."""
 
-    Returns the full-resolution alpha (0..255) of the region. Bicubic, not Lanczos: within the
-    feather both are blended anyway and bicubic remaps at half the cost; resampling straight to
-    uint8 saturates its overshoot. Where the upsampled alpha is 0 the parent's bytes are kept.
-    """
-    full_shape = (size[1], size[0])
-    x0, y0, x1, y1 = box
-    weights = np.empty(region.shape[:2], dtype=np.uint8)
-    for top in range(y0, y1, BAND_ROWS):
-        bottom = min(y1, top + BAND_ROWS)
-        window = (x0, top, x1, bottom)
-        rows = slice(top - y0, bottom - y0)
-        weight = _resample(alpha, full_shape, window, cv2.INTER_LINEAR)
-        weights[rows] = weight
-        edit = _resample(after, full_shape, window, cv2.INTER_CUBIC).astype(np.float32)
-        original = region[rows]
-        blended = original.astype(np.float32)
-        blended += (weight[..., None].astype(np.float32) / 255.0) * (edit - blended)
-        region[rows] = np.where(weight[..., None] > 0, _to_bytes(blended), original)
-    return weights
+    gain: Float
+    offset: Float
+    structure: Bytes
 
 
-def _develop_global(
-    base: Bytes, before: Bytes, after: Bytes, options: DevelopOptions, scale: float
-) -> None:
-    """Apply the fitted local affine colour map to the full-resolution `base`, in place.
+def fit_change(before: Bytes, after: Bytes, options: DevelopOptions, scale: float) -> _Fit:
+    """Fit the model's change as a local affine colour map per channel, at working resolution.
 
-    Per channel and window, output ~= gain * input + offset (a guided filter of the output with
-    the input as guide, He et al., box-filter form). The usual prior pulls the gain to 0, which
-    turns flat-at-working-resolution areas into flat colour and would erase the parent's fine
-    texture there; this one pulls it to 1, so such areas get the low-frequency change added to
-    the parent's own detail. Gains and offsets are smooth, so bilinear upsampling is enough.
-    Where the fit's residual is large the model drew new structure: the bicubic-upsampled
-    output is blended in by a soft weight.
+    A guided filter of the output with the input as guide (He et al., box-filter form). The
+    usual prior pulls the gain to 0, which turns flat-at-working-resolution areas into flat
+    colour and would erase the parent's fine texture there; this one pulls it to 1, so such
+    areas get the low-frequency change on top of the parent's own detail, while wherever the
+    working image shows texture the data decides (a darkening scales it, a flat new colour
+    mostly removes it). Gains and offsets are smooth, so bilinear upsampling suffices. Where
+    the fit's residual is large the model drew new structure (objects, edges): `structure`
+    (0..255) says how much of the plainly upsampled output to use there instead.
     """
     guide = before.astype(np.float32) / 255.0
     target = after.astype(np.float32) / 255.0
@@ -249,8 +239,7 @@ def _develop_global(
     offset = mean_target - gain * mean_guide
     gain, offset = box(gain), box(offset)
 
-    fitted = gain * guide + offset
-    error = np.abs(fitted - target)
+    error = np.abs(gain * guide + offset - target)
     # Channel-wise maximum; numpy's reduce over the last axis is ~5x slower on this layout.
     residual = np.maximum(np.maximum(error[..., 0], error[..., 1]), error[..., 2]) * 255.0
     span = max(options.structure_high - options.structure_low, 1e-6)
@@ -260,28 +249,64 @@ def _develop_global(
     size = 2 * feather_radius + 1
     weight = cv2.GaussianBlur(weight, (size, size), feather_radius / 2.0)
     structure = np.rint(weight * 255.0).astype(np.uint8)
-    has_structure = bool(structure.any())
-    offset = offset * np.float32(255.0)  # the full-resolution pass works on 0..255 values
+    return _Fit(gain, offset * np.float32(255.0), structure)
 
-    height, width = base.shape[:2]
-    for top in range(0, height, BAND_ROWS):
-        bottom = min(height, top + BAND_ROWS)
-        band = (0, top, width, bottom)
+
+def _transfer(
+    region: Bytes,
+    box: _Box,
+    size: tuple[int, int],
+    fit: _Fit,
+    after: Bytes,
+    alpha: Bytes | None,
+) -> Bytes | None:
+    """Apply the fitted maps to the parent's `region` (the crop `box`), band by band, in place.
+
+    With an `alpha` (local mode) the result is blended over the parent by it, the parent's
+    bytes kept exactly where the upsampled alpha is 0, and the full-resolution alpha of the
+    region is returned; without one (global mode) the whole region is the edit.
+    Bicubic for the output where structure changed, not Lanczos: it is feathered in anyway and
+    remaps at half the cost; resampling straight to uint8 saturates its overshoot.
+    """
+    full_shape = (size[1], size[0])
+    x0, y0, x1, y1 = box
+    weights = None if alpha is None else np.zeros(region.shape[:2], dtype=np.uint8)
+    has_structure = bool(fit.structure.any())
+    for top in range(y0, y1, BAND_ROWS):
+        bottom = min(y1, top + BAND_ROWS)
+        window = (x0, top, x1, bottom)
+        rows = slice(top - y0, bottom - y0)
+        weight = None
+        if alpha is not None and weights is not None:
+            weight = _resample(alpha, full_shape, window, cv2.INTER_LINEAR)
+            if not weight.any():
+                continue  # nothing to do: the parent's bytes stay
+            weights[rows] = weight
+        original = region[rows]
         # Two 3-channel warps: OpenCV's fast path stops at 4 channels (6 are ~4x slower).
-        gains = _resample(gain, base.shape, band, cv2.INTER_LINEAR)
-        offsets = _resample(offset, base.shape, band, cv2.INTER_LINEAR)
-        values = cv2.multiply(base[top:bottom], gains, dtype=cv2.CV_32F)
-        share = None
-        if has_structure:
-            share = _resample(structure, base.shape, band, cv2.INTER_LINEAR)
-        if share is None or not share.any():
+        gains = _resample(fit.gain, full_shape, window, cv2.INTER_LINEAR)
+        offsets = _resample(fit.offset, full_shape, window, cv2.INTER_LINEAR)
+        values = cv2.multiply(original, gains, dtype=cv2.CV_32F)
+        share = (
+            _resample(fit.structure, full_shape, window, cv2.INTER_LINEAR)
+            if has_structure
+            else None
+        )
+        if weight is None and (share is None or not share.any()):
             # OpenCV's saturating add rounds and clamps to uint8 in one SIMD pass.
-            base[top:bottom] = cv2.add(values, offsets, dtype=cv2.CV_8U)
+            region[rows] = cv2.add(values, offsets, dtype=cv2.CV_8U)
             continue
         values += offsets
-        edit = _resample(after, base.shape, band, cv2.INTER_CUBIC).astype(np.float32)
-        values += (share[..., None].astype(np.float32) / 255.0) * (edit - values)
-        base[top:bottom] = _to_bytes(values)
+        if share is not None and share.any():
+            edit = _resample(after, full_shape, window, cv2.INTER_CUBIC).astype(np.float32)
+            values += (share[..., None].astype(np.float32) / 255.0) * (edit - values)
+        if weight is None:
+            region[rows] = _to_bytes(values)
+            continue
+        parent = original.astype(np.float32)
+        parent += (weight[..., None].astype(np.float32) / 255.0) * (values - parent)
+        region[rows] = np.where(weight[..., None] > 0, _to_bytes(parent), original)
+    return weights
 
 
 _Box = tuple[int, int, int, int]
@@ -307,11 +332,11 @@ def _full_res_box(alpha: Bytes, size: tuple[int, int]) -> _Box | None:
 
 
 def _resample(
-    source: NDArray[np.generic],
+    source: NDArray[Any],
     full_shape: tuple[int, ...],
     window: _Box,
     interpolation: int,
-) -> NDArray[np.generic]:
+) -> NDArray[Any]:
     """The part `window` of `source` resized to `full_shape`, exactly as cv2.resize would place it.
 
     An inverse affine warp with resize's pixel-centre convention (src = (dst + 0.5) * s - 0.5),
