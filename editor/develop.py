@@ -56,15 +56,15 @@ class DevelopOptions:
 
     Attributes:
         threshold: CIE76 delta E above which a working pixel counts as changed. A VAE round
-            trip's +-2 levels stay under ~1.5; 7 is a just-noticeable difference with margin.
+            trip's +-2 levels stay under ~1.5; 7 is three just-noticeable differences (2.3).
         open_radius: morphological opening that removes speckles (texture the VAE redraws).
         close_radius: closing that fills holes inside a changed object.
         min_area_share: components smaller than this share of the picture are dropped.
         feather_radius: the mask is grown by this radius, then blurred by it, so the change
             itself is taken fully and the transition happens in the surroundings (where the
-            model output is the parent plus noise, so the blend is invisible).
+            fitted map is close to identity, so the blend is invisible).
         global_share: a cleaned mask covering at least this share makes the edit global.
-        fit_radius: window radius of the local affine colour fit of the global path.
+        fit_radius: window radius of the local affine colour fit that carries the change.
         fit_eps: regulariser of that fit towards "no change" (variance on 0..1 values): larger
             keeps more of the parent's contrast, smaller follows the output's local contrast.
             1e-4 is a little above the VAE noise ((2.5 / 255) ** 2): the data decides wherever
@@ -92,8 +92,10 @@ class Developed:
 
     Attributes:
         image: RGB, exactly the parent's size.
-        mask: "L", the parent's size: 0 = the parent's pixel, bit-identical; 255 = fully the edit.
-        mode: "local", "global" or "none" (no change found: `image` is the parent itself).
+        mask: "L", the parent's size: 0 = the parent's pixel, bit-identical; 255 = fully the edit
+            (all 255 for a global edit: nothing is promised untouched).
+        mode: "local", "global" or "none" (no change found: `image` is the parent object
+            itself, not a copy, and the mask is all 0).
     """
 
     image: Image.Image

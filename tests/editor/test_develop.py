@@ -154,7 +154,7 @@ def test_new_structure_in_a_global_edit_follows_the_model() -> None:
     assert np.abs(result[300:380, 50:150].mean() - parent[300:380, 50:150].mean() * 0.4) < 6
 
 
-@pytest.mark.parametrize("size", [(601, 397), (333, 777), (1001, 125), (257, 256)])
+@pytest.mark.parametrize("size", [(601, 397), (333, 777), (1001, 125), (257, 256), (200, 131)])
 @pytest.mark.parametrize("kind", ["local", "global"])
 def test_the_parent_s_size_is_kept_for_any_shape(size: tuple[int, int], kind: str) -> None:
     parent = textured_parent(*size)
@@ -180,3 +180,18 @@ def test_mismatched_or_non_rgb_inputs_are_refused() -> None:
         develop(image, fitted, output.resize((200, 160)))
     with pytest.raises(ValueError, match="RGB"):
         develop(image.convert("L"), fitted, output)
+
+
+def test_detail_finer_than_the_working_resolution_survives_a_global_change() -> None:
+    # A one-pixel checkerboard averages to flat grey at working resolution: only the prior
+    # "no change where the working image shows nothing" can carry it through.
+    y, x = np.mgrid[0:400, 0:600]
+    checker = np.where((x + y) % 2 == 0, 40, -40)[..., None]
+    parent = np.clip(textured_parent() // 2 + 64 + checker, 0, 255).astype(np.uint8)
+    image, fitted, output = model_run(parent, lambda values: values * 0.5)
+    developed = develop(image, fitted, output)
+    assert developed.mode == "global"
+    result = np.asarray(developed.image)
+    plain = np.asarray(output.resize(image.size, Image.Resampling.LANCZOS))
+    assert laplacian_variance(result) > 0.15 * laplacian_variance(parent)
+    assert laplacian_variance(result) > 20 * laplacian_variance(plain)
