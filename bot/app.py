@@ -193,6 +193,7 @@ async def build(settings: Settings, editor: Editor | None = None) -> AsyncIterat
                 max_batch=settings.max_batch,
                 max_wait_ms=settings.max_wait_ms,
                 max_attempts=settings.max_attempts,
+                develop=settings.develop,
             )
         service = ConversationService(
             database,
@@ -212,6 +213,7 @@ async def build(settings: Settings, editor: Editor | None = None) -> AsyncIterat
             image_limits=ImageLimits(
                 max_bytes=settings.max_upload_bytes, max_pixels=settings.max_image_pixels
             ),
+            max_stored_pixels=settings.max_stored_pixels,
         )
         await stack.enter_async_context(scheduler)
         yield Components(settings, database, images, editor, scheduler, service)
@@ -227,6 +229,7 @@ def worker_options(settings: Settings) -> WorkerOptions:
         heartbeat_s=settings.worker_heartbeat_s,
         stalled_timeout_s=settings.stalled_timeout_s,
         shutdown_timeout_s=settings.worker_shutdown_timeout_s,
+        develop=settings.develop,
     )
 
 

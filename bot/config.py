@@ -73,6 +73,17 @@ class Settings(BaseSettings):
     # Uploads
     max_upload_bytes: int = 20 * 1024 * 1024
     max_image_pixels: int = 40_000_000
+    max_stored_pixels: int = Field(
+        default=24_000_000,
+        ge=1_000_000,
+        description="uploads above this many pixels are downscaled once, and the reply says so",
+    )
+
+    # Develop (issue 14): each model result is carried onto its full-resolution parent
+    develop: bool = Field(
+        default=True,
+        description="on|off; off: store the model's working-resolution output as the result",
+    )
 
     # Web chat (issue 5)
     web_enabled: bool = Field(

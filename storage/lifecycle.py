@@ -168,11 +168,13 @@ async def requeue_interrupted(session: AsyncSession) -> int:
 
 @dataclass(frozen=True, slots=True)
 class Result:
-    """A computed image for a running version."""
+    """A computed image for a running version: `image_sha` at `size` is what it shows;
+    `raw_sha` the model's output before developing, if kept."""
 
     version_id: int
     image_sha: str
     size: tuple[int, int]
+    raw_sha: str | None = None
 
 
 async def mark_done_many(session: AsyncSession, results: Sequence[Result]) -> set[int]:
@@ -206,6 +208,7 @@ async def mark_done_many(session: AsyncSession, results: Sequence[Result]) -> se
                 "id": result.version_id,
                 "status": VersionStatus.DONE,
                 "image_sha": result.image_sha,
+                "raw_image_sha": result.raw_sha,
                 "width": result.size[0],
                 "height": result.size[1],
                 "finished_at": now,

@@ -97,6 +97,9 @@ class Version(Base):
     error_key: Mapped[str | None] = mapped_column(String(64))
     error_detail: Mapped[str | None] = mapped_column(Text)
     image_sha: Mapped[str | None] = mapped_column(String(64), index=True)
+    raw_image_sha: Mapped[str | None] = mapped_column(String(64), index=True)
+    """The model's own output at the working size, before it was developed onto the parent
+    (None for photos, for edits made with develop off, and for edits older than it)."""
     width: Mapped[int | None] = mapped_column(Integer)
     height: Mapped[int | None] = mapped_column(Integer)
     attempts: Mapped[int] = mapped_column(Integer, default=0)

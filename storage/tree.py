@@ -328,15 +328,12 @@ async def forget(session: AsyncSession, platform: str, user_id: str) -> set[str]
     ).all()
     if not conversation_ids:
         return set()
-    shas = {
-        sha
-        for sha in (
-            await session.scalars(
-                select(Version.image_sha).where(Version.conversation_id.in_(conversation_ids))
-            )
-        ).all()
-        if sha is not None
-    }
+    rows = await session.execute(
+        select(Version.image_sha, Version.raw_image_sha).where(
+            Version.conversation_id.in_(conversation_ids)
+        )
+    )
+    shas = {sha for row in rows.all() for sha in row if sha is not None}
     await session.execute(
         update(Conversation).where(Conversation.id.in_(conversation_ids)).values(head_id=None)
     )
@@ -351,9 +348,13 @@ async def forget(session: AsyncSession, platform: str, user_id: str) -> set[str]
 
 
 async def images_in_use(session: AsyncSession, shas: Iterable[str]) -> set[str]:
-    """The digests among `shas` that some version still references (the rest may be deleted)."""
+    """The digests among `shas` that some version still references, as its image or its raw
+    model output (the rest may be deleted)."""
     wanted = set(shas)
     if not wanted:
         return set()
-    found = await session.scalars(select(Version.image_sha).where(Version.image_sha.in_(wanted)))
-    return {sha for sha in found.all() if sha is not None}
+    shown = await session.scalars(select(Version.image_sha).where(Version.image_sha.in_(wanted)))
+    raw = await session.scalars(
+        select(Version.raw_image_sha).where(Version.raw_image_sha.in_(wanted))
+    )
+    return {sha for sha in [*shown.all(), *raw.all()] if sha is not None}

@@ -158,27 +158,32 @@ async def test_photo_edits_history_and_restart(settings: Settings) -> None:
             seeds.append(params.seed)
         assert done.args["seed"] == seeds[0]
 
-        # Results: lossless PNGs, sides multiples of 8, aspect kept, and not their inputs.
+        # Results: lossless PNGs developed onto the photo (its own size); the model's raw
+        # outputs kept beside them: sides multiples of 8, aspect kept, and not their inputs.
         root_data, root_image = await stored_png(components, root)
         assert root_image.size == UPLOAD_SIZE  # the upload itself is kept, losslessly
         images: dict[int, bytes] = {root: root_data}
+        raws: dict[int, bytes] = {}
         for parent, child in ((root, edit1), (edit1, edit2)):
             data, image = await stored_png(components, child)
             images[child] = data
-            width, height = image.size
+            assert image.size == UPLOAD_SIZE
+            row = await version(components, child)
+            assert (row.width, row.height) == UPLOAD_SIZE
+            assert row.params is not None and row.params["seed"] in seeds
+            assert row.raw_image_sha is not None
+            raws[child] = components.images.get(row.raw_image_sha)
+            width, height = Image.open(io.BytesIO(raws[child])).size
             assert max(width, height) == RESOLUTION
             assert width % 8 == 0 and height % 8 == 0
             assert abs(width / height - UPLOAD_SIZE[0] / UPLOAD_SIZE[1]) < 0.05
-            row = await version(components, child)
-            assert (row.width, row.height) == (width, height)
-            assert row.params is not None and row.params["seed"] in seeds
             parent_fitted = fit_to_resolution(
                 Image.open(io.BytesIO(images[parent])).convert("RGB"), RESOLUTION
             )
-            difference = np.abs(np.asarray(parent_fitted).astype(np.int16) - pixels(data))
+            difference = np.abs(np.asarray(parent_fitted).astype(np.int16) - pixels(raws[child]))
             assert difference.mean() > 5, f"version {child} looks like its input"
 
-        # Reproducible: the stored parameters and the parent give the stored pixels again.
+        # Reproducible: the stored parameters and the parent give the model's pixels again.
         row = await version(components, edit2)
         assert row.params is not None and row.instruction is not None
         stored_params = EditParams.from_dict(row.params)
@@ -190,8 +195,8 @@ async def test_photo_edits_history_and_restart(settings: Settings) -> None:
             [EditRequest(parent_fitted, row.instruction, stored_params)],
         )
         replay = np.asarray(again).astype(np.int16)
-        assert replay.shape == pixels(images[edit2]).shape
-        assert np.abs(replay - pixels(images[edit2])).max() <= 2
+        assert replay.shape == pixels(raws[edit2]).shape
+        assert np.abs(replay - pixels(raws[edit2])).max() <= 2
 
         # 3. Regenerate: a sibling with the same instruction, a new seed and other pixels.
         reply = await components.service.regenerate(ALICE)

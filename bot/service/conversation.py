@@ -18,7 +18,7 @@ from typing import Any
 from bot.service.admission import MAX_INSTRUCTION_CHARS, Admission, Gatekeeper
 from bot.service.commands import Commands
 from bot.service.edits import Edits
-from bot.service.media import Media, Previews
+from bot.service.media import DEFAULT_MAX_STORED_PIXELS, Media, Previews
 from bot.service.relay import Relay
 from bot.service.replies import Reply, UpdateListener, error_reply, replies_to_errors
 from bot.work.jobs import JobQueue
@@ -43,6 +43,7 @@ class ConversationService:
         defaults: EditParams | None = None,
         admission: Admission | None = None,
         image_limits: ImageLimits | None = None,
+        max_stored_pixels: int = DEFAULT_MAX_STORED_PIXELS,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.database = database
@@ -55,7 +56,7 @@ class ConversationService:
         self.clock = clock
         self.previews = Previews()
         self.relay = Relay(database, self.previews)
-        self.media = Media(database, images, self.image_limits, self.previews)
+        self.media = Media(database, images, self.image_limits, self.previews, max_stored_pixels)
         gate = Gatekeeper(queue, tokens, self.admission, clock)
         self.edits = Edits(database, queue, gate, self.media, self.relay, self.defaults)
         self.commands = Commands(database, images, queue, self.previews, self.defaults)

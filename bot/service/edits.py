@@ -10,11 +10,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.service.admission import Gatekeeper, job_for
-from bot.service.media import Media
+from bot.service.media import Media, StoredUpload
 from bot.service.messages import Key
 from bot.service.preferences import Preferences, new_seed
 from bot.service.relay import Owner, Relay
-from bot.service.replies import Action, Reply, ReplyKind, replies_to_errors
+from bot.service.replies import Action, Note, Reply, ReplyKind, replies_to_errors
 from bot.work.jobs import JobQueue
 from editor.params import EditParams
 from storage import tree
@@ -53,23 +53,39 @@ class Edits:
             duplicate = await self._duplicate(actor, request_key)
             if duplicate is not None:
                 return duplicate
-        sha, size = await asyncio.to_thread(self.media.store_upload, data)
+        upload = await asyncio.to_thread(self.media.store_upload, data)
         try:
             async with self.database.write() as session:
                 conversation = await tree.get_or_create_conversation(session, actor)
                 root = await tree.add_root(
-                    session, conversation, sha, size, request_key=request_key
+                    session, conversation, upload.sha, upload.size, request_key=request_key
                 )
         except IntegrityError:
             duplicate = await self._raced_duplicate(actor, request_key)
             if duplicate is None:
                 raise
             return duplicate
+        notes = self._upload_notes(upload)
         if caption and caption.strip():
             reply = await self.instruct(actor, caption, base_version_id=root.id)
             # The photo is kept even when its caption is refused; the reply says why.
-            return reply if not reply.is_error else dataclasses.replace(reply, version_id=root.id)
-        return Reply(key=Key.PHOTO_RECEIVED, version_id=root.id)
+            if reply.is_error:
+                reply = dataclasses.replace(reply, version_id=root.id)
+            return dataclasses.replace(reply, notes=(*notes, *reply.notes))
+        return Reply(key=Key.PHOTO_RECEIVED, version_id=root.id, notes=notes)
+
+    def _upload_notes(self, upload: StoredUpload) -> tuple[Note, ...]:
+        """What the user should know about how their photo was kept."""
+        if not upload.downscaled:
+            return ()
+        max_mp = self.media.max_stored_pixels / 1_000_000
+        width, height = upload.size
+        return (
+            Note(
+                Key.PHOTO_DOWNSCALED,
+                {"max_mp": f"{max_mp:g}", "width": width, "height": height},
+            ),
+        )
 
     @replies_to_errors
     async def instruct(

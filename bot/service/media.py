@@ -1,32 +1,32 @@
-"""Pictures in and out: uploads stored losslessly, versions served to their owner only, and
+"""Pictures in and out: uploads stored losslessly at their own size (up to a cap), versions
+served to their owner only (a lossless PNG, or a chat copy small enough for every chat), and
 the latest progress preview of each running edit."""
 
 from __future__ import annotations
 
 import asyncio
 import io
+import math
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from PIL import Image
 
 from bot.service.lookup import started_conversation
 from bot.work.jobs import JobPreview
-from editor.images import (
-    ImageLimits,
-    encode_png,
-    encode_preview_jpeg,
-    fit_to_resolution,
-    load_image,
-)
-from editor.params import RESOLUTIONS
+from editor.images import ImageLimits, encode_png, encode_preview_jpeg, load_image
 from storage import tree
 from storage.database import Database
 from storage.errors import VersionNotReady
 from storage.images import ImageStore
 from storage.types import Actor
 
-STORED_LONG_SIDE = 2 * max(RESOLUTIONS)
-"""Uploads are kept losslessly but no larger than twice the largest edit resolution."""
+DEFAULT_MAX_STORED_PIXELS = 24_000_000
+"""Uploads are kept losslessly at their own size up to this many pixels (PIX2CHAT_MAX_STORED_PIXELS);
+edits are developed onto them at that size, so it bounds every later decode and PNG too."""
+CHAT_LONG_SIDE = 2560
+"""Long side of the chat copy: under Telegram's photo limits (width + height <= 10,000,
+10 MB), small enough for Discord and the web page; Full resolution sends the stored PNG."""
 MAX_PREVIEWS = 256
 """Running edits whose latest preview is kept in memory (a few tens of kB each)."""
 
@@ -59,23 +59,49 @@ class Previews:
             self._latest.pop(version_id, None)
 
 
+@dataclass(frozen=True, slots=True)
+class StoredUpload:
+    """An upload as stored: its digest and size, and its own size if it had to be downscaled."""
+
+    sha: str
+    size: tuple[int, int]
+    original_size: tuple[int, int] | None = None
+
+    @property
+    def downscaled(self) -> bool:
+        return self.original_size is not None
+
+
 class Media:
     """Stores uploads and serves version pictures, with the ownership checks of the service."""
 
     def __init__(
-        self, database: Database, images: ImageStore, limits: ImageLimits, previews: Previews
+        self,
+        database: Database,
+        images: ImageStore,
+        limits: ImageLimits,
+        previews: Previews,
+        max_stored_pixels: int = DEFAULT_MAX_STORED_PIXELS,
     ) -> None:
         self.database = database
         self.images = images
         self.limits = limits
         self.previews = previews
+        self.max_stored_pixels = max_stored_pixels
 
-    def store_upload(self, data: bytes) -> tuple[str, tuple[int, int]]:
-        """Validate, normalise and store an upload losslessly (runs in a worker thread)."""
+    def store_upload(self, data: bytes) -> StoredUpload:
+        """Validate, normalise and store an upload losslessly (runs in a worker thread).
+
+        Kept at its own size; above `max_stored_pixels` it is downscaled once, aspect kept.
+        """
         image = load_image(data, self.limits)
-        if max(image.size) > STORED_LONG_SIDE:
-            image = fit_to_resolution(image, STORED_LONG_SIDE)
-        return self.images.put(encode_png(image)), image.size
+        original = image.size
+        size = stored_size(original, self.max_stored_pixels)
+        if size == original:
+            return StoredUpload(self.images.put(encode_png(image)), size)
+        # reducing_gap pre-shrinks cheaply; the LANCZOS pass keeps the quality.
+        image = image.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
+        return StoredUpload(self.images.put(encode_png(image)), size, original)
 
     async def image(self, actor: Actor, version_id: int, *, full: bool = False) -> bytes:
         """A version's image for this actor only: lossless PNG if `full`, else a chat JPEG.
@@ -113,10 +139,27 @@ class Media:
         return latest.jpeg
 
 
-def chat_jpeg(data: bytes) -> bytes:
-    """The chat copy of a stored PNG."""
+def stored_size(size: tuple[int, int], max_pixels: int) -> tuple[int, int]:
+    """`size` if it has at most `max_pixels`, else the largest size under it with its aspect."""
+    width, height = size
+    if width * height <= max_pixels:
+        return size
+    scale = math.sqrt(max_pixels / (width * height))
+    fitted = max(1, math.floor(width * scale)), max(1, math.floor(height * scale))
+    while fitted[0] * fitted[1] > max_pixels:  # float rounding, at most a step or two
+        fitted = fitted[0] - (width >= height), fitted[1] - (height > width)
+    return fitted
+
+
+def chat_jpeg(data: bytes, long_side: int = CHAT_LONG_SIDE) -> bytes:
+    """The chat copy of a stored PNG: a JPEG whose long side is at most `long_side`."""
     with Image.open(io.BytesIO(data)) as image:
-        return encode_preview_jpeg(image.convert("RGB"))
+        rgb = image.convert("RGB")
+    if max(rgb.size) > long_side:
+        scale = long_side / max(rgb.size)
+        size = max(1, round(rgb.width * scale)), max(1, round(rgb.height * scale))
+        rgb = rgb.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
+    return encode_preview_jpeg(rgb)
 
 
 def thumbnail_jpeg(data: bytes, long_side: int) -> bytes:

@@ -13,6 +13,7 @@ class Key(enum.StrEnum):
     """Every catalogue key, named, so a misspelt key fails at import rather than in a chat."""
 
     PHOTO_RECEIVED = "photo.received"
+    PHOTO_DOWNSCALED = "photo.downscaled"
     EDIT_QUEUED = "edit.queued"
     EDIT_QUEUED_NEXT = "edit.queued_next"
     EDIT_DUPLICATE = "edit.duplicate"
@@ -106,6 +107,9 @@ class Key(enum.StrEnum):
 ENGLISH: dict[str, str] = {
     # Conversation
     Key.PHOTO_RECEIVED: "Got your photo. Now tell me what to change, for example " + EXAMPLES + ".",
+    Key.PHOTO_DOWNSCALED: (
+        "Your photo was larger than {max_mp} MP, so I keep it at {width}x{height}."
+    ),
     Key.EDIT_QUEUED: "On it: “{instruction}”. You are #{position} in line.",
     Key.EDIT_QUEUED_NEXT: "On it: “{instruction}”. You are next.",
     Key.EDIT_DUPLICATE: "I'm already working on that one.",

@@ -87,6 +87,14 @@ class HistoryEntry:
 
 
 @dataclass(frozen=True, slots=True)
+class Note:
+    """A catalogue line added under a reply's own text (how an upload was kept, ...)."""
+
+    key: str
+    args: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
 class Reply:
     """What the service answers; frontends render `text()` and the image of `version_id`.
 
@@ -97,6 +105,7 @@ class Reply:
         actions: what to offer next (buttons).
         history: for history replies, the path root -> head.
         settings: for settings replies, the current values.
+        notes: lines `text()` adds after the reply's own (every frontend shows them).
     """
 
     key: str
@@ -106,6 +115,7 @@ class Reply:
     actions: tuple[Action, ...] = ()
     history: tuple[HistoryEntry, ...] = ()
     settings: Mapping[str, Any] | None = None
+    notes: tuple[Note, ...] = ()
 
     @property
     def show_image(self) -> bool:
@@ -118,7 +128,9 @@ class Reply:
         return self.kind in (ReplyKind.ERROR, ReplyKind.FAILED)
 
     def text(self, locale: str = "en") -> str:
-        return render(self.key, self.args, locale)
+        lines = [render(self.key, self.args, locale)]
+        lines += [render(note.key, note.args, locale) for note in self.notes]
+        return "\n".join(lines)
 
 
 UpdateListener = Callable[[Actor, Reply], Awaitable[None]]

@@ -35,6 +35,8 @@ PLATFORM = "telegram"
 PRIVATE_EDIT_INTERVAL_S = 1.0
 GROUP_EDIT_INTERVAL_S = 3.0
 MAX_PHOTO_BYTES = 10 * 1024 * 1024
+MAX_DOCUMENT_BYTES = 50 * 1024 * 1024
+"""The Bot API's upload limit for documents (a noisy 24 MP PNG can come close)."""
 MAX_PHOTO_SIDE_SUM = 10_000
 MAX_PHOTO_RATIO = 20
 ALBUM_SIZE = 10
@@ -158,11 +160,26 @@ class Delivery(EventDelivery):
     async def send_full_resolution(
         self, chat_id: int, reply_to: int | None, actor: Actor, version_id: int
     ) -> None:
-        """The lossless PNG as a document (Telegram would recompress a photo)."""
+        """The lossless PNG as a document (Telegram would recompress a photo); over the Bot
+        API's upload limit, the chat copy, saying so."""
         try:
             data = await self.service.image(actor, version_id, full=True)
+            too_big = len(data) > MAX_DOCUMENT_BYTES
+            if too_big:
+                data = await self.service.image(actor, version_id)
         except UserError as error:
             await self.send_text(chat_id, render(error.key, error.args_for_message), reply_to)
+            return
+        if too_big:
+            await self.safely(
+                self.bot.send_photo(
+                    chat_id,
+                    InputFile(data, filename=f"pix2chat-{version_id}.jpg"),
+                    caption=render(Key.FULL_TOO_BIG),
+                    reply_to_message_id=reply_to,
+                    allow_sending_without_reply=True,
+                )
+            )
             return
         with Image.open(io.BytesIO(data)) as image:
             width, height = image.size

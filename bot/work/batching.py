@@ -2,7 +2,8 @@
 
 The batch signature (which samples may share one pipeline call), the single model thread (so
 the event loop keeps serving chats, progress and heartbeats during long generations), one
-pipeline call from stored parents to stored results, and `BatchEngine`: the loop that gathers
+pipeline call from stored parents to stored results (each developed onto its full-resolution
+parent, editor/develop.py, so both schedulers store the same thing), and `BatchEngine`: the loop that gathers
 compatible work, waits a little for company, runs one call and retries a failed batch one
 sample at a time. What runs next is its owner's policy (bot/work/fairness.py for the embedded
 scheduler; oldest first in `MicroBatcher`, the worker's, since PostgreSQL already ordered it).
@@ -22,6 +23,7 @@ from typing import Generic, ParamSpec, Protocol, TypeVar
 from PIL import Image
 
 from editor.base import Editor, EditRequest, PreviewCallback, ProgressCallback
+from editor.develop import develop as develop_onto
 from editor.images import encode_png, encode_preview_jpeg, fit_to_resolution, fitted_size
 from editor.params import EditParams
 from storage.images import ImageStore
@@ -35,7 +37,10 @@ ItemT = TypeVar("ItemT")
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Work:
-    """One sample to compute: a stored parent image, an instruction, every parameter."""
+    """One sample to compute: a stored parent image, an instruction, every parameter.
+
+    `parent_size` is the stored parent's own size; the model works at its fitted size.
+    """
 
     version_id: int
     parent_sha: str
@@ -49,15 +54,30 @@ class Work:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Output:
-    """A computed, stored result."""
+    """A computed, stored result.
+
+    `image_sha` is what the version shows and chains on (developed onto the parent: `size` is
+    the parent's); `raw_sha` the model's own output at the working size, kept for evaluation
+    and debugging (None with develop off, where the raw output is the image).
+    """
 
     version_id: int
     image_sha: str
     size: tuple[int, int]
+    raw_sha: str | None = None
+
+    @property
+    def shas(self) -> list[str]:
+        """Every image this result stored (to delete if the version is gone meanwhile)."""
+        return [self.image_sha] if self.raw_sha is None else [self.image_sha, self.raw_sha]
 
 
 def batch_signature(params: EditParams, parent_size: tuple[int, int]) -> tuple[object, ...]:
-    """Samples with equal signatures can share one pipeline call (steps, guidances, size)."""
+    """Samples with equal signatures can share one pipeline call (steps, guidances, size).
+
+    The size is the working (fitted) size: parents of different stored sizes that fit to the
+    same size batch together.
+    """
     return (*params.batch_key(), fitted_size(parent_size, params.resolution))
 
 
@@ -74,9 +94,14 @@ def compute_batch(
     works: Sequence[Work],
     progress: ProgressCallback,
     preview: PreviewSink | None = None,
+    *,
+    develop: bool = True,
 ) -> list[Output]:
     """Decode parents, run one pipeline call, store results losslessly (model thread).
 
+    The model sees each parent fitted to its working resolution. With `develop`, each output is
+    developed onto its full-resolution parent (what is stored as the image, at the parent's
+    size) and the raw output is stored beside it; without, the raw output is the image.
     With `preview`, the editor's previews (if it makes any) reach it as JPEGs named by version.
     """
     on_preview: PreviewCallback | None = None
@@ -90,16 +115,37 @@ def compute_batch(
 
         on_preview = encode
 
-    requests = []
-    for work in works:
-        with Image.open(io.BytesIO(images.get(work.parent_sha))) as parent:
-            image = fit_to_resolution(parent.convert("RGB"), work.params.resolution)
-        requests.append(EditRequest(image=image, instruction=work.instruction, params=work.params))
-    results = editor.edit_batch(requests, progress, on_preview)
-    return [
-        Output(work.version_id, images.put(encode_png(result)), result.size)
-        for work, result in zip(works, results, strict=True)
+    requests = [
+        EditRequest(
+            image=fit_to_resolution(_decode(images, work.parent_sha), work.params.resolution),
+            instruction=work.instruction,
+            params=work.params,
+        )
+        for work in works
     ]
+    results = editor.edit_batch(requests, progress, on_preview)
+    outputs = []
+    for work, request, result in zip(works, requests, results, strict=True):
+        raw = result.convert("RGB")
+        if not develop:
+            outputs.append(Output(work.version_id, images.put(encode_png(raw)), raw.size))
+            continue
+        # Decoded again rather than kept from above: one full-size parent in memory at a time.
+        developed = develop_onto(_decode(images, work.parent_sha), request.image, raw).image
+        outputs.append(
+            Output(
+                work.version_id,
+                images.put(encode_png(developed)),
+                developed.size,
+                raw_sha=images.put(encode_png(raw)),
+            )
+        )
+    return outputs
+
+
+def _decode(images: ImageStore, sha: str) -> Image.Image:
+    with Image.open(io.BytesIO(images.get(sha))) as stored:
+        return stored.convert("RGB")
 
 
 class ModelThread:
@@ -163,7 +209,8 @@ class BatchEngine(Generic[ItemT]):
 
     The owner's first item picks the signature; with fewer than `max_batch` items the engine
     waits at most `max_wait_ms` for company, then asks again. A failing batch is retried one
-    item at a time, so one bad request fails alone. Progress and previews reach the given
+    item at a time, so one bad request fails alone. `develop` (PIX2CHAT_DEVELOP) develops
+    each result onto its full-resolution parent (see `compute_batch`). Progress and previews reach the given
     callbacks on the event loop; without `on_preview` the editor makes none.
     """
 
@@ -178,6 +225,7 @@ class BatchEngine(Generic[ItemT]):
         max_wait_ms: int = 20,
         on_progress: BatchProgress | None = None,
         on_preview: PreviewReport | None = None,
+        develop: bool = True,
         name: str = "pix2chat-batcher",
     ) -> None:
         if max_batch < 1:
@@ -190,6 +238,7 @@ class BatchEngine(Generic[ItemT]):
         self.max_wait_s = max_wait_ms / 1000
         self.on_progress = on_progress
         self.on_preview = on_preview
+        self.develop = develop
         self.name = name
         self.batch_sizes: list[int] = []
         self.model_thread_s = 0.0
@@ -290,6 +339,8 @@ class BatchEngine(Generic[ItemT]):
     ) -> list[Output]:
         started = time.perf_counter()
         try:
-            return compute_batch(self.editor, self.images, works, progress, preview)
+            return compute_batch(
+                self.editor, self.images, works, progress, preview, develop=self.develop
+            )
         finally:
             self.model_thread_s += time.perf_counter() - started

@@ -46,6 +46,7 @@ class MicroBatcher:
         max_wait_ms: int = 20,
         on_start: BatchStarted | None = None,
         on_progress: BatchProgress | None = None,
+        develop: bool = True,
     ) -> None:
         self.on_start = on_start
         self._waiting: list[_Waiting] = []
@@ -57,6 +58,7 @@ class MicroBatcher:
             max_batch=max_batch,
             max_wait_ms=max_wait_ms,
             on_progress=on_progress,
+            develop=develop,
         )
         self.max_batch = max_batch
         self.batch_sizes = self.engine.batch_sizes

@@ -67,6 +67,7 @@ class EmbeddedScheduler:
         max_wait_ms: int = 20,
         max_attempts: int = 3,
         outage_timeout_s: float = OUTAGE_TIMEOUT_S,
+        develop: bool = True,
     ) -> None:
         if max_batch < 1:
             raise ValueError("max_batch must be at least 1")
@@ -91,6 +92,7 @@ class EmbeddedScheduler:
             max_wait_ms=max_wait_ms,
             on_progress=self._progress,
             on_preview=self._preview,
+            develop=develop,
             name="pix2chat-scheduler",
         )
 
@@ -313,7 +315,10 @@ class EmbeddedScheduler:
             async with self.database.write() as session:
                 return await lifecycle.mark_done_many(
                     session,
-                    [lifecycle.Result(o.version_id, o.image_sha, o.size) for o in outputs],
+                    [
+                        lifecycle.Result(o.version_id, o.image_sha, o.size, o.raw_sha)
+                        for o in outputs
+                    ],
                 )
 
         recorded = await through_outage(
@@ -321,7 +326,7 @@ class EmbeddedScheduler:
         )
         for output in outputs:
             self._fill_parent_size(output.version_id, output.size)
-        orphans = [o.image_sha for o in outputs if o.version_id not in recorded]
+        orphans = [sha for o in outputs if o.version_id not in recorded for sha in o.shas]
         if orphans:
             await self._delete_unreferenced(orphans)
         for output in outputs:

@@ -81,6 +81,7 @@ class WorkerOptions:
     orphan_grace_s: float = 120.0
     poll_interval_s: float = 1.0
     outage_timeout_s: float = OUTAGE_TIMEOUT_S
+    develop: bool = True
     name: str | None = None
 
 
@@ -145,6 +146,7 @@ class GpuWorker:
                 max_wait_ms=self.options.max_wait_ms,
                 on_start=self._started,
                 on_progress=self._progress,
+                develop=self.options.develop,
             )
             async with app.open_async(), batcher:
                 self._batcher = batcher
@@ -239,7 +241,12 @@ class GpuWorker:
         async def record() -> set[int]:
             async with self.database.write() as session:
                 recorded = await lifecycle.mark_done_many(
-                    session, [lifecycle.Result(output.version_id, output.image_sha, output.size)]
+                    session,
+                    [
+                        lifecycle.Result(
+                            output.version_id, output.image_sha, output.size, output.raw_sha
+                        )
+                    ],
                 )
                 if recorded:
                     await pgqueue.notify(session, [JobDone(output.version_id, seconds)])
@@ -252,9 +259,10 @@ class GpuWorker:
             log.info("edit %d done in %.2f s", output.version_id, seconds)
             return
         async with self.database.read() as session:  # forgotten meanwhile, or a double run
-            used = await tree.images_in_use(session, [output.image_sha])
-        if not used:
-            await asyncio.to_thread(self.images.delete, output.image_sha)
+            used = await tree.images_in_use(session, output.shas)
+        for sha in output.shas:
+            if sha not in used:
+                await asyncio.to_thread(self.images.delete, sha)
 
     async def _fail(self, version_id: int, error: BaseException) -> None:
         key = failure_key(error)

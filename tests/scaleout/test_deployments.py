@@ -27,7 +27,7 @@ from bot.service.replies import Reply
 from bot.work.jobs import JobQueue
 from bot.work.remote import RemoteJobQueue
 from bot.work.scheduler import EmbeddedScheduler
-from editor.images import fitted_size
+from editor.images import fitted_size, image_size
 from editor.pix2pix import DiffusersEditor
 from editor.testing.doubles import StepDelay
 from storage.database import Database
@@ -150,7 +150,11 @@ async def test_many_users_edits_all_complete_in_order_once(deployment: Deploymen
         for version in chain:
             assert (version.status, version.delivered, version.attempts) == ("done", True, 1)
             assert version.image_sha is not None and deployment.images.exists(version.image_sha)
-            assert (version.width, version.height) == fitted_size((64, 48), 64)
+            # Developed onto the photo (its size); the model's own output kept beside it.
+            assert (version.width, version.height) == (64, 48)
+            assert version.raw_image_sha is not None
+            raw = deployment.images.get(version.raw_image_sha)
+            assert image_size(raw) == fitted_size((64, 48), 64)
 
 
 async def test_a_worker_killed_mid_edit_the_edit_completes_elsewhere_once(

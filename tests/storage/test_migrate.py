@@ -17,6 +17,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+import sqlalchemy
 
 from storage import migrate
 from storage.migrate import ADVISORY_LOCK_KEY, SchemaTooNew, current, head, upgrade
@@ -151,3 +152,46 @@ def test_a_revision_this_code_does_not_know_is_refused_in_one_line(
         "upgrade pix2chat, or run the version that migrated it"
     )
     assert current(url) == "9999"  # left as it was
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_0004_adds_the_raw_output_column_and_keeps_existing_versions(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    if backend == "sqlite":
+        url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    else:
+        url = str(request.getfixturevalue("fresh_postgres"))
+    upgrade(url, "0003")
+    engine = sqlalchemy.create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
+    try:
+        with engine.begin() as connection:
+            connection.execute(
+                sqlalchemy.text(
+                    "INSERT INTO conversations (id, platform, chat_id, user_id, settings, "
+                    "created_at) VALUES (1, 't', 'c', 'u', '{}', :now)"
+                ),
+                {"now": "2026-12-01 00:00:00+00:00"},
+            )
+            connection.execute(
+                sqlalchemy.text(
+                    "INSERT INTO versions (id, conversation_id, status, image_sha, width, height, "
+                    "attempts, delivered, created_at) "
+                    "VALUES (1, 1, 'done', 'a', 64, 48, 0, false, :now)"
+                ),
+                {"now": "2026-12-01 00:00:00+00:00"},
+            )
+        upgrade(url)
+        assert current(url) == head()
+        inspector = sqlalchemy.inspect(engine)
+        column = next(c for c in inspector.get_columns("versions") if c["name"] == "raw_image_sha")
+        assert column["nullable"]
+        indexed = {tuple(i["column_names"]) for i in inspector.get_indexes("versions")}
+        assert ("raw_image_sha",) in indexed
+        with engine.begin() as connection:
+            row = connection.execute(
+                sqlalchemy.text("SELECT image_sha, raw_image_sha FROM versions WHERE id = 1")
+            ).one()
+        assert tuple(row) == ("a", None)
+    finally:
+        engine.dispose()

@@ -365,6 +365,32 @@ async def test_forget_returns_digest_shared_between_own_chats_once(database: Dat
     assert await count_versions(database) == 1
 
 
+async def test_forget_returns_raw_model_outputs_too_and_raw_digests_count_as_in_use(
+    database: Database,
+) -> None:
+    await upload(database, ALICE, label="alice-photo")
+    alice_edit = await queue(database, ALICE)
+    await upload(database, BOB, label="bob-photo")
+    bob_edit = await queue(database, BOB)
+    for version_id, label in ((alice_edit, "alice"), (bob_edit, "bob")):
+        await run(database, version_id)
+        async with database.write() as session:
+            result = lifecycle.Result(
+                version_id, sha(f"developed-{label}"), (640, 480), sha(f"raw-{label}")
+            )
+            assert await lifecycle.mark_done_many(session, [result]) == {version_id}
+    assert (await load(database, alice_edit)).raw_image_sha == sha("raw-alice")
+    async with database.read() as session:
+        in_use = await tree.images_in_use(session, [sha("raw-bob"), sha("raw-nobody")])
+    assert in_use == {sha("raw-bob")}
+
+    async with database.write() as session:
+        orphaned = await tree.forget(session, TG, "alice")
+
+    assert orphaned == {sha("alice-photo"), sha("developed-alice"), sha("raw-alice")}
+    assert (await load(database, bob_edit)).raw_image_sha == sha("raw-bob")
+
+
 # -- request keys, pending ----------------------------------------------------------------------
 
 

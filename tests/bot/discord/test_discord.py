@@ -153,7 +153,7 @@ async def test_slash_commands_buttons_and_a_restart(fake: FakeDiscord, tmp_path:
         )
         night = await response_with_image(fake, started)
         assert "make it night" in night.content and "seed" in night.content
-        assert decode(image_of(night)).size == (256, 192)
+        assert decode(image_of(night)).size == (320, 240)  # developed onto the photo
         assert set(buttons(night)) >= {"↩ Undo", "🎲 Regenerate", "⬇ Full resolution"}
         assert fake.interaction(started.token).acknowledged
 
@@ -175,7 +175,7 @@ async def test_slash_commands_buttons_and_a_restart(fake: FakeDiscord, tmp_path:
         fake.press(button(night, "full"), ANN, night.id, QUIET)
         followup = await fake.wait_for("POST", r"/webhooks/\d+/[^/]+", since=since)
         png = next(iter(followup.files.values()))
-        assert png.startswith(b"\x89PNG") and decode(png).size == (256, 192)
+        assert png.startswith(b"\x89PNG") and decode(png).size == (320, 240)
 
     # After a restart the buttons on old messages still work.
     async with running_bot(fake, data_dir, NullEditor()):

@@ -22,6 +22,7 @@ from PIL import Image
 from sqlalchemy import func, select
 
 from bot.service.conversation import Admission, ConversationService
+from bot.service.media import DEFAULT_MAX_STORED_PIXELS
 from bot.service.replies import HistoryEntry, Reply
 from bot.work.scheduler import EmbeddedScheduler
 from editor.errors import UserError
@@ -173,13 +174,15 @@ async def running_service(
     defaults: EditParams = DEFAULTS,
     clock: Clock | None = None,
     start: bool = True,
+    develop: bool = True,
+    max_stored_pixels: int = DEFAULT_MAX_STORED_PIXELS,
 ) -> AsyncIterator[Harness]:
     """The service wired like `bot.app.build`, with knobs; `start=False` leaves jobs queued."""
     editor = editor or GatedEditor()
     async with AsyncExitStack() as stack:
         database = await stack.enter_async_context(Database(url))
         images = FileImageStore(folder)
-        scheduler = EmbeddedScheduler(database, images, editor, max_wait_ms=0)
+        scheduler = EmbeddedScheduler(database, images, editor, max_wait_ms=0, develop=develop)
         clock = clock or Clock()
         service = ConversationService(
             database,
@@ -189,6 +192,7 @@ async def running_service(
             defaults=defaults,
             admission=admission,
             image_limits=image_limits,
+            max_stored_pixels=max_stored_pixels,
             clock=clock,
         )
         recorder = Recorder()

@@ -106,7 +106,12 @@ async def test_settings_change_the_next_edit_and_reset_restores_defaults(h: Harn
     }
     assert (await h.version(first)).params == expected
     assert (await h.version(second)).params == expected
-    assert max(open_image(await h.service.image(ALICE, first, full=True)).size) == 384
+    # The model worked at the chosen resolution (its raw output); the result keeps the
+    # photo's own size (developed onto it).
+    raw_sha = (await h.version(first)).raw_image_sha
+    assert raw_sha is not None
+    assert max(open_image(h.images.get(raw_sha)).size) == 384
+    assert open_image(await h.service.image(ALICE, first, full=True)).size == (64, 48)
 
     reply = await h.service.reset_settings(ALICE)
     assert reply.key == "settings.reset"
@@ -170,12 +175,14 @@ async def test_forget_deletes_only_that_users_data(h: Harness) -> None:
     shared_sha = (await h.version(alice_root)).image_sha
     assert shared_sha is not None and shared_sha == (await h.version(bob_root)).image_sha
     alice_only = [(await h.version(v)).image_sha for v in (alice_edit, dm_root)]
+    alice_only.append((await h.version(alice_edit)).raw_image_sha)  # the raw model output
     bob_history = await h.history(BOB)
     bob_photo = await h.service.image(BOB, bob_root, full=True)
 
     reply = await h.service.forget(ALICE)
 
-    assert (reply.key, reply.args["count"]) == ("forget.done", 2)
+    # Alice's result, its raw model output and her DM photo (the shared photo stays for Bob).
+    assert (reply.key, reply.args["count"]) == ("forget.done", 3)
     assert (await h.service.history(ALICE)).key == "history.empty"
     assert (await h.service.history(ALICE_DM)).key == "history.empty"
     for sha in alice_only:

@@ -8,6 +8,7 @@ import asyncio
 import pytest
 
 from bot.service.replies import Action, HistoryEntry
+from editor.images import fit_to_resolution
 from storage.errors import VersionNotFound
 from tests.bot.service.harness import (
     ALICE,
@@ -67,10 +68,14 @@ async def test_chained_instructions_build_on_the_pending_edit(h: Harness) -> Non
     assert [e.version_id for e in entries] == [root, first, second]
     assert [e.instruction for e in entries] == [None, "make it night", "add snow"]
     assert [e.is_head for e in entries] == [False, False, True]
-    # The second edit ran on the first one's result, not on the photo.
+    # The second edit ran on the first one's result (fitted to the working size, as every
+    # parent is), not on the photo.
     (_first_call,), (second_call,) = h.editor.calls
     first_png = await h.service.image(ALICE, first, full=True)
-    assert second_call.image.tobytes() == open_image(first_png).convert("RGB").tobytes()
+    first_fitted = fit_to_resolution(
+        open_image(first_png).convert("RGB"), second_call.params.resolution
+    )
+    assert second_call.image.tobytes() == first_fitted.tobytes()
 
 
 async def test_regenerate_makes_a_sibling_with_a_new_seed(h: Harness) -> None:

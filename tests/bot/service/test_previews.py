@@ -103,7 +103,11 @@ async def test_previews_reach_the_owner_in_order_and_are_dropped_with_the_result
             ("edit.preview", 2),
         ]
         assert keys.index(("edit.preview", 2)) > keys.index(("edit.progress", 2))
-        result = Image.open(io.BytesIO(await h.service.image(ALICE, edit, full=True)))
+        # Compared with the model's own output (the stored result is developed onto the
+        # photo, at the photo's size).
+        raw_sha = (await h.version(edit)).raw_image_sha
+        assert raw_sha is not None
+        result = Image.open(io.BytesIO(h.images.get(raw_sha)))
         original = Image.open(io.BytesIO(await h.service.image(ALICE, edit - 1, full=True)))
         assert preview_image.size == result.size
         assert _distance(preview_image, original) < _distance(result, original)
@@ -191,7 +195,10 @@ async def test_tiny_pipeline_with_the_tiny_preview_decoder_sends_previews(
         reply = await components.service.instruct(ALICE, "make it night")
         assert reply.version_id is not None
         await recorder.done(reply.version_id)
-        result = await components.service.image(ALICE, reply.version_id, full=True)
+        async with components.database.read() as session:
+            version = await session.get(Version, reply.version_id)
+        assert version is not None and version.raw_image_sha is not None
+        result = components.images.get(version.raw_image_sha)  # the model's own output
     previews = [r.args for _, r in recorder.replies if r.key == "edit.preview"]
     assert [(p["step"], p["total"]) for p in previews] == [(2, 4)]
     assert previews[0]["instruction"] == "make it night"

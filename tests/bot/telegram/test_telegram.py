@@ -24,6 +24,7 @@ from telegram.ext import AIORateLimiter
 from bot.app import Components, build
 from bot.config import Settings
 from bot.service.messages import render
+from bot.telegram import delivery as telegram_delivery
 from bot.telegram.delivery import fits_as_photo
 from bot.telegram.frontend import COMMANDS, TelegramFrontend
 from editor.pix2pix import DiffusersEditor
@@ -176,7 +177,7 @@ async def test_photo_instructions_undo_redo_regenerate_buttons_and_restart(
         assert "make it night" in (night.caption or "") and "seed" in (night.caption or "")
         assert set(buttons(night)) == {"↩ Undo", "🎲 Regenerate", "⬇ Full resolution"}
         night_image = decode(api.photo_bytes(night))
-        assert night_image.size == (256, 192)  # long side 256, aspect 4:3 kept
+        assert night_image.size == (320, 240)  # the model works at 256; developed onto the photo
         # The status message is replaced by the result.
         await api.wait_for(
             "deleteMessage", lambda p: p["message_id"] == status.result["message_id"]
@@ -207,7 +208,7 @@ async def test_photo_instructions_undo_redo_regenerate_buttons_and_restart(
         document = await api.wait_for("sendDocument", since=since)
         png = document.files[next(iter(document.files))]
         assert png.startswith(b"\x89PNG")
-        assert decode(png).size == (256, 192)
+        assert decode(png).size == (320, 240)
         await api.wait_for("answerCallbackQuery", since=since)
 
         # Undo on an older message acts on that version: back to the photo before "night".
@@ -387,6 +388,45 @@ async def test_bad_input_gets_clear_replies_and_the_chat_stays_usable(
         since = len(api.calls)
         api.send_text(ALICE, ALICE, "/history")
         assert "three" in await next_text(api, ALICE, since, contains="three")
+
+
+@pytest.mark.slow
+async def test_full_resolution_of_a_2400x1600_document_upload_is_a_2400x1600_png(
+    api: FakeBotAPI, tmp_path: Path, tiny_editor: DiffusersEditor
+) -> None:
+    async with running_bot(api, tmp_path / "data", tiny_editor):
+        since = len(api.calls)
+        api.send_document(
+            ALICE, ALICE, photo((2400, 1600), fmt="PNG"), file_name="p.png", mime_type="image/png"
+        )
+        assert "Got your photo" in await next_text(api, ALICE, since)
+
+        night = await result_of(api, ALICE, ALICE, "make it night")
+        shown = decode(api.photo_bytes(night))
+        assert shown.format == "JPEG" and shown.size == (2400, 1600)  # under the photo limits
+
+        since = len(api.calls)
+        api.press_button(ALICE, ALICE, night.message_id, button_data(night, "full"))
+        document = await api.wait_for("sendDocument", since=since)
+        png = decode(document.files[next(iter(document.files))])
+        assert (png.format, png.size) == ("PNG", (2400, 1600))
+        assert "2400x1600" in str(document.params.get("caption"))
+
+
+async def test_full_resolution_over_the_bot_apis_upload_limit_sends_the_chat_copy(
+    api: FakeBotAPI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(telegram_delivery, "MAX_DOCUMENT_BYTES", 1000)
+    async with running_bot(api, tmp_path / "data", NullEditor()):
+        api.send_photo(ALICE, ALICE, jpeg((320, 240)))
+        night = await result_of(api, ALICE, ALICE, "make it night")
+
+        since = len(api.calls)
+        api.press_button(ALICE, ALICE, night.message_id, button_data(night, "full"))
+        copy = await next_photo(api, ALICE, since)
+        assert copy.caption == render("full.too_big")
+        assert decode(api.photo_bytes(copy)).format == "JPEG"
+        assert not api.calls_to("sendDocument", since=since)
 
 
 async def test_the_same_update_delivered_twice_starts_one_edit(

@@ -22,7 +22,7 @@ from sqlalchemy import update
 
 from bot.work.jobs import OUT_OF_MEMORY, Job, JobDone, JobEvent, JobFailed, JobStarted
 from bot.work.scheduler import EDIT_FAILED, EmbeddedScheduler
-from editor.images import encode_png
+from editor.images import encode_png, fitted_size
 from editor.params import EditParams
 from editor.testing.doubles import GatedEditor, NullEditor, OutOfMemoryEditor
 from storage import lifecycle, tree
@@ -261,6 +261,52 @@ async def test_compatible_jobs_of_different_users_share_a_call(world: World) -> 
     assert all(isinstance(outcome, JobDone) for outcome in outcomes.values())
 
 
+# -- developing onto the full-size photo -------------------------------------------------------
+
+
+def _format_and_size(world: World, sha: str | None) -> tuple[str | None, tuple[int, int]]:
+    assert sha is not None
+    with Image.open(io.BytesIO(world.images.get(sha))) as image:
+        return image.format, image.size
+
+
+async def test_results_keep_the_full_size_of_their_parent_and_the_raw_output_is_recorded(
+    world: World,
+) -> None:
+    await world.photo("alice", (1000, 700))
+    first = await world.edit("alice", "make it night")
+    second = await world.edit("alice", "add snow", parent_id=first.version_id)  # chained, pending
+    editor = NullEditor()
+    scheduler, events = world.scheduler(editor)
+    await submit(scheduler, [first, second])
+    async with scheduler:
+        outcomes = await events.settled(first.version_id, second.version_id)
+
+    assert all(isinstance(outcome, JobDone) for outcome in outcomes.values())
+    working = fitted_size((1000, 700), 256)
+    assert [call[0].image.size for call in editor.calls] == [working, working]
+    for job in (first, second):
+        version = await world.version(job.version_id)
+        assert (version.width, version.height) == (1000, 700)
+        assert _format_and_size(world, version.image_sha) == ("PNG", (1000, 700))
+        assert _format_and_size(world, version.raw_image_sha) == ("PNG", working)
+
+
+async def test_with_develop_off_results_are_the_working_size_output(world: World) -> None:
+    await world.photo("alice", (1000, 700))
+    job = await world.edit("alice", "make it night")
+    scheduler, events = world.scheduler(NullEditor(), develop=False)
+    await submit(scheduler, [job])
+    async with scheduler:
+        assert isinstance((await events.settled(job.version_id))[job.version_id], JobDone)
+
+    version = await world.version(job.version_id)
+    working = fitted_size((1000, 700), 256)
+    assert (version.width, version.height) == working
+    assert _format_and_size(world, version.image_sha) == ("PNG", working)
+    assert version.raw_image_sha is None
+
+
 # -- restart -----------------------------------------------------------------------------------
 
 
@@ -310,8 +356,11 @@ async def test_an_edit_killed_mid_run_completes_after_a_restart(
     assert (version.status, version.attempts) == (VersionStatus.DONE, 2)
     assert version.image_sha is not None
     with Image.open(io.BytesIO(world.images.get(version.image_sha))) as result:
-        assert (result.format, result.size) == ("PNG", (256, 192))
-    assert (version.width, version.height) == (256, 192)
+        assert (result.format, result.size) == ("PNG", (64, 48))  # developed onto the photo
+    assert (version.width, version.height) == (64, 48)
+    assert version.raw_image_sha is not None
+    with Image.open(io.BytesIO(world.images.get(version.raw_image_sha))) as raw:
+        assert (raw.format, raw.size) == ("PNG", (256, 192))  # the model's working size
     assert await world.head("alice") == version_id
 
 

@@ -75,7 +75,7 @@ async def test_a_job_run_twice_records_one_result_and_sends_one_message(
     async with pg.read() as session:
         version = await session.get(Version, version_id)
     assert version is not None and (version.status, version.attempts) == ("done", 1)
-    assert images.count()[0] == 2  # the photo and one result
+    assert images.count()[0] == 3  # the photo and one result (developed, and raw)
 
 
 async def test_compatible_jobs_of_different_users_share_a_call_in_the_worker(
