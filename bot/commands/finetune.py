@@ -265,8 +265,16 @@ def evaluate(
     limit: Annotated[int | None, typer.Option(min=1)] = None,
     batch_size: Annotated[int, typer.Option(min=1)] = 4,
     device: Annotated[str | None, typer.Option(help="auto, cuda, mps or cpu.")] = None,
+    develop: Annotated[
+        bool,
+        typer.Option(
+            help="Also score the developed output (at the source's own size), beside the raw."
+        ),
+    ] = True,
 ) -> None:
-    """Measure the base model and adapters: L1, CLIP-I, DINO, CLIP-T, directional similarity."""
+    """Measure the base model and adapters: L1, CLIP-I, DINO, CLIP-T, directional similarity.
+
+    Each for the raw model output and the output developed onto the source, side by side."""
     from editor.base import Editor
     from editor.finetune.data import open_pairs
     from editor.finetune.evaluation import EvalConfig, Scorers, compare, markdown, write_report
@@ -298,6 +306,7 @@ def evaluate(
         ),
         batch_size=batch_size,
         limit=limit,
+        develop=develop,
     )
     pairs = open_pairs(dataset)
     report = compare(variants, pairs, Scorers.load(config, device=resolved), config)

@@ -9,7 +9,22 @@ adapter is measured exactly as the bot serves it) and is scored with editor/fine
   user does, and "ground-truth inputs" feeds it the reference input of that turn. The gap
   between the two is the drift that builds up over a conversation.
 
-Results go to JSON (everything, per turn too) and a Markdown table.
+Two tracks are scored with the same metrics, side by side:
+
+- "raw": the model's own output, at the working resolution it was made at, resized (bicubic)
+  up to the source's size (the pair's input image) before every comparison, so L1, CLIP-I and
+  DINO see both tracks at the same size. This is what the bot served before the develop step.
+- "developed": that output carried onto the source at the source's own size by
+  `editor.develop.develop` (parent = the source, model input = the fitted image the model saw),
+  exactly as the worker stores and chains it. Off with `EvalConfig.develop = False`.
+
+Multi-turn runs two chains, one per track: the raw chain feeds each turn the previous raw
+output, the developed chain the previous developed image, so the drift over the turns is
+measured for each (one more model run per turn: three instead of two). "Ground-truth inputs"
+edits each turn once and scores both tracks of that edit.
+
+Results go to JSON (everything, per turn too) and a Markdown table. The JSON keeps its layout
+for the raw track ("single_turn", "multi_turn") and adds "developed" with the same shape.
 """
 
 from __future__ import annotations
@@ -25,6 +40,7 @@ from typing import Any
 from PIL import Image
 
 from editor.base import Editor, EditRequest
+from editor.develop import develop
 from editor.finetune.data import EditPair
 from editor.finetune.metrics import (
     DEFAULT_CLIP,
@@ -41,6 +57,8 @@ from editor.params import EditParams
 
 METRICS = ("l1", "clip_i", "dino", "clip_t", "clip_directional")
 LOWER_IS_BETTER = frozenset({"l1"})
+RAW, DEVELOPED = "raw", "developed"
+PerTurn = dict[int, dict[str, list[float]]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +70,8 @@ class EvalConfig:
             resolution is the long side the inputs are fitted to.
         batch_size: edits per pipeline call.
         limit: evaluate only the first this many pairs (all if None).
+        develop: also score the developed track (the output developed onto the source at its
+            own size, as the bot serves it); off leaves only the raw model output.
     """
 
     clip_model: str = DEFAULT_CLIP
@@ -59,6 +79,21 @@ class EvalConfig:
     params: EditParams = field(default_factory=EditParams)
     batch_size: int = 4
     limit: int | None = None
+    develop: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Edited:
+    """One set of edits in both tracks.
+
+    Attributes:
+        raw: the model's outputs, at the working resolution.
+        developed: the outputs developed onto their inputs at the inputs' own sizes, or None
+            when not asked for.
+    """
+
+    raw: list[Image.Image]
+    developed: list[Image.Image] | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,11 +124,23 @@ def edit_all(
     editor: Editor, inputs: Sequence[Image.Image], prompts: Sequence[str], config: EvalConfig
 ) -> list[Image.Image]:
     """Edit every input with its prompt, batching neighbours of equal size."""
-    outputs: list[Image.Image] = []
+    return edit_and_develop(editor, inputs, prompts, config, developed=False).raw
+
+
+def edit_and_develop(
+    editor: Editor,
+    inputs: Sequence[Image.Image],
+    prompts: Sequence[str],
+    config: EvalConfig,
+    developed: bool = True,
+) -> Edited:
+    """Edit every input, and (if `developed`) develop each output onto its input's own size."""
+    fitted = [fit(image, config.params.resolution) for image in inputs]
     requests = [
-        EditRequest(fit(image, config.params.resolution), prompt, config.params)
-        for image, prompt in zip(inputs, prompts, strict=True)
+        EditRequest(image, prompt, config.params)
+        for image, prompt in zip(fitted, prompts, strict=True)
     ]
+    outputs: list[Image.Image] = []
     start = 0
     while start < len(requests):
         end = start + 1
@@ -104,7 +151,26 @@ def edit_all(
             end += 1
         outputs.extend(editor.edit_batch(requests[start:end]))
         start = end
-    return outputs
+    if not developed:
+        return Edited(outputs, None)
+    return Edited(
+        outputs,
+        [
+            develop(source.convert("RGB"), seen, _rgb_at(output, seen.size)).image
+            for source, seen, output in zip(inputs, fitted, outputs, strict=True)
+        ],
+    )
+
+
+def _rgb_at(image: Image.Image, size: tuple[int, int]) -> Image.Image:
+    """`image` as RGB at `size`, resampled (bicubic) only if it is not that size already."""
+    image = image.convert("RGB")
+    return image if image.size == size else image.resize(size, Image.Resampling.BICUBIC)
+
+
+def at_sources(outputs: Sequence[Image.Image], sources: Sequence[Image.Image]) -> list[Image.Image]:
+    """Raw outputs resized to their sources' sizes, so both tracks are compared at one size."""
+    return [_rgb_at(o, s.size) for o, s in zip(outputs, sources, strict=True)]
 
 
 def score(
@@ -137,17 +203,29 @@ def _means(values: dict[str, list[float]]) -> dict[str, float]:
 def evaluate(
     editor: Editor, pairs: Sequence[EditPair], scorers: Scorers, config: EvalConfig
 ) -> dict[str, Any]:
-    """Single-turn and (where the pairs have sessions) multi-turn results of one model."""
+    """Single-turn and (where the pairs have sessions) multi-turn results of one model.
+
+    "single_turn" and "multi_turn" are the raw track; "developed" (when `config.develop`) holds
+    the same two for the developed track.
+    """
     pairs = list(pairs[: config.limit] if config.limit is not None else pairs)
     inputs = [pair.original_image for pair in pairs]
-    outputs = edit_all(editor, inputs, [p.edit_prompt for p in pairs], config)
-    result: dict[str, Any] = {"single_turn": _means(score(scorers, inputs, outputs, pairs))}
+    edits = edit_and_develop(editor, inputs, [p.edit_prompt for p in pairs], config, config.develop)
+    raw = at_sources(edits.raw, inputs)
+    result: dict[str, Any] = {"single_turn": _means(score(scorers, inputs, raw, pairs))}
+    if edits.developed is not None:
+        result["developed"] = {
+            "single_turn": _means(score(scorers, inputs, edits.developed, pairs))
+        }
     sessions: dict[str, list[EditPair]] = defaultdict(list)
     for pair in pairs:
         if pair.session:
             sessions[pair.session].append(pair)
     if sessions:
-        result["multi_turn"] = _multi_turn(editor, sessions, scorers, config)
+        multi = _multi_turn(editor, sessions, scorers, config)
+        result["multi_turn"] = multi[RAW]
+        if DEVELOPED in multi:
+            result["developed"]["multi_turn"] = multi[DEVELOPED]
     return result
 
 
@@ -156,28 +234,41 @@ def _multi_turn(
     sessions: dict[str, list[EditPair]],
     scorers: Scorers,
     config: EvalConfig,
-) -> dict[str, Any]:
+) -> dict[str, dict[str, Any]]:
+    """Per track: the chained and ground-truth-input results, each over all, final and per turn."""
     chains = [sorted(turns, key=lambda p: p.turn) for _, turns in sorted(sessions.items())]
     longest = max(len(chain) for chain in chains)
-    chained: dict[int, dict[str, list[float]]] = {}
-    truth: dict[int, dict[str, list[float]]] = {}
-    current = [chain[0].original_image for chain in chains]
+    tracks = (RAW, DEVELOPED) if config.develop else (RAW,)
+    chained: dict[str, PerTurn] = {track: {} for track in tracks}
+    truth: dict[str, PerTurn] = {track: {} for track in tracks}
+    # One chain per track: each feeds the next turn its own previous result.
+    current = {track: [chain[0].original_image for chain in chains] for track in tracks}
     for turn in range(longest):
         alive = [i for i, chain in enumerate(chains) if len(chain) > turn]
         pairs = [chains[i][turn] for i in alive]
         prompts = [pair.edit_prompt for pair in pairs]
-        own_inputs = [current[i] for i in alive]
-        own = edit_all(editor, own_inputs, prompts, config)
-        for i, image in zip(alive, own, strict=True):
-            current[i] = image
         reference_inputs = [pair.original_image for pair in pairs]
-        reference = edit_all(editor, reference_inputs, prompts, config)
         # Directional similarity is measured from the turn's reference input in both modes,
-        # so the two columns differ only by what the model was fed.
-        chained[turn + 1] = score(scorers, reference_inputs, own, pairs)
-        truth[turn + 1] = score(scorers, reference_inputs, reference, pairs)
+        # so the chained and ground-truth columns differ only by what the model was fed.
+        for track in tracks:
+            own_inputs = [current[track][i] for i in alive]
+            edits = edit_and_develop(editor, own_inputs, prompts, config, track == DEVELOPED)
+            own = edits.raw if edits.developed is None else edits.developed
+            for i, image in zip(alive, own, strict=True):
+                current[track][i] = image
+            if edits.developed is None:
+                own = at_sources(own, reference_inputs)
+            chained[track][turn + 1] = score(scorers, reference_inputs, own, pairs)
+        reference = edit_and_develop(editor, reference_inputs, prompts, config, config.develop)
+        truth[RAW][turn + 1] = score(
+            scorers, reference_inputs, at_sources(reference.raw, reference_inputs), pairs
+        )
+        if reference.developed is not None:
+            truth[DEVELOPED][turn + 1] = score(
+                scorers, reference_inputs, reference.developed, pairs
+            )
 
-    def summary(per_turn: dict[int, dict[str, list[float]]]) -> dict[str, Any]:
+    def summary(per_turn: PerTurn) -> dict[str, Any]:
         everything = {
             name: [v for turn in per_turn.values() for v in turn[name]] for name in METRICS
         }
@@ -187,7 +278,10 @@ def _multi_turn(
             "per_turn": {str(turn): _means(values) for turn, values in per_turn.items()},
         }
 
-    return {"chained": summary(chained), "ground_truth_inputs": summary(truth)}
+    return {
+        track: {"chained": summary(chained[track]), "ground_truth_inputs": summary(truth[track])}
+        for track in tracks
+    }
 
 
 def compare(
@@ -215,38 +309,63 @@ def _config_json(config: EvalConfig) -> dict[str, Any]:
 
 
 def markdown(report: dict[str, Any]) -> str:
-    """A table: one row per model and mode, one column per metric (arrows say which way is good)."""
+    """A table: one row per model and mode, per metric a "raw" and (if measured) a "developed"
+    column side by side (arrows say which way is good); multi-turn chains also per turn."""
+    variants = report["variants"]
+    tracks = [RAW, DEVELOPED] if any(DEVELOPED in r for r in variants.values()) else [RAW]
     header = [
         "model",
         "mode",
-        *(f"{m} {'↓' if m in LOWER_IS_BETTER else '↑'}" for m in METRICS),
+        *(f"{m} {'↓' if m in LOWER_IS_BETTER else '↑'} {t}" for m in METRICS for t in tracks),
         "n",
     ]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for name, result in report["variants"].items():
-        rows = [("single turn", result["single_turn"])]
+    for name, result in variants.items():
+        rows: list[tuple[str, tuple[str, ...]]] = [("single turn", ("single_turn",))]
         if "multi_turn" in result:
-            multi = result["multi_turn"]
+            chained = ("multi_turn", "chained")
             rows += [
-                ("multi-turn, chained (all turns)", multi["chained"]["all_turns"]),
-                ("multi-turn, chained (final turn)", multi["chained"]["final_turn"]),
+                ("multi-turn, chained (all turns)", (*chained, "all_turns")),
+                ("multi-turn, chained (final turn)", (*chained, "final_turn")),
+                *(
+                    (f"multi-turn, chained (turn {turn})", (*chained, "per_turn", turn))
+                    for turn in result["multi_turn"]["chained"]["per_turn"]
+                ),
                 (
                     "multi-turn, ground-truth inputs (all turns)",
-                    multi["ground_truth_inputs"]["all_turns"],
+                    ("multi_turn", "ground_truth_inputs", "all_turns"),
                 ),
             ]
-        for mode, values in rows:
-            cells = [f"{values[m]:.4f}" for m in METRICS]
-            lines.append(f"| {name} | {mode} | " + " | ".join(cells) + f" | {values['count']} |")
+        for mode, path in rows:
+            raw = _at(result, path) or {}
+            by_track = {RAW: raw, DEVELOPED: _at(result.get(DEVELOPED), path) or {}}
+            cells = [
+                f"{by_track[t][m]:.4f}" if m in by_track[t] else "–"
+                for m in METRICS
+                for t in tracks
+            ]
+            count = raw["count"]
+            lines.append(f"| {name} | {mode} | " + " | ".join(cells) + f" | {count} |")
     params = report["config"]["params"]
     lines.append("")
     lines.append(
         f"Settings: {params['num_inference_steps']} steps, guidance {params['guidance_scale']}, "
         f"image guidance {params['image_guidance_scale']}, seed {params['seed']}, long side "
         f"{params['resolution']}; CLIP {report['config']['clip_model']}, "
-        f"DINO {report['config']['dino_model']}."
+        f"DINO {report['config']['dino_model']}. Raw: the model's output resized to the "
+        "source's size"
+        + ("; developed: developed onto the source at its own size." if len(tracks) > 1 else ".")
     )
     return "\n".join(lines) + "\n"
+
+
+def _at(result: dict[str, Any] | None, path: tuple[str, ...]) -> dict[str, Any] | None:
+    """`result[path[0]][path[1]]...`, or None where a key is missing."""
+    for key in path:
+        if result is None or key not in result:
+            return None
+        result = result[key]
+    return result
 
 
 def write_report(report: dict[str, Any], output_dir: Path) -> tuple[Path, Path]:

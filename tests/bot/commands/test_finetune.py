@@ -12,7 +12,7 @@ from bot.cli import app
 from editor.finetune.captions import read_jsonl
 from editor.finetune.checkpoints import LORA_FILE
 from editor.finetune.data import write_pair_folder
-from editor.finetune.testing import toy_colour_pairs
+from editor.finetune.testing import toy_colour_pairs, toy_colour_sessions
 from editor.pix2pix import DiffusersEditor
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -104,3 +104,21 @@ def test_train_command_refuses_bad_input_plainly(tmp_path: Path, tiny_model_dir:
         "train", str(folder), "--model", str(tiny_model_dir), "--mixed-precision", "fp8"
     )
     assert code == 2 and "mixed_precision must be one of" in output
+
+
+def test_eval_command_without_develop_reports_the_raw_track_only(
+    tmp_path: Path, tiny_model_dir: Path, tiny_clip_dir: Path, tiny_dino_dir: Path
+) -> None:
+    folder = write_pair_folder(toy_colour_sessions(1, turns=2), tmp_path / "toy")
+    out = tmp_path / "eval"
+    code, output = _run(
+        "eval", str(folder), "--model", str(tiny_model_dir), "--clip-model", str(tiny_clip_dir),
+        "--dino-model", str(tiny_dino_dir), "--steps", "1", "--resolution", "32",
+        "--device", "cpu", "--no-develop", "-o", str(out),
+    )  # fmt: skip
+    assert code == 0, output
+    report = json.loads((out / "eval.json").read_text())
+    assert report["config"]["develop"] is False
+    base = report["variants"]["base"]
+    assert "developed" not in base and set(base["multi_turn"]) == {"chained", "ground_truth_inputs"}
+    assert "l1 ↓ raw" in output and "developed" not in output
