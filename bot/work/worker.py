@@ -112,6 +112,8 @@ class GpuWorker:
         self._batcher: MicroBatcher | None = None
         self._last_progress: dict[int, float] = {}
         self._background: set[asyncio.Task[None]] = set()
+        self._running_jobs: set[int] = set()
+        """Queue job ids this process is running now (they outlive a restart of the job loop)."""
 
     def make_app(self) -> App:
         """The procrastinate app: one task, on the pix2chat queue."""
@@ -186,6 +188,15 @@ class GpuWorker:
 
     async def _edit(self, context: JobContext, version_id: int) -> None:
         """The procrastinate task: claim, compute (batched), record; idempotent by version."""
+        job_id = context.job.id
+        assert job_id is not None  # a fetched job always has its id
+        self._running_jobs.add(job_id)
+        try:
+            await self._edit_once(context, version_id)
+        finally:
+            self._running_jobs.discard(job_id)
+
+    async def _edit_once(self, context: JobContext, version_id: int) -> None:
         try:
             work = await self._claim(version_id)
             if work is None:
@@ -380,6 +391,10 @@ class GpuWorker:
         )
         retried = []
         for job in stalled:
+            if job.id in self._running_jobs:
+                # Still running here: its registration went stale while the job loop was
+                # restarted after a database outage; handing it back would run it twice.
+                continue
             try:
                 await app.job_manager.retry_job(job)
             except Exception as error:  # another worker's sweep got there first

@@ -475,3 +475,34 @@ async def test_an_orphan_sweep_that_loses_the_database_changes_nothing(
     async with pg.read() as session:
         version = await session.get(Version, version_id)
     assert version is not None and version.status == "queued"
+
+
+class _StalledJobs:
+    """procrastinate's job manager, reduced to the two calls the stalled-job sweep makes."""
+
+    def __init__(self, job_ids: list[int]) -> None:
+        self.stalled = [dataclasses.make_dataclass("StalledJob", ["id"])(i) for i in job_ids]
+        self.retried: list[int] = []
+
+    async def get_stalled_jobs(self, **_: object) -> list[object]:
+        return self.stalled
+
+    async def retry_job(self, job: object) -> None:
+        self.retried.append(job.id)  # type: ignore[attr-defined]
+
+    async def prune_stalled_workers(self, _seconds: float) -> None:
+        return None
+
+
+async def test_the_stalled_sweep_never_hands_back_a_job_this_worker_still_runs(
+    pg: Database, images: DatabaseImageStore
+) -> None:
+    """After a database outage the job loop restarts under a new registration; the old one's
+    heartbeat is stale, but its jobs still run here and must not run a second time."""
+    worker = GpuWorker(pg, images, NullEditor(), FAST)
+    manager = _StalledJobs([7, 8])
+    worker._running_jobs.add(7)
+    app = type("App", (), {"job_manager": manager})()
+
+    assert await worker.retry_stalled(app) == [8]  # type: ignore[arg-type]
+    assert manager.retried == [8]
