@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import io
 import math
+from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -72,6 +73,10 @@ class StoredUpload:
         return self.original_size is not None
 
 
+MAX_THUMBNAILS = 512
+"""Thumbnails kept in memory (a few KiB each)."""
+
+
 class Media:
     """Stores uploads and serves version pictures, with the ownership checks of the service."""
 
@@ -88,6 +93,7 @@ class Media:
         self.limits = limits
         self.previews = previews
         self.max_stored_pixels = max_stored_pixels
+        self._thumbnails: OrderedDict[tuple[str, int], bytes] = OrderedDict()
 
     def store_upload(self, data: bytes) -> StoredUpload:
         """Validate, normalise and store an upload losslessly (runs in a worker thread).
@@ -108,21 +114,38 @@ class Media:
 
         Raises VersionNotFound (also for other users' versions) or VersionNotReady.
         """
+        data = await asyncio.to_thread(self.images.get, await self._ready_sha(actor, version_id))
+        if full:
+            return data
+        return await asyncio.to_thread(chat_jpeg, data)
+
+    async def _ready_sha(self, actor: Actor, version_id: int) -> str:
+        """The image digest of a finished version of this actor's (the ownership check)."""
         async with self.database.read() as session:
             conversation = await started_conversation(session, actor)
             version = await tree.get_version(session, conversation, version_id)
         if not version.is_done or version.image_sha is None:
             raise VersionNotReady(version_id=version_id)
-        data = await asyncio.to_thread(self.images.get, version.image_sha)
-        if full:
-            return data
-        return await asyncio.to_thread(chat_jpeg, data)
+        return version.image_sha
 
     async def thumbnail(self, actor: Actor, version_id: int, long_side: int = 160) -> bytes:
         """A small JPEG of a version for history strips, with the same ownership checks as
-        `image` (VersionNotFound for other users' versions, VersionNotReady while pending)."""
-        data = await self.image(actor, version_id, full=True)
-        return await asyncio.to_thread(thumbnail_jpeg, data, long_side)
+        `image` (VersionNotFound for other users' versions, VersionNotReady while pending).
+
+        Kept by digest (an image never changes under its sha256): a history strip asks for the
+        same thumbnails again and again, and a full-size original takes up to a second to
+        decode.
+        """
+        key = (await self._ready_sha(actor, version_id), long_side)
+        if key in self._thumbnails:
+            self._thumbnails.move_to_end(key)
+            return self._thumbnails[key]
+        data = await asyncio.to_thread(self.images.get, key[0])
+        small = await asyncio.to_thread(thumbnail_jpeg, data, long_side)
+        self._thumbnails[key] = small
+        if len(self._thumbnails) > MAX_THUMBNAILS:
+            self._thumbnails.popitem(last=False)
+        return small
 
     async def preview(self, actor: Actor, version_id: int) -> bytes:
         """The latest progress preview (JPEG) of a running edit, for its owner only.

@@ -134,3 +134,27 @@ async def test_with_develop_off_edit_results_are_the_working_size_output(
         edit = await h.edit(ALICE, "make it night")
         result = open_image(await h.service.image(ALICE, edit, full=True))
         assert (result.format, result.size) == ("PNG", (256, 192))
+
+
+async def test_thumbnails_are_decoded_once_and_only_for_their_owner(
+    h: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = (await h.upload(ALICE, photo((1200, 800)))).version_id
+    await h.upload(BOB, photo(shade=99))
+    reads: list[str] = []
+    original_get = h.images.get
+
+    def counting_get(sha: str) -> bytes:
+        reads.append(sha)
+        return original_get(sha)
+
+    monkeypatch.setattr(h.images, "get", counting_get)
+    first = await h.service.thumbnail(ALICE, root)
+    again = await h.service.thumbnail(ALICE, root)
+
+    assert first == again
+    assert len(reads) == 1  # the second request came from memory, not the 1200x800 PNG
+    with Image.open(io.BytesIO(first)) as small:
+        assert (small.format, max(small.size)) == ("JPEG", 160)
+    with pytest.raises(VersionNotFound):
+        await h.service.thumbnail(BOB, root)  # kept in memory, still checked per request
