@@ -214,7 +214,7 @@ def bench_develop(
     """Develop step: drift over an edit chain (on vs off), time and memory at 1-24 MP."""
     from bot.commands.bench_develop import run_develop_benchmark
 
-    sizes = [int(value) for value in megapixels.split(",") if value.strip()]
+    sizes = list(_positive_ints(megapixels))
     run_develop_benchmark((width, height), turns, working, sizes, runs, echo=typer.echo)
 
 
@@ -241,7 +241,7 @@ def bench_queue(
     """The procrastinate queue with the null editor: jobs/s, idle latency, SIGKILL recovery."""
     from bot.commands.bench_queue import run_queue_benchmark
 
-    counts = [int(part) for part in workers.split(",") if part.strip()]
+    counts = list(_positive_ints(workers))
     asyncio.run(
         run_queue_benchmark(
             admin_url,
@@ -310,6 +310,17 @@ def bench_model(
     status = bench_model_command(config, json_out, echo=typer.echo)
     if status:
         raise typer.Exit(status)
+
+
+def _positive_ints(text: str) -> tuple[int, ...]:
+    """A comma list option; bad input ends the command with one line and status 2."""
+    from bot.commands.options import positive_ints
+
+    try:
+        return positive_ints(text)
+    except ValueError as error:
+        typer.secho(str(error), fg="red", err=True)
+        raise typer.Exit(2) from error
 
 
 def main() -> None:

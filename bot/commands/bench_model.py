@@ -45,6 +45,7 @@ from bot.commands.bench_model_timing import (
     unet_flops_per_sample,
 )
 from bot.commands.bench_service import product_photo
+from bot.commands.options import positive_ints
 from editor.base import EditRequest
 from editor.errors import OptionError
 from editor.params import EditParams
@@ -265,16 +266,6 @@ def _measure(
     return row
 
 
-def parse_list(text: str) -> tuple[int, ...]:
-    """'512,768' -> (512, 768), for the CLI."""
-    from editor.speed import parse_ints
-
-    values = parse_ints(text)
-    if not values or min(values) < 1:
-        raise ValueError(f"expected positive comma-separated integers, not {text!r}")
-    return values
-
-
 def describe_options() -> str:
     return ", ".join(OPTION_TOKENS)
 
@@ -319,8 +310,8 @@ def parse_config(
         model=model,
         device=device,
         dtype=dtype,
-        resolutions=parse_list(resolutions),
-        batch_sizes=parse_list(batch_sizes),
+        resolutions=positive_ints(resolutions),
+        batch_sizes=positive_ints(batch_sizes),
         steps=steps,
         runs=runs,
         option_sets=option_sets,

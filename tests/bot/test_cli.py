@@ -387,3 +387,19 @@ def test_edit_with_a_bad_model_path_names_the_setting(invoke: Invoke, tmp_path: 
     assert "PIX2CHAT_MODEL" in result.stderr
     assert "no-such-model" in result.stderr
     assert not (tmp_path / "photo-edited.png").exists()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["bench", "develop", "--megapixels", "1,x"],
+        ["bench", "queue", "--workers", "0"],
+        ["bench", "model", "--resolutions", "0,512"],
+    ],
+    ids=["develop", "queue", "model"],
+)
+def test_a_bad_benchmark_list_is_one_line_and_status_2(invoke: Invoke, args: list[str]) -> None:
+    result = invoke(*args)
+    assert result.exit_code == 2
+    assert "expected positive comma-separated integers" in result.output
+    assert "Traceback" not in result.output
