@@ -96,25 +96,13 @@ class Relay:
         if owner is None:
             return
         if isinstance(event, JobProgress):
-            reply = Reply(
-                key=Key.EDIT_PROGRESS,
-                args={"step": event.step, "total": event.total, "instruction": owner.instruction},
-                version_id=event.version_id,
-                kind=ReplyKind.PROGRESS,
-            )
-            await self.publish(owner.actor, reply)
+            await self.publish(owner.actor, _step_reply(event, owner, ReplyKind.PROGRESS))
             return
         if isinstance(event, JobPreview):
             if event.version_id not in self._owners:
                 return  # it finished while its owner was looked up
             self.previews.keep(event)
-            reply = Reply(
-                key=Key.EDIT_PREVIEW,
-                args={"step": event.step, "total": event.total, "instruction": owner.instruction},
-                version_id=event.version_id,
-                kind=ReplyKind.PREVIEW,
-            )
-            await self.publish(owner.actor, reply)
+            await self.publish(owner.actor, _step_reply(event, owner, ReplyKind.PREVIEW))
             return
         self._owners.pop(event.version_id, None)
         self.previews.drop((event.version_id,))
@@ -157,3 +145,13 @@ class Relay:
                 await listener(actor, reply)
             except Exception:
                 log.exception("listener for %s failed on %s", actor.platform, reply.key)
+
+
+def _step_reply(event: JobProgress | JobPreview, owner: Owner, kind: ReplyKind) -> Reply:
+    """Progress or preview of a running edit: step n of N of the owner's instruction."""
+    return Reply(
+        key=Key.EDIT_PROGRESS if kind is ReplyKind.PROGRESS else Key.EDIT_PREVIEW,
+        args={"step": event.step, "total": event.total, "instruction": owner.instruction},
+        version_id=event.version_id,
+        kind=kind,
+    )
