@@ -20,6 +20,8 @@ app = typer.Typer(
 )
 bench_app = typer.Typer(help="Benchmarks that print figures (see docs/BENCHMARKS.md).")
 app.add_typer(bench_app, name="bench")
+i18n_app = typer.Typer(help="The message catalogues (Babel .po files in bot/locale/).")
+app.add_typer(i18n_app, name="i18n")
 
 
 def _settings() -> Settings:
@@ -321,6 +323,36 @@ def _positive_ints(text: str) -> tuple[int, ...]:
     except ValueError as error:
         typer.secho(str(error), fg="red", err=True)
         raise typer.Exit(2) from error
+
+
+@i18n_app.command("update")
+def i18n_update(
+    add: Annotated[
+        list[str] | None, typer.Option(help="Start a catalogue for a new language code.")
+    ] = None,
+) -> None:
+    """Refresh bot/locale/ from the English texts: .pot, every .po; then list what to translate."""
+    from bot.commands.i18n import check, update
+
+    for path in update(tuple(add or ())):
+        typer.echo(f"updated {path}")
+    problems = check()
+    for problem in problems:
+        typer.echo(f"to translate: {problem}")
+    typer.echo(f"{len(problems)} text(s) to translate" if problems else "every catalogue is complete")
+
+
+@i18n_app.command("check")
+def i18n_check() -> None:
+    """Fail (exit 1) if any catalogue misses a text or has placeholders unlike the English."""
+    from bot.commands.i18n import check
+
+    problems = check()
+    for problem in problems:
+        typer.echo(str(problem), err=True)
+    if problems:
+        raise typer.Exit(1)
+    typer.echo("every catalogue is complete")
 
 
 def main() -> None:

@@ -154,3 +154,20 @@ class StoredImage(Base):
     sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
     data: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class UserLanguage(Base):
+    """The language a user reads, per (platform, user), in every chat of that platform.
+
+    `chosen` is what /language set (None: follow the app); `detected` is the last language
+    the platform reported (Telegram's language_code, Discord's locale, Accept-Language), kept
+    so that results finishing later, even after a restart, are worded in it.
+    """
+
+    __tablename__ = "user_languages"
+
+    platform: Mapped[str] = mapped_column(String(32), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    chosen: Mapped[str | None] = mapped_column(String(16))
+    detected: Mapped[str | None] = mapped_column(String(16))
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

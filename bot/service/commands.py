@@ -7,7 +7,7 @@ from typing import Any
 
 from bot.service.lookup import started_conversation
 from bot.service.media import Previews
-from bot.service.messages import Key
+from bot.service.messages import Key, Phrase
 from bot.service.preferences import Preferences
 from bot.service.replies import Action, HistoryEntry, Reply, ReplyKind, replies_to_errors
 from bot.work.jobs import JobQueue
@@ -195,7 +195,11 @@ def _version_reply(key: Key, version: Version) -> Reply:
 
 def _settings_reply(key: Key, prefs: Preferences, **extra: Any) -> Reply:
     values = prefs.to_dict()
-    seed_text = "random" if prefs.seed_mode == "random" else f"fixed at {prefs.seed}"
+    seed_text = (
+        Phrase(Key.SETTINGS_SEED_RANDOM)
+        if prefs.seed_mode == "random"
+        else Phrase(Key.SETTINGS_SEED_FIXED, {"seed": prefs.seed})
+    )
     return Reply(
         key=key,
         args={**values, "seed_text": seed_text, **extra},

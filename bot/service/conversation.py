@@ -18,6 +18,7 @@ from typing import Any
 from bot.service.admission import MAX_INSTRUCTION_CHARS, Admission, Gatekeeper
 from bot.service.commands import Commands
 from bot.service.edits import Edits
+from bot.service.languages import Hint, Languages
 from bot.service.media import DEFAULT_MAX_STORED_PIXELS, Media, Previews
 from bot.service.relay import Relay
 from bot.service.replies import Reply, UpdateListener, error_reply, replies_to_errors
@@ -60,6 +61,7 @@ class ConversationService:
         gate = Gatekeeper(queue, tokens, self.admission, clock)
         self.edits = Edits(database, queue, gate, self.media, self.relay, self.defaults)
         self.commands = Commands(database, images, queue, self.previews, self.defaults)
+        self.languages = Languages(database)
         queue.subscribe(self.relay.on_job_event)
 
     # ----- subscriptions ---------------------------------------------------------------------
@@ -143,6 +145,16 @@ class ConversationService:
     async def forget(self, actor: Actor) -> Reply:
         """Delete all of this user's versions and images on this platform (every chat)."""
         return await self.commands.forget(actor)
+
+    # ----- languages ---------------------------------------------------------------------------
+
+    async def locale(self, actor: Actor, hint: Hint = None) -> str:
+        """The locale to answer in: /language's choice, else the app's (`hint`), else English."""
+        return await self.languages.locale_for(actor, hint)
+
+    async def choose_language(self, actor: Actor, code: str | None, hint: Hint = None) -> Reply:
+        """`/language` lists the languages, `/language es` chooses, `/language auto` follows the app."""
+        return await self.languages.choose(actor, code, hint)
 
     # ----- images ------------------------------------------------------------------------------
 

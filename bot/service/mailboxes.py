@@ -9,6 +9,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Generic, TypeVar
 
+from bot.service.messages import use_locale
 from bot.service.replies import Reply, ReplyKind
 from storage.database import brief
 from storage.types import Actor
@@ -115,6 +116,10 @@ class EventDelivery(ABC):
         actor, reply = event
         if reply.version_id is None:
             return
+        with use_locale(await self.service.locale(actor)):  # the owner's language
+            await self._deliver_in_locale(actor, reply)
+
+    async def _deliver_in_locale(self, actor: Actor, reply: Reply) -> None:
         if reply.kind is ReplyKind.PROGRESS:
             await self.show_progress(reply)
             return

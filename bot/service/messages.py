@@ -1,10 +1,21 @@
-"""Every text pix2chat says, in one catalogue (English now; add a locale dict to translate)."""
+"""Every text pix2chat says: its `Key`, its English source text, and `render` in a locale.
+
+The English texts here are the gettext source (msgctxt = the key, msgid = the English text);
+the translations live in Babel catalogues under bot/locale/ (see bot/service/catalogues.py).
+After adding or changing a text, run `pix2chat i18n update` to refresh the .pot and .po files.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import enum
-from collections.abc import Mapping
+import string
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from typing import Any
+
+from bot.service import catalogues
 
 EXAMPLES = '"make it night", "add snow", "put the sneaker on a beach"'
 
@@ -102,9 +113,98 @@ class Key(enum.StrEnum):
     ERROR_PARENT_FAILED = "error.parent_failed"
     ERROR_UNAVAILABLE = "error.unavailable"
     ERROR_STORAGE_FULL = "error.storage_full"
+    # Languages (issue 16): /language, command menus, the web page's own texts
+    LANGUAGE_CHOSEN = "language.chosen"
+    LANGUAGE_AUTO = "language.auto"
+    LANGUAGE_LIST = "language.list"
+    LANGUAGE_UNKNOWN = "language.unknown"
+    SETTINGS_SEED_RANDOM = "settings.seed_random"
+    SETTINGS_SEED_FIXED = "settings.seed_fixed"
+    ALLOWED_WHOLE_NUMBER = "allowed.whole_number"
+    ALLOWED_NUMBER = "allowed.number"
+    ALLOWED_ONE_OF = "allowed.one_of"
+    WAIT_SECONDS = "wait.seconds"
+    WAIT_MINUTES = "wait.minutes"
+    WAIT_HOURS = "wait.hours"
+    COMMAND_START = "command.start"
+    COMMAND_HELP = "command.help"
+    COMMAND_UNDO = "command.undo"
+    COMMAND_REDO = "command.redo"
+    COMMAND_REGENERATE = "command.regenerate"
+    COMMAND_HISTORY = "command.history"
+    COMMAND_RESET = "command.reset"
+    COMMAND_SETTINGS = "command.settings"
+    COMMAND_CANCEL = "command.cancel"
+    COMMAND_STATUS = "command.status"
+    COMMAND_FORGET = "command.forget"
+    COMMAND_LANGUAGE = "command.language"
+    COMMAND_EDIT = "command.edit"
+    COMMAND_INSTRUCT = "command.instruct"
+    OPTION_IMAGE = "option.image"
+    OPTION_INSTRUCTION = "option.instruction"
+    OPTION_TEXT = "option.text"
+    OPTION_STEPS = "option.steps"
+    OPTION_TEXT_GUIDANCE = "option.text_guidance"
+    OPTION_IMAGE_GUIDANCE = "option.image_guidance"
+    OPTION_SEED_MODE = "option.seed_mode"
+    OPTION_RESOLUTION = "option.resolution"
+    OPTION_DEFAULTS = "option.defaults"
+    OPTION_CODE = "option.code"
+    PAGE_SETTINGS = "page.settings"
+    PAGE_HISTORY = "page.history"
+    PAGE_CONVERSATION = "page.conversation"
+    PAGE_PASSWORD = "page.password"
+    PAGE_LOG_IN = "page.log_in"
+    PAGE_PHOTO_TO_SEND = "page.photo_to_send"
+    PAGE_REMOVE_PHOTO = "page.remove_photo"
+    PAGE_EDIT_LATEST = "page.edit_latest"
+    PAGE_ADD_PHOTO_HINT = "page.add_photo_hint"
+    PAGE_ADD_PHOTO = "page.add_photo"
+    PAGE_SAY_WHAT = "page.say_what"
+    PAGE_INSTRUCTION = "page.instruction"
+    PAGE_SEND = "page.send"
+    PAGE_SETTINGS_HINT = "page.settings_hint"
+    PAGE_STEPS = "page.steps"
+    PAGE_STEPS_HINT = "page.steps_hint"
+    PAGE_TEXT_GUIDANCE = "page.text_guidance"
+    PAGE_TEXT_GUIDANCE_HINT = "page.text_guidance_hint"
+    PAGE_IMAGE_GUIDANCE = "page.image_guidance"
+    PAGE_IMAGE_GUIDANCE_HINT = "page.image_guidance_hint"
+    PAGE_SEED = "page.seed"
+    PAGE_RANDOM = "page.random"
+    PAGE_FIXED = "page.fixed"
+    PAGE_FIXED_SEED = "page.fixed_seed"
+    PAGE_RESOLUTION = "page.resolution"
+    PAGE_RESOLUTION_HINT = "page.resolution_hint"
+    PAGE_RESET_DEFAULTS = "page.reset_defaults"
+    PAGE_CLOSE = "page.close"
+    PAGE_DELETE_ALL = "page.delete_all"
+    PAGE_DROP = "page.drop"
+    PAGE_BRANCH_HINT = "page.branch_hint"
 
 
-ENGLISH: dict[str, str] = {
+@dataclass(frozen=True, slots=True)
+class Plural:
+    """A text whose wording follows a number (`number` names the argument): gettext's
+    ngettext picks the form, so Arabic gets all six of its plural forms."""
+
+    singular: str
+    plural: str
+    number: str = "count"
+
+
+@dataclass(frozen=True, slots=True)
+class Phrase:
+    """A catalogue text used as an argument of another (rendered in the same locale)."""
+
+    key: str
+    args: Mapping[str, Any] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        return render(self.key, self.args)
+
+
+ENGLISH: dict[str, str | Plural] = {
     # Conversation
     Key.PHOTO_RECEIVED: "Got your photo. Now tell me what to change, for example " + EXAMPLES + ".",
     Key.PHOTO_DOWNSCALED: (
@@ -121,24 +221,33 @@ ENGLISH: dict[str, str] = {
     Key.REDO_DONE_PHOTO: "Forward again.",
     Key.RESET_DONE: "Starting over from your original photo.",
     Key.HISTORY_EMPTY: "No history yet: send a photo to begin.",
-    Key.HISTORY_SHOW: "Your edits so far ({count} steps):",
+    Key.HISTORY_SHOW: Plural("Your edits so far ({count} step):", "Your edits so far ({count} steps):"),
     Key.SETTINGS_SHOW: (
         "Settings: steps {num_inference_steps}, text guidance {guidance_scale}, "
         "image guidance {image_guidance_scale}, seed {seed_text}, resolution {resolution} px."
     ),
     Key.SETTINGS_UPDATED: "Updated: {name} is now {value}.",
     Key.SETTINGS_RESET: "Settings are back to the defaults.",
-    Key.CANCEL_DONE: "Cancelled {count} queued edit(s).",
+    Key.CANCEL_DONE: Plural("Cancelled {count} queued edit.", "Cancelled {count} queued edits."),
     Key.STATUS_IDLE: "Nothing in progress. Send an instruction to edit your photo.",
-    Key.STATUS_PENDING: "{count} edit(s) in progress; the next one is #{position} in line.",
-    Key.STATUS_RUNNING: "{count} edit(s) in progress; one is being edited right now.",
+    Key.STATUS_PENDING: Plural(
+        "{count} edit in progress; it is #{position} in line.",
+        "{count} edits in progress; the next one is #{position} in line.",
+    ),
+    Key.STATUS_RUNNING: Plural(
+        "{count} edit in progress; it is being edited right now.",
+        "{count} edits in progress; one is being edited right now.",
+    ),
     Key.FORGET_CONFIRM: "This deletes all your photos and history here. Are you sure?",
-    Key.FORGET_DONE: "Done: I deleted {count} image(s) and all your history.",
+    Key.FORGET_DONE: Plural(
+        "Done: I deleted {count} image and all your history.",
+        "Done: I deleted {count} images and all your history.",
+    ),
     Key.FORGET_NOTHING: "There was nothing to delete.",
     Key.HELP: (
         "Send me a photo, then tell me what to change, for example " + EXAMPLES + ". "
         "Each instruction edits the latest result. Commands: /undo, /redo, /regenerate, "
-        "/history, /reset, /settings, /cancel, /status, /forget."
+        "/history, /reset, /settings, /cancel, /status, /forget, /language."
     ),
     Key.WELCOME: (
         "Hi! I edit photos by instruction. Send me a photo, then tell me what to change, "
@@ -211,36 +320,173 @@ ENGLISH: dict[str, str] = {
     Key.ERROR_INVALID_SETTING: "{name} must be {allowed}.",
     Key.ERROR_UNKNOWN_SETTING: "There is no setting called “{name}”. Settings: {names}.",
     Key.ERROR_RATE_LIMITED: "You're going fast! Please wait {wait} before the next edit.",
-    Key.ERROR_QUOTA_EXCEEDED: "You've used today's {quota} edits. They refill in {wait}.",
-    Key.ERROR_TOO_MANY_PENDING: "You already have {count} edits waiting. Please wait for one to finish.",
+    Key.ERROR_QUOTA_EXCEEDED: Plural(
+        "You've used today's {quota} edit. It refills in {wait}.",
+        "You've used today's {quota} edits. They refill in {wait}.",
+        number="quota",
+    ),
+    Key.ERROR_TOO_MANY_PENDING: Plural(
+        "You already have {count} edit waiting. Please wait for it to finish.",
+        "You already have {count} edits waiting. Please wait for one to finish.",
+    ),
     Key.ERROR_QUEUE_FULL: "I'm very busy right now. Please try again in a minute.",
     Key.ERROR_EDIT_FAILED: "Sorry, that edit failed. Try again, or rephrase the instruction.",
     Key.ERROR_OUT_OF_MEMORY: "Sorry, that edit ran out of memory. Try a lower resolution in /settings.",
     Key.ERROR_PARENT_FAILED: "Skipped “{instruction}”: the edit before it failed.",
     Key.ERROR_UNAVAILABLE: "The service is briefly unavailable; please try again in a moment.",
     Key.ERROR_STORAGE_FULL: "I can't save anything right now (my storage is full). Please try again later.",
+    # Languages (issue 16)
+    Key.LANGUAGE_CHOSEN: "From now on I answer you in {language}.",
+    Key.LANGUAGE_AUTO: "I follow your app's language again (now {language}).",
+    Key.LANGUAGE_LIST: (
+        "I answer you in {language}. Languages: {choices}. Choose one with /language and its "
+        "code, for example /language es; /language auto follows your app's language again."
+    ),
+    Key.LANGUAGE_UNKNOWN: (
+        "I don't speak “{code}”. Languages: {choices}. For example: /language es"
+    ),
+    Key.SETTINGS_SEED_RANDOM: "random",
+    Key.SETTINGS_SEED_FIXED: "fixed at {seed}",
+    Key.ALLOWED_WHOLE_NUMBER: "a whole number from {low} to {high}",
+    Key.ALLOWED_NUMBER: "a number from {low} to {high}",
+    Key.ALLOWED_ONE_OF: "one of {choices}",
+    Key.WAIT_SECONDS: Plural("{count} second", "{count} seconds"),
+    Key.WAIT_MINUTES: Plural("{count} minute", "{count} minutes"),
+    Key.WAIT_HOURS: Plural("{count} hour", "{count} hours"),
+    # Command menus (Telegram's setMyCommands, Discord's slash commands and their options)
+    Key.COMMAND_START: "Welcome and examples",
+    Key.COMMAND_HELP: "How to use the bot",
+    Key.COMMAND_UNDO: "Back to the previous version",
+    Key.COMMAND_REDO: "Forward again after an undo",
+    Key.COMMAND_REGENERATE: "Same instruction, new seed",
+    Key.COMMAND_HISTORY: "Your chain of edits",
+    Key.COMMAND_RESET: "Start over from the original photo",
+    Key.COMMAND_SETTINGS: "Steps, guidance, seed, resolution",
+    Key.COMMAND_CANCEL: "Cancel the queued edit",
+    Key.COMMAND_STATUS: "Where your edit is in the queue",
+    Key.COMMAND_FORGET: "Delete all your images and history",
+    Key.COMMAND_LANGUAGE: "Choose the language I answer in",
+    Key.COMMAND_EDIT: "Start from a new photo, optionally with a first instruction",
+    Key.COMMAND_INSTRUCT: "Edit the current image",
+    Key.OPTION_IMAGE: "The photo to edit",
+    Key.OPTION_INSTRUCTION: "What to change, e.g. “make it night”",
+    Key.OPTION_TEXT: "What to change, e.g. “add snow”",
+    Key.OPTION_STEPS: "Denoising steps (1-100)",
+    Key.OPTION_TEXT_GUIDANCE: "How strongly to apply the instruction (1-20)",
+    Key.OPTION_IMAGE_GUIDANCE: "How close to stay to the photo (1-5)",
+    Key.OPTION_SEED_MODE: "random or fixed",
+    Key.OPTION_RESOLUTION: "Long side in pixels",
+    Key.OPTION_DEFAULTS: "Back to the defaults",
+    Key.OPTION_CODE: "A language code such as en, es or ar; auto follows your app",
+    # The web page's own texts (bot/web/static/index.html)
+    Key.PAGE_SETTINGS: "Settings",
+    Key.PAGE_HISTORY: "History, from your photo to the current version",
+    Key.PAGE_CONVERSATION: "Conversation",
+    Key.PAGE_PASSWORD: "Password",
+    Key.PAGE_LOG_IN: "Log in",
+    Key.PAGE_PHOTO_TO_SEND: "Photo to send",
+    Key.PAGE_REMOVE_PHOTO: "Remove the photo",
+    Key.PAGE_EDIT_LATEST: "Edit the latest version instead",
+    Key.PAGE_ADD_PHOTO_HINT: "Add a photo (or drop or paste one)",
+    Key.PAGE_ADD_PHOTO: "Add a photo",
+    Key.PAGE_SAY_WHAT: "Say what to change",
+    Key.PAGE_INSTRUCTION: "Instruction",
+    Key.PAGE_SEND: "Send",
+    Key.PAGE_SETTINGS_HINT: "Optional: the defaults work well. Changes apply to your next edit.",
+    Key.PAGE_STEPS: "Steps",
+    Key.PAGE_STEPS_HINT: "(more is slower, finer)",
+    Key.PAGE_TEXT_GUIDANCE: "Text guidance",
+    Key.PAGE_TEXT_GUIDANCE_HINT: "(higher follows the words more)",
+    Key.PAGE_IMAGE_GUIDANCE: "Image guidance",
+    Key.PAGE_IMAGE_GUIDANCE_HINT: "(higher stays closer to the photo)",
+    Key.PAGE_SEED: "Seed",
+    Key.PAGE_RANDOM: "Random",
+    Key.PAGE_FIXED: "Fixed:",
+    Key.PAGE_FIXED_SEED: "Fixed seed",
+    Key.PAGE_RESOLUTION: "Resolution",
+    Key.PAGE_RESOLUTION_HINT: "(long side, pixels)",
+    Key.PAGE_RESET_DEFAULTS: "Reset to defaults",
+    Key.PAGE_CLOSE: "Close",
+    Key.PAGE_DELETE_ALL: "Delete my photos and history",
+    Key.PAGE_DROP: "Drop the photo to send it",
+    Key.PAGE_BRANCH_HINT: "Click to branch from this version",
 }
 
-CATALOGUES: dict[str, dict[str, str]] = {"en": ENGLISH}
+SOURCE_LOCALE = catalogues.SOURCE_LOCALE
+_current: contextvars.ContextVar[str] = contextvars.ContextVar("pix2chat_locale", default="en")
 
 
-def format_wait(seconds: float) -> str:
-    """A short human duration: "20 seconds", "3 minutes", "5 hours"."""
-    seconds = max(1, round(seconds))
-    if seconds < 90:
-        return f"{seconds} second{'s' if seconds != 1 else ''}"
-    minutes = round(seconds / 60)
-    if minutes < 90:
-        return f"{minutes} minutes"
-    return f"{round(minutes / 60)} hours"
+def current_locale() -> str:
+    """The locale `render` uses when none is given: set per event by the frontends."""
+    return _current.get()
 
 
-def render(key: str, args: Mapping[str, Any] | None = None, locale: str = "en") -> str:
-    """The message for `key`, filled with `args`; falls back to English, then to a generic text."""
-    template = (
-        CATALOGUES.get(locale, ENGLISH).get(key) or ENGLISH.get(key) or ENGLISH[Key.ERROR_GENERIC]
-    )
+@contextlib.contextmanager
+def use_locale(locale: str) -> Iterator[None]:
+    """Render in `locale` within the block (one chat event, one delivery, one request)."""
+    token = _current.set(locale)
     try:
-        return template.format_map(dict(args or {}))
+        yield
+    finally:
+        _current.reset(token)
+
+
+@dataclass(frozen=True, slots=True)
+class LanguageName:
+    """A language's name in the reader's language ("Spanish", "español", "الإسبانية")."""
+
+    code: str
+
+    def __str__(self) -> str:
+        return catalogues.language_name(self.code, _current.get())
+
+
+def render(key: str, args: Mapping[str, Any] | None = None, locale: str | None = None) -> str:
+    """The message for `key` in `locale` (default: the current one), filled with `args`.
+
+    A text missing from the locale's catalogue falls back to English; an unknown key to the
+    generic error; a missing argument leaves the template as it is instead of failing.
+    """
+    locale = locale or _current.get()
+    if locale not in catalogues.available():
+        locale = SOURCE_LOCALE
+    args = dict(args or {})
+    if key not in ENGLISH:
+        key = Key.ERROR_GENERIC
+    source = ENGLISH[key]
+    translations = catalogues.translations(locale)
+    if isinstance(source, Plural):
+        count = args.get(source.number)
+        number = count if isinstance(count, int) and not isinstance(count, bool) else 1
+        template = translations.npgettext(key, source.singular, source.plural, number)
+    else:
+        template = translations.pgettext(key, source)
+    values = {name: _argument(value, locale) for name, value in args.items()}
+    try:
+        return template.format_map(values)
     except (KeyError, IndexError, ValueError):
         return template
+
+
+def render_phrase(phrase: Phrase, locale: str | None = None) -> str:
+    return render(phrase.key, phrase.args, locale)
+
+
+def _argument(value: Any, locale: str) -> Any:
+    """Phrases and language names become words in the same locale as the text around them."""
+    if isinstance(value, Phrase):
+        return render_phrase(value, locale)
+    if isinstance(value, LanguageName):
+        return catalogues.language_name(value.code, locale)
+    return value
+
+
+def placeholders(template: str) -> set[str]:
+    """The `{name}` fields of a template (the catalogue test compares them across languages)."""
+    return {name for _, name, _, _ in string.Formatter().parse(template) if name}
+
+
+def source_texts(key: str) -> tuple[str, ...]:
+    """The English text of `key`: one string, or the singular and plural of a `Plural`."""
+    source = ENGLISH[key]
+    return (source.singular, source.plural) if isinstance(source, Plural) else (source,)

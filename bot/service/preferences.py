@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal
 
-from bot.service.messages import Key
+from bot.service.messages import Key, Phrase
 from editor.errors import UserError
 from editor.params import (
     GUIDANCE_RANGE,
@@ -105,8 +105,8 @@ def _number(name: str, value: Any, kind: type[int] | type[float], low: float, hi
     except (TypeError, ValueError):
         number = None
     if number is None or isinstance(value, bool) or not low <= number <= high:
-        allowed = f"a {'whole ' if kind is int else ''}number from {low:g} to {high:g}"
-        raise InvalidSetting(name=name, allowed=allowed)
+        key = Key.ALLOWED_WHOLE_NUMBER if kind is int else Key.ALLOWED_NUMBER
+        raise InvalidSetting(name=name, allowed=Phrase(key, {"low": f"{low:g}", "high": f"{high:g}"}))
     return number
 
 
@@ -123,10 +123,12 @@ def _validate(field_name: str, value: Any) -> Any:
         allowed = ", ".join(str(r) for r in RESOLUTIONS)
         resolution = _number("resolution", value, int, min(RESOLUTIONS), max(RESOLUTIONS))
         if resolution not in RESOLUTIONS:
-            raise InvalidSetting(name="resolution", allowed=f"one of {allowed}")
+            raise InvalidSetting(
+                name="resolution", allowed=Phrase(Key.ALLOWED_ONE_OF, {"choices": allowed})
+            )
         return resolution
     if field_name == "seed_mode":
         if str(value).lower() not in ("random", "fixed"):
-            raise InvalidSetting(name="seed mode", allowed="random or fixed")
+            raise InvalidSetting(name="seed mode", allowed=Phrase(Key.OPTION_SEED_MODE))
         return str(value).lower()
     raise AssertionError(field_name)

@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ParamSpec
 
-from bot.service.messages import Key, format_wait, render
+from bot.service.messages import Key, Phrase, render
 from editor.errors import ImageTooLarge, UserError
 from storage.database import Outage, brief, outage
 from storage.errors import QuotaExceeded, RateLimited
@@ -106,6 +106,8 @@ class Reply:
         history: for history replies, the path root -> head.
         settings: for settings replies, the current values.
         notes: lines `text()` adds after the reply's own (every frontend shows them).
+        locale: the language this reply must be read in, whatever the event's (a reply to
+            `/language es` is already in Spanish); None: the event's.
     """
 
     key: str
@@ -116,6 +118,7 @@ class Reply:
     history: tuple[HistoryEntry, ...] = ()
     settings: Mapping[str, Any] | None = None
     notes: tuple[Note, ...] = ()
+    locale: str | None = None
 
     @property
     def show_image(self) -> bool:
@@ -127,7 +130,9 @@ class Reply:
         """A refusal or failure; the conversation stays usable."""
         return self.kind in (ReplyKind.ERROR, ReplyKind.FAILED)
 
-    def text(self, locale: str = "en") -> str:
+    def text(self, locale: str | None = None) -> str:
+        """The reply in `locale` (default: its own, else the locale of the event handled)."""
+        locale = locale or self.locale
         lines = [render(self.key, self.args, locale)]
         lines += [render(note.key, note.args, locale) for note in self.notes]
         return "\n".join(lines)
@@ -137,11 +142,22 @@ UpdateListener = Callable[[Actor, Reply], Awaitable[None]]
 """Receives progress, results and failures for chats of one platform."""
 
 
+def wait_phrase(seconds: float) -> Phrase:
+    """A short duration, worded in the reader's language: "20 seconds", "3 minutes", "5 hours"."""
+    seconds = max(1, round(seconds))
+    if seconds < 90:
+        return Phrase(Key.WAIT_SECONDS, {"count": seconds})
+    minutes = round(seconds / 60)
+    if minutes < 90:
+        return Phrase(Key.WAIT_MINUTES, {"count": minutes})
+    return Phrase(Key.WAIT_HOURS, {"count": round(minutes / 60)})
+
+
 def error_reply(error: UserError) -> Reply:
     """The refusal a user error deserves, its arguments made readable (waits, limits)."""
     args = dict(error.args_for_message)
     if isinstance(error, RateLimited | QuotaExceeded):
-        args["wait"] = format_wait(args.get("retry_after_s") or args.get("resets_in_s") or 1)
+        args["wait"] = wait_phrase(args.get("retry_after_s") or args.get("resets_in_s") or 1)
     if isinstance(error, ImageTooLarge):
         if "max_mb" in args:
             args["limit"] = f"{args['max_mb']} MB"

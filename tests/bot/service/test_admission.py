@@ -162,7 +162,7 @@ BAD_INPUT = [
         "edited",
         recover=lambda h, _ids: _next_day(h),
         options={"admission": Admission(rate=LimitPolicy(burst=10, daily_quota=1))},
-        says=("1 edits",),
+        says=("1 edit",),
     ),
     Bad(
         "queue full",
@@ -179,7 +179,7 @@ BAD_INPUT = [
         prepare=lambda h, ids: _close_gate_and_queue(h, ids, ALICE, "pending"),
         recover=lambda h, ids: _open_gate_and_wait(h, ids, "pending"),
         options={"admission": dataclasses.replace(GENEROUS, max_pending_per_user=1)},
-        says=("1 edits",),
+        says=("1 edit",),
     ),
     Bad("steps 0", "error.invalid_setting", _setting("steps", 0), says=("1 to 100",)),
     Bad("steps 500", "error.invalid_setting", _setting("steps", 500), says=("1 to 100",)),

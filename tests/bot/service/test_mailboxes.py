@@ -32,6 +32,9 @@ class StorageAway:
             raise exc.OperationalError("UPDATE", {}, psycopg.OperationalError("connection refused"))
         self.marked.append(version_id)
 
+    async def locale(self, actor: Any) -> str:
+        return "en"
+
 
 class Chat(EventDelivery):
     def __init__(self, service: Any) -> None:
