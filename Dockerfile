@@ -27,7 +27,7 @@ RUN if [ "$WITH_COMPILER" = 1 ]; then \
 
 WORKDIR /app
 RUN if [ -n "$TORCH_INDEX_URL" ]; then pip install torch --index-url "$TORCH_INDEX_URL"; fi
-COPY pyproject.toml README.md ./
+COPY pyproject.toml setup.py README.md ./
 COPY bot ./bot
 COPY editor ./editor
 COPY storage ./storage

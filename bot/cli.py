@@ -339,7 +339,9 @@ def i18n_update(
     problems = check()
     for problem in problems:
         typer.echo(f"to translate: {problem}")
-    typer.echo(f"{len(problems)} text(s) to translate" if problems else "every catalogue is complete")
+    typer.echo(
+        f"{len(problems)} text(s) to translate" if problems else "every catalogue is complete"
+    )
 
 
 @i18n_app.command("check")

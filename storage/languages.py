@@ -29,9 +29,7 @@ async def get(session: AsyncSession, platform: str, user_id: str) -> StoredLangu
     return StoredLanguage() if row is None else StoredLanguage(row.chosen, row.detected)
 
 
-async def save(
-    session: AsyncSession, platform: str, user_id: str, stored: StoredLanguage
-) -> None:
+async def save(session: AsyncSession, platform: str, user_id: str, stored: StoredLanguage) -> None:
     """Insert or replace the user's row (concurrent writers: the last one wins)."""
     dialect = session.get_bind().dialect.name
     insert = postgresql_insert if dialect == "postgresql" else sqlite_insert

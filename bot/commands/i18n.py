@@ -148,7 +148,8 @@ def _check_entry(locale: str, catalog: Catalog, key: str, source: str | Plural) 
         return [Problem(locale, key, "singular/plural mismatch: run `pix2chat i18n update`")]
     if isinstance(source, Plural) and tuple(message.id) != texts:
         return [Problem(locale, key, "English plural changed: run `pix2chat i18n update`")]
-    forms = list(message.string) if isinstance(message.string, tuple | list) else [message.string]
+    string = message.string
+    forms = [str(f or "") for f in string] if isinstance(string, tuple | list) else [string or ""]
     if not all(forms) or (isinstance(source, Plural) and len(forms) != catalog.num_plurals):
         return [Problem(locale, key, "not translated")]
     expected = set().union(*(placeholders(t) for t in texts))

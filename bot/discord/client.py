@@ -16,8 +16,9 @@ from discord import app_commands
 from bot.config import Settings
 from bot.discord import views
 from bot.discord.delivery import DiscordDelivery, actor_for
+from bot.discord.translator import CatalogueTranslator, described
 from bot.service.conversation import ConversationService, error_reply
-from bot.service.messages import Key, render
+from bot.service.messages import Key, render, set_task_locale
 from bot.service.replies import Action, Reply, ReplyKind
 from editor.errors import ImageError, ImageTooLarge
 from storage.types import Actor
@@ -46,7 +47,7 @@ class Pix2ChatClient(discord.Client):
         super().__init__(intents=intents_for(settings), **client_options)
         self.settings = settings
         self.service = service
-        self.tree = app_commands.CommandTree(self)
+        self.tree = LocalizedTree(self)
         self.button_class = views.make_button_class(self.on_press)
         self.delivery = DiscordDelivery(self, service, self.button_class)
         self.max_bytes = settings.max_upload_bytes
@@ -55,6 +56,7 @@ class Pix2ChatClient(discord.Client):
     async def setup_hook(self) -> None:
         """Register persistent buttons, then sync commands (at once to the test guilds)."""
         self.add_dynamic_items(self.button_class)
+        await self.tree.set_translator(CatalogueTranslator())
         for guild_id in self.settings.discord_guild_ids:
             guild = discord.Object(id=guild_id)
             self.tree.copy_global_to(guild=guild)
@@ -68,6 +70,8 @@ class Pix2ChatClient(discord.Client):
         if message.author.bot or not self._addressed(message):
             return
         actor = actor_for(message.channel.id, message.author.id)
+        # Messages carry no locale: the user's choice, else the one their last interaction had
+        set_task_locale(await self.service.locale(actor))
         text = _without_mention(message.content, self.user)
         images = [a for a in message.attachments if _looks_like_image(a)]
         if message.attachments and not images:
@@ -136,6 +140,7 @@ class Pix2ChatClient(discord.Client):
         self, interaction: discord.Interaction, action: str, version_id: int, owner_id: str
     ) -> None:
         """A result's button: only its owner may press it."""
+        set_task_locale(await self.service.locale(_actor_of(interaction), interaction.locale.value))
         if str(interaction.user.id) != owner_id:
             await interaction.response.send_message(render(Key.BUTTON_NOT_YOURS), ephemeral=True)
             return
@@ -194,20 +199,31 @@ def _without_mention(text: str, user: discord.ClientUser | None) -> str:
 # ----- slash commands ----------------------------------------------------------------------------
 
 
+def _actor_of(interaction: discord.Interaction) -> Actor:
+    return actor_for(interaction.channel_id or 0, interaction.user.id)
+
+
+class LocalizedTree(app_commands.CommandTree):
+    """Runs every slash command in its user's language (/language, else Discord's locale)."""
+
+    async def interaction_check(self, interaction: discord.Interaction) -> bool:
+        # discord.py runs the check and the command in one task of their own
+        service: ConversationService = getattr(self.client, "service")  # noqa: B009
+        set_task_locale(await service.locale(_actor_of(interaction), interaction.locale.value))
+        return True
+
+
 def _register_commands(client: Pix2ChatClient) -> None:
     tree, service, delivery = client.tree, client.service, client.delivery
 
-    def actor_of(interaction: discord.Interaction) -> Actor:
-        return actor_for(interaction.channel_id or 0, interaction.user.id)
+    actor_of = _actor_of
 
     async def respond(interaction: discord.Interaction, reply: Reply) -> None:
         await delivery.answer_interaction(interaction, actor_of(interaction), reply)
 
-    @tree.command(
-        name="edit", description="Start from a new photo, optionally with a first instruction"
-    )
+    @tree.command(name="edit", description=described(Key.COMMAND_EDIT))
     @app_commands.describe(
-        image="The photo to edit", instruction='What to change, e.g. "make it night"'
+        image=described(Key.OPTION_IMAGE), instruction=described(Key.OPTION_INSTRUCTION)
     )
     async def edit(
         interaction: discord.Interaction, image: discord.Attachment, instruction: str | None = None
@@ -218,8 +234,8 @@ def _register_commands(client: Pix2ChatClient) -> None:
         )
         await respond(interaction, reply)
 
-    @tree.command(name="instruct", description="Edit the current image")
-    @app_commands.describe(text='What to change, e.g. "add snow"')
+    @tree.command(name="instruct", description=described(Key.COMMAND_INSTRUCT))
+    @app_commands.describe(text=described(Key.OPTION_TEXT))
     async def instruct(interaction: discord.Interaction, text: str) -> None:
         await interaction.response.defer(thinking=True)
         reply = await service.instruct(
@@ -231,55 +247,62 @@ def _register_commands(client: Pix2ChatClient) -> None:
         await interaction.response.defer(thinking=True)
         await respond(interaction, await call(actor_of(interaction)))
 
-    @tree.command(name="undo", description="Back to the previous version")
+    @tree.command(name="undo", description=described(Key.COMMAND_UNDO))
     async def undo(interaction: discord.Interaction) -> None:
         await simple(interaction, service.undo)
 
-    @tree.command(name="redo", description="Forward again after an undo")
+    @tree.command(name="redo", description=described(Key.COMMAND_REDO))
     async def redo(interaction: discord.Interaction) -> None:
         await simple(interaction, service.redo)
 
-    @tree.command(name="regenerate", description="Same instruction, new seed")
+    @tree.command(name="regenerate", description=described(Key.COMMAND_REGENERATE))
     async def regenerate(interaction: discord.Interaction) -> None:
         await simple(interaction, service.regenerate)
 
-    @tree.command(name="history", description="Your chain of edits")
+    @tree.command(name="history", description=described(Key.COMMAND_HISTORY))
     async def history(interaction: discord.Interaction) -> None:
         await simple(interaction, service.history)
 
-    @tree.command(name="reset", description="Start over from the original photo")
+    @tree.command(name="reset", description=described(Key.COMMAND_RESET))
     async def reset(interaction: discord.Interaction) -> None:
         await simple(interaction, service.reset)
 
-    @tree.command(name="cancel", description="Cancel the queued edit")
+    @tree.command(name="cancel", description=described(Key.COMMAND_CANCEL))
     async def cancel(interaction: discord.Interaction) -> None:
         await simple(interaction, service.cancel)
 
-    @tree.command(name="status", description="Where your edit is in the queue")
+    @tree.command(name="status", description=described(Key.COMMAND_STATUS))
     async def status(interaction: discord.Interaction) -> None:
         await simple(interaction, service.status)
 
-    @tree.command(name="help", description="How to use the bot")
+    @tree.command(name="help", description=described(Key.COMMAND_HELP))
     async def help_command(interaction: discord.Interaction) -> None:
         await interaction.response.send_message(
             f"{render(Key.WELCOME)}\n\n{render(Key.HELP)}", ephemeral=True
         )
 
-    @tree.command(name="forget", description="Delete all your images and history")
+    @tree.command(name="language", description=described(Key.COMMAND_LANGUAGE))
+    @app_commands.describe(code=described(Key.OPTION_CODE))
+    async def language(interaction: discord.Interaction, code: str | None = None) -> None:
+        await interaction.response.defer(thinking=True, ephemeral=True)
+        reply = await service.choose_language(actor_of(interaction), code, interaction.locale.value)
+        await respond(interaction, reply)
+
+    @tree.command(name="forget", description=described(Key.COMMAND_FORGET))
     async def forget(interaction: discord.Interaction) -> None:
         view = views.forget_view(client.button_class, str(interaction.user.id))
         await interaction.response.send_message(
             render(Key.FORGET_CONFIRM), view=view, ephemeral=True
         )
 
-    @tree.command(name="settings", description="Steps, guidance, seed, resolution")
+    @tree.command(name="settings", description=described(Key.COMMAND_SETTINGS))
     @app_commands.describe(
-        steps="Denoising steps (1-100)",
-        text_guidance="How strongly to apply the instruction (1-20)",
-        image_guidance="How close to stay to the photo (1-5)",
-        seed_mode="random or fixed",
-        resolution="Long side in pixels",
-        defaults="Back to the defaults",
+        steps=described(Key.OPTION_STEPS),
+        text_guidance=described(Key.OPTION_TEXT_GUIDANCE),
+        image_guidance=described(Key.OPTION_IMAGE_GUIDANCE),
+        seed_mode=described(Key.OPTION_SEED_MODE),
+        resolution=described(Key.OPTION_RESOLUTION),
+        defaults=described(Key.OPTION_DEFAULTS),
     )
     async def settings(
         interaction: discord.Interaction,

@@ -102,7 +102,9 @@ class Languages:
                 kind=ReplyKind.ERROR,
             )
         await self._save(actor, StoredLanguage(chosen, stored.detected))
-        return Reply(key=Key.LANGUAGE_CHOSEN, args={"language": LanguageName(chosen)}, locale=chosen)
+        return Reply(
+            key=Key.LANGUAGE_CHOSEN, args={"language": LanguageName(chosen)}, locale=chosen
+        )
 
     async def _stored(self, actor: Actor) -> StoredLanguage:
         key = (actor.platform, actor.user_id)

@@ -117,17 +117,17 @@ class EventDelivery(ABC):
         if reply.version_id is None:
             return
         with use_locale(await self.service.locale(actor)):  # the owner's language
-            await self._deliver_in_locale(actor, reply)
+            await self._deliver_in_locale(actor, reply, reply.version_id)
 
-    async def _deliver_in_locale(self, actor: Actor, reply: Reply) -> None:
+    async def _deliver_in_locale(self, actor: Actor, reply: Reply, version_id: int) -> None:
         if reply.kind is ReplyKind.PROGRESS:
             await self.show_progress(reply)
             return
-        if reply.version_id in self._delivered:
+        if version_id in self._delivered:
             return  # a live result and the start-up sweep can both name it
         if await self.send_result(actor, reply):
-            self._delivered.add(reply.version_id)
-            self._unmarked.add(reply.version_id)
+            self._delivered.add(version_id)
+            self._unmarked.add(version_id)
             if not await self._mark_unmarked():
                 self._keep_marking()
 

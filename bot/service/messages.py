@@ -221,7 +221,9 @@ ENGLISH: dict[str, str | Plural] = {
     Key.REDO_DONE_PHOTO: "Forward again.",
     Key.RESET_DONE: "Starting over from your original photo.",
     Key.HISTORY_EMPTY: "No history yet: send a photo to begin.",
-    Key.HISTORY_SHOW: Plural("Your edits so far ({count} step):", "Your edits so far ({count} steps):"),
+    Key.HISTORY_SHOW: Plural(
+        "Your edits so far ({count} step):", "Your edits so far ({count} steps):"
+    ),
     Key.SETTINGS_SHOW: (
         "Settings: steps {num_inference_steps}, text guidance {guidance_scale}, "
         "image guidance {image_guidance_scale}, seed {seed_text}, resolution {resolution} px."
@@ -429,6 +431,15 @@ def use_locale(locale: str) -> Iterator[None]:
         yield
     finally:
         _current.reset(token)
+
+
+def set_task_locale(locale: str) -> None:
+    """Render in `locale` for the rest of the current asyncio task.
+
+    Only for code that runs each event in a task of its own (discord.py does), where there is
+    no block to wrap in `use_locale`; the next task starts from its creator's locale again.
+    """
+    _current.set(locale)
 
 
 @dataclass(frozen=True, slots=True)

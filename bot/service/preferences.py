@@ -106,7 +106,9 @@ def _number(name: str, value: Any, kind: type[int] | type[float], low: float, hi
         number = None
     if number is None or isinstance(value, bool) or not low <= number <= high:
         key = Key.ALLOWED_WHOLE_NUMBER if kind is int else Key.ALLOWED_NUMBER
-        raise InvalidSetting(name=name, allowed=Phrase(key, {"low": f"{low:g}", "high": f"{high:g}"}))
+        raise InvalidSetting(
+            name=name, allowed=Phrase(key, {"low": f"{low:g}", "high": f"{high:g}"})
+        )
     return number
 
 

@@ -23,6 +23,8 @@ from telegram.ext import (
 
 from bot.app import Components, FrontendError
 from bot.config import Settings
+from bot.service import catalogues
+from bot.service.messages import SOURCE_LOCALE, Key, render
 from bot.telegram import handlers
 from bot.telegram.delivery import PLATFORM, Delivery
 from bot.telegram.handlers import BOT_API_DOWNLOAD_LIMIT, TelegramContext
@@ -31,19 +33,21 @@ log = logging.getLogger(__name__)
 
 DEFAULT_API_URL = "https://api.telegram.org/bot"
 
-COMMANDS: tuple[tuple[str, str], ...] = (
-    ("start", "Welcome and examples"),
-    ("help", "How to use the bot"),
-    ("undo", "Back to the previous version"),
-    ("redo", "Forward again after an undo"),
-    ("regenerate", "Same instruction, new seed"),
-    ("history", "Your chain of edits"),
-    ("reset", "Start over from the original photo"),
-    ("settings", "Steps, guidance, seed, resolution"),
-    ("cancel", "Cancel the queued edit"),
-    ("status", "Where your edit is in the queue"),
-    ("forget", "Delete all your images and history"),
+COMMANDS: tuple[tuple[str, Key], ...] = (
+    ("start", Key.COMMAND_START),
+    ("help", Key.COMMAND_HELP),
+    ("undo", Key.COMMAND_UNDO),
+    ("redo", Key.COMMAND_REDO),
+    ("regenerate", Key.COMMAND_REGENERATE),
+    ("history", Key.COMMAND_HISTORY),
+    ("reset", Key.COMMAND_RESET),
+    ("settings", Key.COMMAND_SETTINGS),
+    ("cancel", Key.COMMAND_CANCEL),
+    ("status", Key.COMMAND_STATUS),
+    ("forget", Key.COMMAND_FORGET),
+    ("language", Key.COMMAND_LANGUAGE),
 )
+"""The command menu: each command's description is a catalogue text, so it is translated."""
 
 COMMAND_HANDLERS = {
     "start": handlers.start,
@@ -57,6 +61,7 @@ COMMAND_HANDLERS = {
     "cancel": handlers.cancel,
     "status": handlers.status,
     "forget": handlers.forget,
+    "language": handlers.language,
 }
 
 
@@ -77,9 +82,10 @@ def build_application(
         .rate_limiter(rate_limiter or AIORateLimiter(max_retries=3))
         .build()
     )
+    localized = handlers.localized
     for name, callback in COMMAND_HANDLERS.items():
-        application.add_handler(CommandHandler(name, callback))
-    application.add_handler(MessageHandler(filters.PHOTO, handlers.photo))
+        application.add_handler(CommandHandler(name, localized(callback)))
+    application.add_handler(MessageHandler(filters.PHOTO, localized(handlers.photo)))
     application.add_handler(
         MessageHandler(
             filters.Sticker.ALL
@@ -88,13 +94,15 @@ def build_application(
             | filters.VIDEO_NOTE
             | filters.VOICE
             | filters.AUDIO,
-            handlers.unsupported_media,
+            localized(handlers.unsupported_media),
         )
     )
     # After the media filter: Telegram also attaches GIFs as documents.
-    application.add_handler(MessageHandler(filters.Document.ALL, handlers.document))
-    application.add_handler(MessageHandler(filters.TEXT & ~filters.COMMAND, handlers.text))
-    application.add_handler(CallbackQueryHandler(handlers.button))
+    application.add_handler(MessageHandler(filters.Document.ALL, localized(handlers.document)))
+    application.add_handler(
+        MessageHandler(filters.TEXT & ~filters.COMMAND, localized(handlers.text))
+    )
+    application.add_handler(CallbackQueryHandler(localized(handlers.button)))
     application.add_error_handler(handlers.on_error)
     return application
 
@@ -160,7 +168,7 @@ class TelegramFrontend:
     ) -> None:
         settings = self.settings
         async with application:
-            await application.bot.set_my_commands([BotCommand(n, d) for n, d in COMMANDS])
+            await register_commands(application.bot)
             await application.start()
             assert application.updater is not None
             if settings.telegram_webhook_url:
@@ -191,6 +199,18 @@ class TelegramFrontend:
             await application.updater.stop()
             await delivery.close()
             await application.stop()
+
+
+async def register_commands(bot: Bot) -> None:
+    """The command menu in every catalogue language, English for everyone else.
+
+    Telegram shows a user the list set for their app's language_code, else the default one.
+    """
+    await bot.set_my_commands([BotCommand(n, render(k, locale=SOURCE_LOCALE)) for n, k in COMMANDS])
+    for locale in catalogues.available():
+        if locale != SOURCE_LOCALE:
+            menu = [BotCommand(name, render(key, locale=locale)) for name, key in COMMANDS]
+            await bot.set_my_commands(menu, language_code=locale)
 
 
 async def _initialize(application: Application, stop: asyncio.Event) -> bool:

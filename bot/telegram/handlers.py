@@ -7,8 +7,11 @@ what a Bot API download may weigh); the service decides, `Delivery` renders.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
+from typing import Any
 
 from telegram import Message, Update, User
 from telegram.constants import ChatAction, ChatType
@@ -16,7 +19,7 @@ from telegram.error import BadRequest, TelegramError
 from telegram.ext import ContextTypes
 
 from bot.service.conversation import ConversationService, error_reply
-from bot.service.messages import Key, render
+from bot.service.messages import SOURCE_LOCALE, Key, render, use_locale
 from bot.service.replies import Action, Reply, ReplyKind
 from bot.telegram import keyboards
 from bot.telegram.delivery import Delivery, actor_for
@@ -37,6 +40,29 @@ class TelegramContext:
     delivery: Delivery
     download_limit: int
     albums_seen: dict[str, None] = field(default_factory=dict)
+
+
+Handler = Callable[[Update, ContextTypes.DEFAULT_TYPE], Coroutine[Any, Any, None]]
+
+
+def localized(callback: Handler) -> Handler:
+    """Run a handler in its user's language: /language's choice, else the app's language_code."""
+
+    @functools.wraps(callback)
+    async def in_users_language(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        with use_locale(await _locale(update, context)):
+            await callback(update, context)
+
+    return in_users_language
+
+
+async def _locale(update: object, context: ContextTypes.DEFAULT_TYPE) -> str:
+    if not isinstance(update, Update):
+        return SOURCE_LOCALE
+    user, chat = update.effective_user, update.effective_chat
+    if user is None or chat is None:
+        return SOURCE_LOCALE
+    return await _ctx(context).service.locale(actor_for(chat.id, user.id), user.language_code)
 
 
 def _ctx(context: ContextTypes.DEFAULT_TYPE) -> TelegramContext:
@@ -136,6 +162,14 @@ async def cancel(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
 async def status(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """/status: where my edits stand in the queue."""
     await _answer(update, context, await _ctx(context).service.status(_actor(update)))
+
+
+async def language(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """/language [code]: list the languages, or choose one ("auto" follows the app again)."""
+    _message, user = _who(update)
+    code = " ".join(context.args or [])
+    reply = await _ctx(context).service.choose_language(_actor(update), code, user.language_code)
+    await _answer(update, context, reply)
 
 
 async def forget(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -349,5 +383,10 @@ async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
     """Anything unexpected: log it, and tell the user something went wrong (never a traceback)."""
     log.error("error while handling an update", exc_info=context.error)
     if isinstance(update, Update) and update.effective_chat is not None:
+        locale = SOURCE_LOCALE
+        with contextlib.suppress(Exception):  # storage may be why it failed: then in English
+            locale = await _locale(update, context)
         with contextlib.suppress(TelegramError):
-            await context.bot.send_message(update.effective_chat.id, render(Key.ERROR_GENERIC))
+            await context.bot.send_message(
+                update.effective_chat.id, render(Key.ERROR_GENERIC, locale=locale)
+            )

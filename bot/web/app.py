@@ -8,21 +8,25 @@ limits, validation), exactly as for the chat platforms.
 from __future__ import annotations
 
 import asyncio
+import functools
+import html
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp
 
+from bot.service import catalogues
 from bot.service.conversation import MAX_INSTRUCTION_CHARS, ConversationService, error_reply
-from bot.service.messages import Key, render
+from bot.service.languages import choices
+from bot.service.messages import Key, render, use_locale
 from bot.service.replies import Reply
 from bot.web.bodies import Refused, megabytes, optional_id, read_json, read_limited, request_key
 from bot.web.delivery import WebDelivery
@@ -61,8 +65,44 @@ PAGE_MESSAGES = (
     Key.BUTTON_REGENERATE,
     Key.BUTTON_FULL,
     Key.BUTTON_CANCEL,
+    Key.PAGE_BRANCH_HINT,
 )
 """Catalogue texts the page shows on its own (everything else comes with the replies)."""
+PAGE_TEXTS = (
+    Key.PAGE_SETTINGS,
+    Key.PAGE_HISTORY,
+    Key.PAGE_CONVERSATION,
+    Key.PAGE_PASSWORD,
+    Key.PAGE_LOG_IN,
+    Key.PAGE_PHOTO_TO_SEND,
+    Key.PAGE_REMOVE_PHOTO,
+    Key.PAGE_EDIT_LATEST,
+    Key.PAGE_ADD_PHOTO_HINT,
+    Key.PAGE_ADD_PHOTO,
+    Key.PAGE_SAY_WHAT,
+    Key.PAGE_INSTRUCTION,
+    Key.PAGE_SEND,
+    Key.PAGE_SETTINGS_HINT,
+    Key.PAGE_STEPS,
+    Key.PAGE_STEPS_HINT,
+    Key.PAGE_TEXT_GUIDANCE,
+    Key.PAGE_TEXT_GUIDANCE_HINT,
+    Key.PAGE_IMAGE_GUIDANCE,
+    Key.PAGE_IMAGE_GUIDANCE_HINT,
+    Key.PAGE_SEED,
+    Key.PAGE_RANDOM,
+    Key.PAGE_FIXED,
+    Key.PAGE_FIXED_SEED,
+    Key.PAGE_RESOLUTION,
+    Key.PAGE_RESOLUTION_HINT,
+    Key.PAGE_RESET_DEFAULTS,
+    Key.PAGE_CLOSE,
+    Key.PAGE_DELETE_ALL,
+    Key.PAGE_DROP,
+)
+"""Catalogue texts written into index.html itself ({{page.settings}} and so on)."""
+LANGUAGE_COMMAND = "/language"
+"""Typed in the composer, as in the chat apps: `/language es` chooses, `/language` lists."""
 IMAGE_CACHE = "private, max-age=31536000, immutable"
 """A version id's pixels never change; only its owner's browser may keep a copy."""
 PREVIEW_HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
@@ -100,9 +140,28 @@ def create_app(ctx: WebContext) -> ASGIApp:
             raise Refused(message_json(Key.WEB_NO_SESSION), 401)
         return actor
 
+    async def _locale(request: Request) -> str:
+        """The browser's /language choice, else its Accept-Language, else English."""
+        hint = catalogues.parse_accept_language(request.headers.get("accept-language"))
+        actor = ctx.sessions.actor(request.cookies.get(COOKIE))
+        if actor is None:
+            return catalogues.negotiate(hint) or catalogues.SOURCE_LOCALE
+        return await ctx.service.locale(actor, hint)
+
+    def localized(endpoint: Endpoint) -> Endpoint:
+        """Answer in the browser's language (the JSON is rendered within the block)."""
+
+        @functools.wraps(endpoint)
+        async def in_browsers_language(request: Request) -> Response:
+            with use_locale(await _locale(request)):
+                return await endpoint(request)
+
+        return in_browsers_language
+
     async def page(request: Request) -> Response:
-        """The chat page; it asks for a session itself (cookies stay SameSite=Strict)."""
-        return FileResponse(STATIC / "index.html", headers=PAGE_HEADERS)
+        """The chat page in the browser's language, right to left where it is written so; it
+        asks for a session itself (cookies stay SameSite=Strict)."""
+        return HTMLResponse(page_html(await _locale(request)), headers=PAGE_HEADERS)
 
     async def session(request: Request) -> Response:
         """Start or resume this browser's session; in password mode, say a login is needed."""
@@ -127,6 +186,7 @@ def create_app(ctx: WebContext) -> ASGIApp:
     async def state(request: Request) -> Response:
         """Everything the page shows on load: history, settings, queue status, limits."""
         actor = _actor(request)
+        locale = await _locale(request)
         history = await ctx.service.history(actor)
         settings = await ctx.service.settings(actor)
         status = await ctx.service.status(actor)
@@ -143,6 +203,7 @@ def create_app(ctx: WebContext) -> ASGIApp:
                     "max_instruction_chars": MAX_INSTRUCTION_CHARS,
                 },
                 "messages": {key: render(key) for key in PAGE_MESSAGES},
+                "locale": {"code": locale, "choices": choices()},
                 "choices": {"resolutions": list(RESOLUTIONS)},
             }
         )
@@ -164,6 +225,13 @@ def create_app(ctx: WebContext) -> ASGIApp:
         """An instruction; `base_version_id` branches from an earlier version."""
         actor = _actor(request)
         body = await read_json(request)
+        command, _, code = str(body.get("text") or "").strip().partition(" ")
+        if command.lower() == LANGUAGE_COMMAND:
+            hint = catalogues.parse_accept_language(request.headers.get("accept-language"))
+            chosen = await ctx.service.choose_language(actor, code, hint)
+            return JSONResponse(
+                {**reply_json(chosen), "reload": chosen.locale is not None}, status_for(chosen)
+            )
         reply = await ctx.service.instruct(
             actor,
             str(body.get("text") or ""),
@@ -258,28 +326,30 @@ def create_app(ctx: WebContext) -> ASGIApp:
         return JSONResponse(error.body, error.status)
 
     async def not_found(request: Request, error: Exception) -> Response:
-        return JSONResponse(message_json(Key.WEB_NOT_FOUND), 404)
+        hint = catalogues.parse_accept_language(request.headers.get("accept-language"))
+        locale = catalogues.negotiate(hint) or catalogues.SOURCE_LOCALE
+        return JSONResponse(message_json(Key.WEB_NOT_FOUND, locale=locale), 404)
 
     post = ["POST"]
     routes = [
         Route("/", page),
-        Route("/api/session", session, methods=post),
-        Route("/api/login", login, methods=post),
-        Route("/api/state", state),
-        Route("/api/photo", photo, methods=post),
-        Route("/api/instruct", instruct, methods=post),
-        Route("/api/undo", undo, methods=post),
-        Route("/api/redo", redo, methods=post),
-        Route("/api/regenerate", regenerate, methods=post),
-        Route("/api/reset", reset, methods=post),
-        Route("/api/cancel", cancel, methods=post),
-        Route("/api/forget", forget, methods=post),
-        Route("/api/history", history),
-        Route("/api/status", status),
-        Route("/api/settings", settings, methods=["GET", "POST"]),
-        Route("/api/settings/reset", settings_reset, methods=post),
-        Route("/api/versions/{version_id:int}/{kind:str}", version_image),
-        Route("/api/events", events),
+        Route("/api/session", localized(session), methods=post),
+        Route("/api/login", localized(login), methods=post),
+        Route("/api/state", localized(state)),
+        Route("/api/photo", localized(photo), methods=post),
+        Route("/api/instruct", localized(instruct), methods=post),
+        Route("/api/undo", localized(undo), methods=post),
+        Route("/api/redo", localized(redo), methods=post),
+        Route("/api/regenerate", localized(regenerate), methods=post),
+        Route("/api/reset", localized(reset), methods=post),
+        Route("/api/cancel", localized(cancel), methods=post),
+        Route("/api/forget", localized(forget), methods=post),
+        Route("/api/history", localized(history)),
+        Route("/api/status", localized(status)),
+        Route("/api/settings", localized(settings), methods=["GET", "POST"]),
+        Route("/api/settings/reset", localized(settings_reset), methods=post),
+        Route("/api/versions/{version_id:int}/{kind:str}", localized(version_image)),
+        Route("/api/events", localized(events)),
         Mount("/static", StaticFiles(directory=STATIC)),
     ]
     app = Starlette(routes=routes, exception_handlers={Refused: refused, 404: not_found})
@@ -298,6 +368,20 @@ async def _event_stream(ctx: WebContext, actor: Actor) -> AsyncIterator[str]:
             if event is None:
                 return
             yield f"event: {event.name}\ndata: {json.dumps(event.data)}\n\n"
+
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+@functools.cache
+def page_html(locale: str) -> str:
+    """index.html worded in `locale`, with its language and writing direction on <html>."""
+    page = (STATIC / "index.html").read_text(encoding="utf-8")
+    page = page.replace("{{lang}}", locale)
+    page = page.replace("{{dir}}", "rtl" if catalogues.is_right_to_left(locale) else "ltr")
+    for key in PAGE_TEXTS:
+        page = page.replace("{{" + key.value + "}}", html.escape(render(key, locale=locale)))
+    return page
 
 
 def _reply(reply: Reply) -> Response:

@@ -11,6 +11,7 @@ from typing import Any
 
 from bot.service.conversation import ConversationService
 from bot.service.mailboxes import EventDelivery
+from bot.service.messages import use_locale
 from bot.service.replies import Reply, ReplyKind
 from bot.web.render import image_url, reply_json
 from storage.types import Actor
@@ -43,12 +44,18 @@ class WebDelivery(EventDelivery):
         self.closing = asyncio.Event()
 
     async def on_event(self, actor: Actor, reply: Reply) -> None:
-        """Progress goes straight to the tabs (no I/O to wait for); results via the mailbox."""
+        """Progress goes straight to the tabs (no I/O to wait for); results via the mailbox.
+
+        Progress is worded in the language last seen for the browser (no storage read on the
+        scheduler's path); results in the one storage has.
+        """
         if reply.kind is ReplyKind.PROGRESS:
-            self._push(actor, StreamEvent("progress", reply_json(reply)))
+            with use_locale(self.service.languages.peek(actor)):
+                self._push(actor, StreamEvent("progress", reply_json(reply)))
             return
         if reply.kind is ReplyKind.PREVIEW and reply.version_id is not None:
-            body = reply_json(reply)
+            with use_locale(self.service.languages.peek(actor)):
+                body = reply_json(reply)
             body["preview"] = f"{image_url(reply.version_id, 'preview')}?step={reply.args['step']}"
             self._push(actor, StreamEvent("preview", body))
             return

@@ -8,6 +8,7 @@ from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from bot.service import catalogues
 from bot.service.messages import Key
 from bot.web.render import message_json
 from bot.web.sessions import is_loopback
@@ -37,7 +38,9 @@ class Guard:
             refusal = (Key.WEB_FORBIDDEN, 403)
         if refusal is not None:
             key, status = refusal
-            await JSONResponse(message_json(key), status)(scope, receive, send)
+            hint = catalogues.parse_accept_language(headers.get("accept-language"))
+            locale = catalogues.negotiate(hint) or catalogues.SOURCE_LOCALE
+            await JSONResponse(message_json(key, locale=locale), status)(scope, receive, send)
             return
         await self.app(scope, receive, send)
 

@@ -90,12 +90,12 @@ def reply_json(reply: Reply) -> dict[str, Any]:
     return body
 
 
-def message_json(key: str, **args: Any) -> dict[str, Any]:
+def message_json(key: str, *, locale: str | None = None, **args: Any) -> dict[str, Any]:
     """A reply-shaped body for refusals made by the web layer itself (session, CSRF, size)."""
     return {
         "key": key,
         "kind": ReplyKind.ERROR.value,
-        "text": render(key, args),
+        "text": render(key, args, locale),
         "args": args,
         "version_id": None,
         "actions": [],

@@ -135,7 +135,7 @@ function resultMessage(reply) {
     const img = element("img", "result");
     img.src = reply.image;
     img.alt = reply.text;
-    img.title = "Click to branch from this version";
+    img.title = say("page.branch_hint");
     img.tabIndex = 0;
     img.addEventListener("click", () => chooseBase(reply.version_id, reply.image, node));
     img.addEventListener("keydown", (event) => {
@@ -328,6 +328,10 @@ async function send(event) {
         json: { text, base_version_id: page.base, request_id: requestId() },
       });
       if (result.ok) clearBase();
+      if (result.ok && result.data.reload) {
+        location.reload(); // a new language: the page itself is worded (and laid out) in it
+        return;
+      }
     }
     $("text").value = "";
     autosize();
