@@ -660,6 +660,15 @@ class FakeBotAPI:
             raise KeyError(f"unknown file_id {file_id!r}")
         return stored.data
 
+    def set_language(self, user_id: int, language_code: str | None) -> None:
+        """The language of the user's Telegram app, sent as ``from.language_code`` (None: the
+        field is absent, as for users who hide it)."""
+        user = self._users.setdefault(user_id, self._user(user_id))
+        if language_code is None:
+            user.pop("language_code", None)
+        else:
+            user["language_code"] = language_code
+
     def commands(self, scope: JSONDict | None = None, language_code: str = "") -> list[JSONDict]:
         """The command list set through setMyCommands for a scope and language."""
         return copy.deepcopy(self._commands.get(_commands_key(scope, language_code), []))
