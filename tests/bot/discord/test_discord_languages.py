@@ -6,7 +6,10 @@ Discord's clients have no Arabic locale: Arabic readers choose it with /language
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from pathlib import Path
+
+import pytest
 
 from bot.service.messages import Key, render
 from editor.testing.doubles import NullEditor
@@ -15,7 +18,6 @@ from tests.bot.discord.test_discord import (
     BEN,
     CHANNEL,
     QUIET,
-    fake,  # noqa: F401 (the fixture)
     jpeg,
     response_text,
     response_with_image,
@@ -23,7 +25,16 @@ from tests.bot.discord.test_discord import (
     until,
     upload,
 )
-from tests.fakes.discord_api import FakeDiscord
+from tests.fakes.discord_api import FakeDiscord, GuildSpec
+
+GUILD = 111
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeDiscord]:
+    guild = GuildSpec(GUILD, channels={CHANNEL: "edits", QUIET: "general"})
+    async with FakeDiscord(guilds=[guild], users={ANN: "ann", BEN: "ben"}) as server:
+        yield server
 
 
 async def test_the_interaction_locale_picks_the_language(fake: FakeDiscord, tmp_path: Path) -> None:

@@ -3,7 +3,10 @@ language_code, /language overriding it (kept across chats), the command menu per
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from pathlib import Path
+
+import pytest
 
 from bot.service.messages import Key, render
 from bot.telegram.frontend import COMMANDS
@@ -12,7 +15,6 @@ from tests.bot.telegram.test_telegram import (
     ALICE,
     BOB,
     GROUP,
-    api,  # noqa: F401 (the fixture)
     buttons,
     jpeg,
     next_photo,
@@ -21,13 +23,20 @@ from tests.bot.telegram.test_telegram import (
 )
 from tests.fakes.telegram_api import FakeBotAPI
 
+TOKEN = "123456:TEST-token"
 CAROL = 1003
 
 
-async def say(api: FakeBotAPI, chat_id: int, user_id: int, text: str, **kw: object) -> str:
-    since = len(api.calls)
-    api.send_text(chat_id, user_id, text, **kw)  # type: ignore[arg-type]
-    return await next_text(api, chat_id, since)
+@pytest.fixture
+async def api() -> AsyncIterator[FakeBotAPI]:
+    async with FakeBotAPI(token=TOKEN, bot_username="pix2chat_bot") as server:
+        yield server
+
+
+async def say(server: FakeBotAPI, chat_id: int, user_id: int, text: str, **kw: object) -> str:
+    since = len(server.calls)
+    server.send_text(chat_id, user_id, text, **kw)  # type: ignore[arg-type]
+    return await next_text(server, chat_id, since)
 
 
 async def test_arabic_and_spanish_apps_get_their_language(api: FakeBotAPI, tmp_path: Path) -> None:
