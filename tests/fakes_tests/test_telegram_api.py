@@ -559,3 +559,11 @@ async def test_sticker_animation_and_video_updates_parse(api: FakeBotAPI, bot: B
 async def test_wait_for_times_out_with_the_calls_seen(api: FakeBotAPI, bot: Bot) -> None:
     with pytest.raises(TimeoutError, match=r"0 of 1 sendMessage.*getMe\(200\)"):
         await api.wait_for("sendMessage", timeout=0.1)
+
+
+async def test_a_users_app_language_comes_with_their_updates(api: FakeBotAPI) -> None:
+    assert api.send_text(5, 5, "hi")["message"]["from"]["language_code"] == "en"
+    api.set_language(5, "ar")
+    assert api.send_text(5, 5, "hi")["message"]["from"]["language_code"] == "ar"
+    api.set_language(5, None)
+    assert "language_code" not in api.send_text(5, 5, "hi")["message"]["from"]
