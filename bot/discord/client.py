@@ -208,8 +208,10 @@ class LocalizedTree(app_commands.CommandTree):
 
     async def interaction_check(self, interaction: discord.Interaction) -> bool:
         # discord.py runs the check and the command in one task of their own
-        service: ConversationService = getattr(self.client, "service")  # noqa: B009
-        set_task_locale(await service.locale(_actor_of(interaction), interaction.locale.value))
+        client = self.client
+        assert isinstance(client, Pix2ChatClient)
+        locale = await client.service.locale(_actor_of(interaction), interaction.locale.value)
+        set_task_locale(locale)
         return True
 
 
