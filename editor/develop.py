@@ -375,3 +375,48 @@ def _disk(radius: int) -> Bytes:
     """Elliptical structuring element of the given radius."""
     size = 2 * radius + 1
     return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))
+
+
+def confine(
+    parent: Image.Image,
+    edited: Image.Image,
+    keep: Image.Image | None = None,
+    only: Image.Image | None = None,
+) -> Image.Image:
+    """Apply `/keep` and `/only` masks to an edit of `parent` (both RGB, the same size).
+
+    Pixels inside `keep`, and pixels outside `only`, are the parent's bytes exactly; where both
+    apply keep wins (a kept pixel is never editable). The editable area is feathered inwards
+    (eroded, then blurred no wider than the erosion), so the seam lies inside the editable part
+    and the protected side stays bit-identical. Masks are "L", 0 outside and 255 inside, the
+    parent's size; no mask returns `edited` unchanged.
+    """
+    if keep is None and only is None:
+        return edited
+    if edited.size != parent.size:
+        raise ValueError(f"edited {edited.size} != parent {parent.size}")
+    allowed = np.full((parent.size[1], parent.size[0]), 255, dtype=np.uint8)
+    for name, mask in (("keep", keep), ("only", only)):
+        if mask is not None and mask.size != parent.size:
+            raise ValueError(f"{name} mask {mask.size} != parent {parent.size}")
+    if only is not None:
+        allowed = np.where(np.asarray(only.convert("L")) > 0, 255, 0).astype(np.uint8)
+    if keep is not None:
+        allowed[np.asarray(keep.convert("L")) > 0] = 0
+    if not allowed.any():
+        return parent
+    radius = _radius(2.0, max(parent.size) / REFERENCE_SIDE)
+    size = 2 * radius + 1
+    alpha = cv2.GaussianBlur(
+        cv2.erode(allowed, _disk(radius)), (size, size), sigmaX=radius / 2.0, sigmaY=radius / 2.0
+    )
+    alpha[allowed == 0] = 0  # the protected side is exact, whatever the blur did
+    before = np.asarray(parent, dtype=np.uint8)
+    after = np.asarray(edited, dtype=np.uint8)
+    result = np.where(alpha[..., None] == 255, after, before)
+    seam = (alpha > 0) & (alpha < 255)
+    if seam.any():
+        weight = alpha[seam][:, None].astype(np.float32) / 255.0
+        low, high = before[seam].astype(np.float32), after[seam].astype(np.float32)
+        result[seam] = _to_bytes(low + weight * (high - low))
+    return Image.fromarray(result)

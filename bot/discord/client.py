@@ -259,6 +259,22 @@ def _register_commands(client: Pix2ChatClient) -> None:
     async def status(interaction: discord.Interaction) -> None:
         await simple(interaction, service.status)
 
+    @tree.command(name="keep", description="Keep a part of the photo exactly as it is")
+    @app_commands.describe(region='What to keep, e.g. "the logo"; "off" to stop keeping it')
+    async def keep(interaction: discord.Interaction, region: str) -> None:
+        await interaction.response.defer(thinking=True)
+        await respond(interaction, await service.keep(actor_of(interaction), region))
+
+    @tree.command(name="only", description="Change only a part of the photo from now on")
+    @app_commands.describe(region='What may change, e.g. "the background"; "off" to stop')
+    async def only(interaction: discord.Interaction, region: str) -> None:
+        await interaction.response.defer(thinking=True)
+        await respond(interaction, await service.only(actor_of(interaction), region))
+
+    @tree.command(name="regions", description="What /keep and /only have set")
+    async def regions(interaction: discord.Interaction) -> None:
+        await simple(interaction, service.show_regions)
+
     @tree.command(name="help", description="How to use the bot")
     async def help_command(interaction: discord.Interaction) -> None:
         await interaction.response.send_message(

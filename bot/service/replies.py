@@ -69,6 +69,8 @@ class ReplyKind(enum.StrEnum):
     """The chain root -> head (`history`)."""
     SETTINGS = "settings"
     """The current settings (`settings`)."""
+    REGION = "region"
+    """A region was set (`/keep`, `/only`): `picture` previews its mask over the photo."""
     FAILED = "failed"
     """A queued edit failed or was skipped; the conversation stays usable."""
     ERROR = "error"
@@ -106,6 +108,7 @@ class Reply:
         history: for history replies, the path root -> head.
         settings: for settings replies, the current values.
         notes: lines `text()` adds after the reply's own (every frontend shows them).
+        picture: a JPEG the reply carries itself (a region's mask preview), not a version's.
     """
 
     key: str
@@ -116,6 +119,7 @@ class Reply:
     history: tuple[HistoryEntry, ...] = ()
     settings: Mapping[str, Any] | None = None
     notes: tuple[Note, ...] = ()
+    picture: bytes | None = None
 
     @property
     def show_image(self) -> bool:

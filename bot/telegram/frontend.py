@@ -43,6 +43,9 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("cancel", "Cancel the queued edit"),
     ("status", "Where your edit is in the queue"),
     ("forget", "Delete all your images and history"),
+    ("keep", "Keep a part exactly as it is: /keep the logo"),
+    ("only", "Change only a part: /only the background"),
+    ("regions", "What /keep and /only have set"),
 )
 
 COMMAND_HANDLERS = {
@@ -57,6 +60,9 @@ COMMAND_HANDLERS = {
     "cancel": handlers.cancel,
     "status": handlers.status,
     "forget": handlers.forget,
+    "keep": handlers.keep,
+    "only": handlers.only,
+    "regions": handlers.regions,
 }
 
 
