@@ -226,7 +226,9 @@ def bench_develop(
     if segmenter_runs > 0:
         from bot.commands.bench_segment import run_segmenter_benchmark
 
-        run_segmenter_benchmark(segmenter_runs, real_segmenter_runs, echo=typer.echo)
+        run_segmenter_benchmark(
+            segmenter_runs, real_segmenter_runs, echo=typer.echo, confine_sizes=sizes
+        )
 
 
 # Fine-tuning pipeline (issue 7): `dataset captions|images`, `train`, `eval` (docs/FINETUNING.md).

@@ -13,10 +13,11 @@ from __future__ import annotations
 import statistics
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from bot.commands.bench_develop import Echo, photo
+from bot.commands.bench_develop import SIZES_MP, Echo, photo
 
 REAL_SIDE = 352
 """The released CLIPSeg checkpoints' input and output side."""
@@ -32,6 +33,7 @@ class SegmenterFigures:
     real_float32_mb: float
     real_float16_mb: float
     real_cpu_ms: float | None
+    confine_ms: dict[int, float]
 
 
 def tiny_masks_per_second(runs: int, texts: int = 1, size: tuple[int, int] = (768, 512)) -> float:
@@ -49,6 +51,29 @@ def tiny_masks_per_second(runs: int, texts: int = 1, size: tuple[int, int] = (76
     for _ in range(runs):
         segmenter.masks(image, words, size=(3000, 2000))
     return runs * len(words) / (time.perf_counter() - started)
+
+
+def confine_milliseconds(megapixels: int, runs: int = 3) -> float:
+    """p50 ms of applying a keep and an only mask to an edit at `megapixels` (the step after
+    develop when regions are set)."""
+    import numpy as np
+    from PIL import Image
+
+    from editor.develop import confine
+
+    width, height = SIZES_MP[megapixels]
+    parent = photo(width, height)
+    edited = Image.fromarray((np.asarray(parent) // 2).astype(np.uint8))
+    keep, only = Image.new("L", parent.size, 0), Image.new("L", parent.size, 0)
+    keep.paste(255, (width // 3, height // 3, width // 2, height // 2))
+    only.paste(255, (0, 0, width * 3 // 4, height))
+    confine(parent, edited, keep=keep, only=only)
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        confine(parent, edited, keep=keep, only=only)
+        times.append(time.perf_counter() - started)
+    return statistics.median(times) * 1000
 
 
 def real_architecture(runs: int) -> tuple[int, float, float, float | None]:
@@ -82,7 +107,10 @@ def real_architecture(runs: int) -> tuple[int, float, float, float | None]:
 
 
 def run_segmenter_benchmark(
-    runs: int = 20, real_runs: int = 3, echo: Echo = print
+    runs: int = 20,
+    real_runs: int = 3,
+    echo: Echo = print,
+    confine_sizes: Sequence[int] = (12, 24),
 ) -> SegmenterFigures:
     """Print and return the segmenter figures."""
     echo(f"== segmenter: masks for /keep and /only (CPU, {runs} calls) ==")
@@ -99,4 +127,10 @@ def run_segmenter_benchmark(
     )
     if ms is not None:
         echo(f"real CLIPSeg, one {REAL_SIDE} px mask on the CPU: p50 {ms:.0f} ms of {real_runs}")
-    return SegmenterFigures(single, 1, parameters, fp32, fp16, ms)
+    applied = {mp: confine_milliseconds(mp) for mp in confine_sizes}
+    if applied:
+        echo(
+            "applying keep + only masks to an edit: "
+            + ", ".join(f"{mp} MP p50 {value:.0f} ms" for mp, value in applied.items())
+        )
+    return SegmenterFigures(single, 1, parameters, fp32, fp16, ms, applied)

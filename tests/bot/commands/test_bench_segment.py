@@ -14,10 +14,12 @@ def test_the_real_clipseg_architecture_is_counted_without_a_download() -> None:
 
 def test_the_section_prints_masks_per_second_of_the_tiny_model() -> None:
     lines: list[str] = []
-    figures = run_segmenter_benchmark(runs=2, real_runs=0, echo=lines.append)
+    figures = run_segmenter_benchmark(runs=2, real_runs=0, echo=lines.append, confine_sizes=(1,))
     assert figures.tiny_masks_per_s > 0
+    assert figures.confine_ms[1] > 0
     assert any("masks/s" in line for line in lines)
     assert any("M parameters" in line and "float16" in line for line in lines)
+    assert any("1 MP p50" in line for line in lines)
 
 
 def test_the_cli_runs_the_segmenter_section() -> None:
