@@ -18,6 +18,9 @@ and applies only that to the parent at the parent's own size:
    where the mask is 0 the parent's bytes are copied untouched. The same transfer in the
    feather band keeps the parent's detail there too (no blurry halo around an edit).
 
+`confine` then applies the user's named regions (`/keep`, `/only`): protected pixels are the
+parent's bytes exactly, with a short ramp inside the editable side.
+
 Everything heavy runs at working resolution; the full-resolution work is limited to the box
 around the change and done in horizontal bands, so time and memory stay low at 24 MP. Pure
 numpy + OpenCV, no per-pixel Python.
