@@ -150,7 +150,8 @@ class ConversationRegion(Base):
 class VersionRegion(Base):
     """The region an edit was made with (kind, text) and the mask it used, so the result can be
     reproduced: `mask_sha` is a binary PNG in the image store at the parent's size, recorded
-    when the edit is done (None while it is queued)."""
+    when the edit is done (None while it is queued, and for a region that matched nothing or
+    everything on that parent, which was therefore not applied)."""
 
     __tablename__ = "version_regions"
 

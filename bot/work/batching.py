@@ -28,7 +28,7 @@ from editor.develop import develop as develop_onto
 from editor.images import encode_png, encode_preview_jpeg, fit_to_resolution, fitted_size
 from editor.params import EditParams
 from editor.regions import KEEP, ONLY, Region, RegionMask
-from editor.segment import Segmenter
+from editor.segment import Segmenter, coverage
 from storage.images import ImageStore
 
 log = logging.getLogger(__name__)
@@ -171,7 +171,7 @@ def _confined(
     """`edited` with the work's regions applied against `parent`, and the stored masks.
 
     The segmenter reads the working-size copy (CLIPSeg sees 352 px anyway) and answers masks
-    at the parent's size.
+    at the parent's size; regions that cover nothing or everything there are skipped.
     """
     if not work.regions:
         return edited, ()
@@ -179,11 +179,18 @@ def _confined(
         raise RuntimeError(f"edit {work.version_id} has regions but no segmenter is configured")
     texts = [region.text for region in work.regions]
     found = segmenter.masks(working, texts, size=parent.size)
-    by_kind = {region.kind: mask for region, mask in zip(work.regions, found, strict=True)}
+    # A region that matches nothing or everything on this parent (a new photo without "the
+    # shirt") would silently block the whole edit or do nothing: it is not applied, and the
+    # version records no mask for it.
+    used = [
+        (region, mask)
+        for region, mask in zip(work.regions, found, strict=True)
+        if not (coverage(mask).is_nothing or coverage(mask).is_everything)
+    ]
+    by_kind = {region.kind: mask for region, mask in used}
     image = confine(parent, edited, keep=by_kind.get(KEEP), only=by_kind.get(ONLY))
     masks = tuple(
-        RegionMask(region.kind, region.text, images.put(encode_png(mask)))
-        for region, mask in zip(work.regions, found, strict=True)
+        RegionMask(region.kind, region.text, images.put(encode_png(mask))) for region, mask in used
     )
     return image, masks
 

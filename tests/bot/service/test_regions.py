@@ -254,3 +254,19 @@ def test_box_segmenter_is_exact() -> None:
     assert logo.size == SIZE and np.array_equal(np.asarray(logo) > 0, inside(LOGO))
     assert not np.asarray(nothing).any()
     assert segmenter.threads == [threading.current_thread().name]
+
+
+async def test_a_region_missing_from_a_new_photo_does_not_block_its_edits(
+    h: Harness, segmenter: BoxSegmenter
+) -> None:
+    await h.upload(ALICE, photo(SIZE))
+    assert not (await h.service.only(ALICE, "the shoe")).is_error
+    # A new photo: the segmenter no longer finds the shoe anywhere.
+    root = (await h.upload(ALICE, photo(SIZE, shade=120))).version_id
+    assert root is not None
+    segmenter.boxes.pop("the shoe")
+    edited = await h.edit(ALICE, "make it red")
+    original, result = pixels(await image_of(h, root)), pixels(await image_of(h, edited))
+    assert np.any(result[~inside(SHOE)] != original[~inside(SHOE)])  # edited, not blocked
+    (row,) = await regions_of(h, edited)
+    assert (row.kind, row.text, row.mask_sha) == ("only", "the shoe", None)  # not applied
