@@ -326,8 +326,9 @@ async function send(event) {
         },
       });
     } else if (REGION_COMMAND.test(text)) {
-      const [, command, words] = text.match(REGION_COMMAND);
-      result = await region(command === "regions" ? null : command.toLowerCase(), words.trim());
+      const [, typed, words] = text.match(REGION_COMMAND);
+      const command = typed.toLowerCase();
+      result = await region(command === "regions" ? null : command, words.trim());
       $("text").value = "";
       autosize();
       return;
