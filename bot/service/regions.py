@@ -10,15 +10,20 @@ when it runs (bot/work/batching.py), so the stored mask is the one the result wa
 
 from __future__ import annotations
 
+import logging
+
 from bot.service.lookup import started_conversation
 from bot.service.messages import Key
 from bot.service.replies import Note, Reply, ReplyKind, replies_to_errors
 from bot.work.masking import RegionMasker
+from editor.errors import ModelLoadError
 from editor.regions import KEEP, ONLY, Region, RegionKind
 from storage import regions, tree
 from storage.database import Database
 from storage.errors import NoImageYet
 from storage.types import Actor
+
+log = logging.getLogger(__name__)
 
 MAX_REGION_CHARS = 100
 """CLIPSeg reads short phrases (77 tokens at most); a region is a few words."""
@@ -66,7 +71,11 @@ class Regions:
             head = await tree.head(session, conversation)
         if head is None or head.image_sha is None:
             raise NoImageYet()
-        preview = await self.masker.preview(head.image_sha, words)
+        try:
+            preview = await self.masker.preview(head.image_sha, words)
+        except ModelLoadError as error:  # the operator's to fix; the user hears it plainly
+            log.error("regions unavailable: %s (check PIX2CHAT_SEGMENTER_MODEL)", error)
+            return Reply(key=Key.REGION_UNAVAILABLE, kind=ReplyKind.ERROR)
         if preview.coverage.is_nothing:
             return Reply(key=Key.REGION_NOT_FOUND, args={"text": words}, kind=ReplyKind.ERROR)
         if preview.coverage.is_everything:

@@ -15,6 +15,7 @@ from PIL import Image
 from sqlalchemy import select
 
 from bot.service.replies import ReplyKind
+from editor.segment import ClipSegSegmenter
 from editor.testing.doubles import Box, BoxSegmenter, box_pixels
 from storage.images import ImageMissing
 from storage.models import ConversationRegion, VersionRegion
@@ -270,3 +271,16 @@ async def test_a_region_missing_from_a_new_photo_does_not_block_its_edits(
     assert np.any(result[~inside(SHOE)] != original[~inside(SHOE)])  # edited, not blocked
     (row,) = await regions_of(h, edited)
     assert (row.kind, row.text, row.mask_sha) == ("only", "the shoe", None)  # not applied
+
+
+async def test_a_segmenter_that_cannot_load_is_a_plain_refusal(
+    sqlite_url: str, images_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    missing = ClipSegSegmenter(str(tmp_path / "no-such-model"), device="cpu")
+    async with running_service(sqlite_url, images_dir, segmenter=missing) as h:
+        await h.upload(ALICE, photo(SIZE))
+        reply = await h.service.keep(ALICE, "the logo")
+        assert reply.is_error and reply.key == "region.unavailable"
+        assert "PIX2CHAT_SEGMENTER_MODEL" in caplog.text and "no-such-model" in caplog.text
+        assert (await h.service.show_regions(ALICE)).key == "region.none"
+        await h.edit(ALICE, "make it night")  # the conversation goes on
