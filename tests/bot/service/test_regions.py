@@ -5,7 +5,7 @@ covers is known exactly."""
 from __future__ import annotations
 
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -15,8 +15,9 @@ from PIL import Image
 from sqlalchemy import select
 
 from bot.service.replies import ReplyKind
+from editor.base import EditRequest, PreviewCallback, ProgressCallback
 from editor.segment import ClipSegSegmenter
-from editor.testing.doubles import Box, BoxSegmenter, box_pixels
+from editor.testing.doubles import Box, BoxSegmenter, GatedEditor, box_pixels
 from storage.images import ImageMissing
 from storage.models import ConversationRegion, VersionRegion
 from tests.bot.service.harness import ALICE, BOB, Harness, open_image, photo, running_service
@@ -33,9 +34,25 @@ def segmenter() -> BoxSegmenter:
     return BoxSegmenter(BOXES)
 
 
+class ShiftingEditor(GatedEditor):
+    """Shifts every value by 100 (mod 256): each pixel changes far beyond develop's threshold,
+    whatever the seed, so the tests can expect every unprotected pixel to change."""
+
+    def edit_batch(
+        self,
+        requests: Sequence[EditRequest],
+        progress: ProgressCallback | None = None,
+        preview: PreviewCallback | None = None,
+    ) -> list[Image.Image]:
+        super().edit_batch(requests, progress, preview)
+        return [Image.eval(r.image.convert("RGB"), lambda v: (v + 100) % 256) for r in requests]
+
+
 @pytest.fixture
 async def h(sqlite_url: str, images_dir: Path, segmenter: BoxSegmenter) -> AsyncIterator[Harness]:
-    async with running_service(sqlite_url, images_dir, segmenter=segmenter) as harness:
+    async with running_service(
+        sqlite_url, images_dir, segmenter=segmenter, editor=ShiftingEditor()
+    ) as harness:
         yield harness
 
 
