@@ -11,11 +11,14 @@ from typing import TYPE_CHECKING, Protocol
 
 from bot.config import Settings
 from bot.service.conversation import Admission, ConversationService
+from bot.work.batching import ModelThread
+from bot.work.masking import RegionMasker
 from bot.work.pgqueue import is_postgresql
 from bot.work.scheduler import EmbeddedScheduler
 from editor.base import Editor
 from editor.errors import ModelLoadError, OptionError
 from editor.images import ImageLimits
+from editor.segment import Segmenter
 from storage.connect import DatabaseUnavailable
 from storage.database import Database
 from storage.images import DatabaseImageStore, FileImageStore, ImageStore
@@ -103,6 +106,14 @@ def make_editor(settings: Settings) -> Editor:
     )
 
 
+def make_segmenter(settings: Settings) -> Segmenter:
+    """CLIPSeg as configured (PIX2CHAT_SEGMENTER_MODEL, on PIX2CHAT_DEVICE); nothing is loaded
+    here: the model thread loads it on the first /keep, /only or edit that needs it."""
+    from editor.segment import ClipSegSegmenter
+
+    return ClipSegSegmenter(settings.segmenter_model, device=settings.device)
+
+
 def with_setting_hint(error: ModelLoadError | OptionError, separator: str = "\n") -> str:
     """The model layer's message plus the setting that chose the failing option.
 
@@ -162,7 +173,9 @@ def _close_images(images: ImageStore) -> None:
 
 
 @asynccontextmanager
-async def build(settings: Settings, editor: Editor | None = None) -> AsyncIterator[Components]:
+async def build(
+    settings: Settings, editor: Editor | None = None, segmenter: Segmenter | None = None
+) -> AsyncIterator[Components]:
     """Wait for the database and migrate, load the model, resume queued jobs, and yield the running service.
 
     With `PIX2CHAT_WORKER=remote` no model is loaded (only its tokenizer, for admission): edits
@@ -178,6 +191,7 @@ async def build(settings: Settings, editor: Editor | None = None) -> AsyncIterat
         )
     await asyncio.to_thread(prepare_database, settings)
     editor = editor or make_editor(settings)
+    segmenter = segmenter or make_segmenter(settings)
     images = make_images(settings, url)
     async with AsyncExitStack() as stack:
         stack.callback(_close_images, images)
@@ -185,6 +199,9 @@ async def build(settings: Settings, editor: Editor | None = None) -> AsyncIterat
         scheduler: EmbeddedScheduler | RemoteJobQueue
         if remote:
             scheduler = _remote_queue_class()(database)
+            # Edits run on `pix2chat worker`s; region previews need a model thread here.
+            masking_thread = ModelThread()
+            stack.callback(masking_thread.close)
         else:
             scheduler = EmbeddedScheduler(
                 database,
@@ -194,7 +211,9 @@ async def build(settings: Settings, editor: Editor | None = None) -> AsyncIterat
                 max_wait_ms=settings.max_wait_ms,
                 max_attempts=settings.max_attempts,
                 develop=settings.develop,
+                segmenter=segmenter,
             )
+            masking_thread = scheduler.model_thread
         service = ConversationService(
             database,
             images,
@@ -214,6 +233,7 @@ async def build(settings: Settings, editor: Editor | None = None) -> AsyncIterat
                 max_bytes=settings.max_upload_bytes, max_pixels=settings.max_image_pixels
             ),
             max_stored_pixels=settings.max_stored_pixels,
+            masker=RegionMasker(segmenter, masking_thread, images),
         )
         await stack.enter_async_context(scheduler)
         yield Components(settings, database, images, editor, scheduler, service)
@@ -247,7 +267,9 @@ def _remote_queue_class() -> type[RemoteJobQueue]:
     return RemoteJobQueue
 
 
-async def serve_worker(settings: Settings, editor: Editor | None = None) -> None:
+async def serve_worker(
+    settings: Settings, editor: Editor | None = None, segmenter: Segmenter | None = None
+) -> None:
     """`pix2chat worker`: wait for the database and migrate, load the model once, run edit jobs until SIGTERM/SIGINT."""
     url = settings.resolved_database_url()
     if not is_postgresql(url):
@@ -266,7 +288,11 @@ async def serve_worker(settings: Settings, editor: Editor | None = None) -> None
     try:
         async with Database(url) as database:
             worker = GpuWorker(
-                database, images, editor or make_editor(settings), worker_options(settings)
+                database,
+                images,
+                editor or make_editor(settings),
+                worker_options(settings),
+                segmenter=segmenter or make_segmenter(settings),
             )
             await worker.run()
     finally:

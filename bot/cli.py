@@ -212,12 +212,25 @@ def bench_develop(
         str, typer.Option(help="Comma-separated sizes to time (of 1, 6, 12, 24).")
     ] = "1,6,12,24",
     runs: Annotated[int, typer.Option(help="Timed runs per size and mode (p50).")] = 5,
+    segmenter_runs: Annotated[
+        int, typer.Option(help="Tiny CLIPSeg calls timed for masks/s (0 skips the segmenter).")
+    ] = 20,
+    real_segmenter_runs: Annotated[
+        int, typer.Option(help="CPU runs of the real CLIPSeg architecture (0: size only).")
+    ] = 3,
 ) -> None:
-    """Develop step: drift over an edit chain (on vs off), time and memory at 1-24 MP."""
+    """Develop step: drift over an edit chain (on vs off), time and memory at 1-24 MP, and the
+    region segmenter (masks/s, the real CLIPSeg's size)."""
     from bot.commands.bench_develop import run_develop_benchmark
 
     sizes = list(_positive_ints(megapixels))
     run_develop_benchmark((width, height), turns, working, sizes, runs, echo=typer.echo)
+    if segmenter_runs > 0:
+        from bot.commands.bench_segment import run_segmenter_benchmark
+
+        run_segmenter_benchmark(
+            segmenter_runs, real_segmenter_runs, echo=typer.echo, confine_sizes=sizes
+        )
 
 
 # Fine-tuning pipeline (issue 7): `dataset captions|images`, `train`, `eval` (docs/FINETUNING.md).

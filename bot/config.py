@@ -84,6 +84,11 @@ class Settings(BaseSettings):
         default=True,
         description="on|off; off: store the model's working-resolution output as the result",
     )
+    # Regions (/keep, /only; issue 14): text-prompted masks from CLIPSeg, loaded on first use
+    segmenter_model: str = Field(
+        default="CIDAS/clipseg-rd64-refined",
+        description="CLIPSeg hub id or local folder for /keep and /only masks",
+    )
 
     # Web chat (issue 5)
     web_enabled: bool = Field(

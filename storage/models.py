@@ -133,6 +133,36 @@ class Version(Base):
         return EditParams.from_dict(self.params)
 
 
+class ConversationRegion(Base):
+    """A region set by `/keep` or `/only`: it applies to every following edit of the
+    conversation until cleared (`/keep off`, `/only off`). One of each kind at most."""
+
+    __tablename__ = "conversation_regions"
+
+    conversation_id: Mapped[int] = mapped_column(
+        ForeignKey("conversations.id", ondelete="CASCADE"), primary_key=True
+    )
+    kind: Mapped[str] = mapped_column(String(8), primary_key=True)
+    text: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class VersionRegion(Base):
+    """The region an edit was made with (kind, text) and the mask it used, so the result can be
+    reproduced: `mask_sha` is a binary PNG in the image store at the parent's size, recorded
+    when the edit is done (None while it is queued, and for a region that matched nothing or
+    everything on that parent, which was therefore not applied)."""
+
+    __tablename__ = "version_regions"
+
+    version_id: Mapped[int] = mapped_column(
+        ForeignKey("versions.id", ondelete="CASCADE"), primary_key=True
+    )
+    kind: Mapped[str] = mapped_column(String(8), primary_key=True)
+    text: Mapped[str] = mapped_column(Text)
+    mask_sha: Mapped[str | None] = mapped_column(String(64), index=True)
+
+
 class UserLimit(Base):
     """Token bucket and daily quota per (platform, user), persisted so restarts don't reset them."""
 

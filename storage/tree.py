@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
 from editor.params import EditParams
-from storage import lifecycle
+from storage import lifecycle, regions
 from storage.errors import NothingToRedo, NothingToUndo, VersionNotFound
 from storage.models import PENDING_STATUSES, Conversation, Version, VersionStatus, utcnow
 from storage.types import Actor
@@ -334,6 +334,8 @@ async def forget(session: AsyncSession, platform: str, user_id: str) -> set[str]
         )
     )
     shas = {sha for row in rows.all() for sha in row if sha is not None}
+    shas |= await regions.mask_shas_of_conversations(session, conversation_ids)
+    await regions.forget(session, conversation_ids)
     await session.execute(
         update(Conversation).where(Conversation.id.in_(conversation_ids)).values(head_id=None)
     )
@@ -348,8 +350,8 @@ async def forget(session: AsyncSession, platform: str, user_id: str) -> set[str]
 
 
 async def images_in_use(session: AsyncSession, shas: Iterable[str]) -> set[str]:
-    """The digests among `shas` that some version still references, as its image or its raw
-    model output (the rest may be deleted)."""
+    """The digests among `shas` that some version still references, as its image, its raw
+    model output or a region mask (the rest may be deleted)."""
     wanted = set(shas)
     if not wanted:
         return set()
@@ -357,4 +359,5 @@ async def images_in_use(session: AsyncSession, shas: Iterable[str]) -> set[str]:
     raw = await session.scalars(
         select(Version.raw_image_sha).where(Version.raw_image_sha.in_(wanted))
     )
-    return {sha for sha in [*shown.all(), *raw.all()] if sha is not None}
+    masks = await regions.masks_in_use(session, wanted)
+    return {sha for sha in [*shown.all(), *raw.all()] if sha is not None} | masks

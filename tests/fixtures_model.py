@@ -7,7 +7,13 @@ from pathlib import Path
 import pytest
 
 from editor.pix2pix import DiffusersEditor
-from editor.testing.tiny import build_tiny_lora, build_tiny_pipeline, build_tiny_preview_decoder
+from editor.segment import ClipSegSegmenter
+from editor.testing.tiny import (
+    build_tiny_clipseg,
+    build_tiny_lora,
+    build_tiny_pipeline,
+    build_tiny_preview_decoder,
+)
 
 
 @pytest.fixture(scope="session")
@@ -34,3 +40,16 @@ def tiny_editor(tiny_model_dir: Path) -> DiffusersEditor:
 def tiny_preview_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A random TAESD-shaped preview decoder for the tiny pipeline (PIX2CHAT_PREVIEW_MODEL)."""
     return build_tiny_preview_decoder(tmp_path_factory.mktemp("tiny-taesd"))
+
+
+@pytest.fixture(scope="session")
+def tiny_clipseg_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A saved tiny random CLIPSeg folder, loadable like any local model
+    (PIX2CHAT_SEGMENTER_MODEL=<path>)."""
+    return build_tiny_clipseg(tmp_path_factory.mktemp("tiny-clipseg"))
+
+
+@pytest.fixture(scope="session")
+def tiny_segmenter(tiny_clipseg_dir: Path) -> ClipSegSegmenter:
+    """The production segmenter on the tiny CLIPSeg, not yet loaded (it loads on first use)."""
+    return ClipSegSegmenter(str(tiny_clipseg_dir), device="cpu")

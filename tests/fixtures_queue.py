@@ -122,8 +122,9 @@ async def running_worker(
     database: Database, images: DatabaseImageStore, editor: NullEditor, **options: object
 ) -> AsyncIterator[GpuWorker]:
     """A GpuWorker in this process, until the block ends (then stopped like on SIGTERM)."""
+    segmenter = options.pop("segmenter", None)
     options_ = dataclasses.replace(FAST, **options)  # type: ignore[arg-type]
-    worker = GpuWorker(database, images, editor, options_)
+    worker = GpuWorker(database, images, editor, options_, segmenter=segmenter)  # type: ignore[arg-type]
     task = asyncio.create_task(worker.run(install_signal_handlers=False))
     try:
         yield worker

@@ -277,6 +277,22 @@ def _register_commands(client: Pix2ChatClient) -> None:
     async def status(interaction: discord.Interaction) -> None:
         await simple(interaction, service.status)
 
+    @tree.command(name="keep", description=described(Key.COMMAND_KEEP))
+    @app_commands.describe(region=described(Key.OPTION_KEEP_REGION))
+    async def keep(interaction: discord.Interaction, region: str) -> None:
+        await interaction.response.defer(thinking=True)
+        await respond(interaction, await service.keep(actor_of(interaction), region))
+
+    @tree.command(name="only", description=described(Key.COMMAND_ONLY))
+    @app_commands.describe(region=described(Key.OPTION_ONLY_REGION))
+    async def only(interaction: discord.Interaction, region: str) -> None:
+        await interaction.response.defer(thinking=True)
+        await respond(interaction, await service.only(actor_of(interaction), region))
+
+    @tree.command(name="regions", description=described(Key.COMMAND_REGIONS))
+    async def regions(interaction: discord.Interaction) -> None:
+        await simple(interaction, service.show_regions)
+
     @tree.command(name="help", description=described(Key.COMMAND_HELP))
     async def help_command(interaction: discord.Interaction) -> None:
         await interaction.response.send_message(

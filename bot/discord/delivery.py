@@ -107,6 +107,9 @@ class DiscordDelivery(EventDelivery):
             else:
                 name = f"pix2chat-{reply.version_id}.jpg"
                 kwargs["attachments"] = [discord.File(io.BytesIO(data), filename=name)]
+        elif reply.picture is not None and len(reply.picture) <= limit:  # a region's preview
+            picture = discord.File(io.BytesIO(reply.picture), filename="pix2chat-region.jpg")
+            kwargs["attachments"] = [picture]
         return kwargs
 
     async def send_full_resolution(

@@ -6,7 +6,8 @@ library and never touches the model: it records versions and hands jobs to a `Jo
 
 It is a facade over small parts, each testable on its own: `Edits` (photos, instructions,
 regenerate) admitted by a `Gatekeeper`, `Commands` (undo, redo, reset, history, settings,
-cancel, status, forget), `Media` (uploads and pictures) and the `Relay` of job events.
+cancel, status, forget), `Regions` (/keep, /only, /regions), `Media` (uploads and pictures)
+and the `Relay` of job events.
 """
 
 from __future__ import annotations
@@ -20,12 +21,15 @@ from bot.service.commands import Commands
 from bot.service.edits import Edits
 from bot.service.languages import Hint, Languages
 from bot.service.media import DEFAULT_MAX_STORED_PIXELS, Media, Previews
+from bot.service.regions import Regions
 from bot.service.relay import Relay
 from bot.service.replies import Reply, UpdateListener, error_reply, replies_to_errors
 from bot.work.jobs import JobQueue
+from bot.work.masking import RegionMasker
 from editor.base import Editor
 from editor.images import ImageLimits
 from editor.params import EditParams
+from editor.regions import KEEP, ONLY
 from storage.database import Database
 from storage.images import ImageStore
 from storage.types import Actor
@@ -45,6 +49,7 @@ class ConversationService:
         admission: Admission | None = None,
         image_limits: ImageLimits | None = None,
         max_stored_pixels: int = DEFAULT_MAX_STORED_PIXELS,
+        masker: RegionMasker | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.database = database
@@ -62,6 +67,7 @@ class ConversationService:
         self.edits = Edits(database, queue, gate, self.media, self.relay, self.defaults)
         self.commands = Commands(database, images, queue, self.previews, self.defaults)
         self.languages = Languages(database)
+        self.regions = Regions(database, masker)
         queue.subscribe(self.relay.on_job_event)
 
     # ----- subscriptions ---------------------------------------------------------------------
@@ -155,6 +161,19 @@ class ConversationService:
     async def choose_language(self, actor: Actor, code: str | None, hint: Hint = None) -> Reply:
         """`/language` lists the languages, `/language es` chooses, `/language auto` follows the app."""
         return await self.languages.choose(actor, code, hint)
+    # ----- regions -----------------------------------------------------------------------------
+
+    async def keep(self, actor: Actor, text: str | None) -> Reply:
+        """`/keep <what>`: protect a named region from every following edit ("off" clears it)."""
+        return await self.regions.command(actor, KEEP, text)
+
+    async def only(self, actor: Actor, text: str | None) -> Reply:
+        """`/only <what>`: confine following edits to a named region ("off" clears it)."""
+        return await self.regions.command(actor, ONLY, text)
+
+    async def show_regions(self, actor: Actor) -> Reply:
+        """`/regions`: the regions set for the next edits."""
+        return await self.regions.show(actor)
 
     # ----- images ------------------------------------------------------------------------------
 

@@ -1,5 +1,5 @@
 """Photos and instructions in, queued edits out: a photo starts a tree, an instruction or a
-regenerate adds a queued version on it."""
+regenerate adds a queued version on it (with the conversation's `/keep` and `/only` regions)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from bot.service.relay import Owner, Relay
 from bot.service.replies import Action, Note, Reply, ReplyKind, replies_to_errors
 from bot.work.jobs import JobQueue
 from editor.params import EditParams
-from storage import tree
+from storage import regions, tree
 from storage.database import Database
 from storage.errors import NoImageYet, NothingToRegenerate, VersionNotReady
 from storage.models import Conversation, Version
@@ -109,6 +109,9 @@ class Edits:
                 version = await self.gate.admit(
                     session, actor, conversation, base, instruction, prefs.params(), request_key
                 )
+                await regions.record_for_edit(
+                    session, version.id, await regions.active(session, conversation)
+                )
         except IntegrityError:
             duplicate = await self._raced_duplicate(actor, request_key)
             if duplicate is None:
@@ -134,6 +137,9 @@ class Edits:
             version = await self.gate.admit(
                 session, actor, conversation, parent, target.instruction or "", params, None
             )
+            # The same constraint as the edit it regenerates, re-masked on the same parent.
+            same = await regions.of_versions(session, [target.id])
+            await regions.record_for_edit(session, version.id, same.get(target.id, ()))
         return await self._queue(actor, version, parent)
 
     async def _edit_base(

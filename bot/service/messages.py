@@ -86,6 +86,22 @@ class Key(enum.StrEnum):
     WEB_BRANCHED = "web.branched"
     WEB_OFFLINE = "web.offline"
     WEB_RECONNECTING = "web.reconnecting"
+    # Regions: /keep, /only, /regions (issue 14)
+    REGION_KEEP_SET = "region.keep_set"
+    REGION_ONLY_SET = "region.only_set"
+    REGION_KEEP_WINS = "region.keep_wins"
+    REGION_KEEP_OFF = "region.keep_off"
+    REGION_ONLY_OFF = "region.only_off"
+    REGION_WAS_OFF = "region.was_off"
+    REGION_SHOW = "region.show"
+    REGION_LINE_KEEP = "region.line_keep"
+    REGION_LINE_ONLY = "region.line_only"
+    REGION_NONE = "region.none"
+    REGION_USAGE = "region.usage"
+    REGION_TOO_LONG = "region.too_long"
+    REGION_NOT_FOUND = "region.not_found"
+    REGION_EVERYTHING = "region.everything"
+    REGION_UNAVAILABLE = "region.unavailable"
     ERROR_GENERIC = "error.generic"
     ERROR_NO_IMAGE = "error.no_image"
     ERROR_EMPTY_INSTRUCTION = "error.empty_instruction"
@@ -140,6 +156,11 @@ class Key(enum.StrEnum):
     COMMAND_LANGUAGE = "command.language"
     COMMAND_EDIT = "command.edit"
     COMMAND_INSTRUCT = "command.instruct"
+    COMMAND_KEEP = "command.keep"
+    COMMAND_ONLY = "command.only"
+    COMMAND_REGIONS = "command.regions"
+    OPTION_KEEP_REGION = "option.keep_region"
+    OPTION_ONLY_REGION = "option.only_region"
     OPTION_IMAGE = "option.image"
     OPTION_INSTRUCTION = "option.instruction"
     OPTION_TEXT = "option.text"
@@ -249,7 +270,8 @@ ENGLISH: dict[str, str | Plural] = {
     Key.HELP: (
         "Send me a photo, then tell me what to change, for example " + EXAMPLES + ". "
         "Each instruction edits the latest result. Commands: /undo, /redo, /regenerate, "
-        "/history, /reset, /settings, /cancel, /status, /forget, /language."
+        "/history, /reset, /settings, /cancel, /status, /forget, /language, and /keep <what>, "
+        "/only <what>, /regions to protect or confine a part of the photo."
     ),
     Key.WELCOME: (
         "Hi! I edit photos by instruction. Send me a photo, then tell me what to change, "
@@ -299,6 +321,37 @@ ENGLISH: dict[str, str | Plural] = {
     Key.WEB_BRANCHED: "(edits an earlier version)",
     Key.WEB_OFFLINE: "I can't reach pix2chat right now. Is it still running?",
     Key.WEB_RECONNECTING: "Reconnecting…",
+    # Regions: /keep, /only, /regions (issue 14)
+    Key.REGION_KEEP_SET: (
+        "From now on I keep “{text}” exactly as it is in every edit (highlighted; the dimmed "
+        "part may change). /keep off to stop."
+    ),
+    Key.REGION_ONLY_SET: (
+        "From now on I only change “{text}” (highlighted); the dimmed part stays exactly as "
+        "it is. /only off to stop."
+    ),
+    Key.REGION_KEEP_WINS: "Where “{keep}” and “{only}” overlap, keeping wins: it stays as it is.",
+    Key.REGION_KEEP_OFF: "I no longer keep “{text}”: edits may change it again.",
+    Key.REGION_ONLY_OFF: "I no longer limit edits to “{text}”: edits may change the whole photo.",
+    Key.REGION_WAS_OFF: "There was nothing to switch off.",
+    Key.REGION_SHOW: "Regions for your next edits:",
+    Key.REGION_LINE_KEEP: "• kept as it is: “{text}” (/keep off)",
+    Key.REGION_LINE_ONLY: "• only this changes: “{text}” (/only off)",
+    Key.REGION_NONE: (
+        "No regions are set: edits may change the whole photo. Use /keep <what> to protect "
+        "something, or /only <what> to change just that."
+    ),
+    Key.REGION_USAGE: (
+        "Tell me which part, for example /keep the logo or /only the background. "
+        "/keep off and /only off clear them; /regions shows what is set."
+    ),
+    Key.REGION_TOO_LONG: "Please name the region in at most {max_chars} characters.",
+    Key.REGION_NOT_FOUND: "I couldn't find “{text}” in this photo, so nothing changed. Try other words.",
+    Key.REGION_EVERYTHING: (
+        "“{text}” covers the whole photo, so there is nothing to tell apart. Nothing changed; "
+        "try naming a smaller part."
+    ),
+    Key.REGION_UNAVAILABLE: "Regions are not available on this server.",
     # Errors
     Key.ERROR_GENERIC: "Something went wrong. Please try again.",
     Key.ERROR_NO_IMAGE: "Send me a photo first, then tell me what to change.",
@@ -370,6 +423,11 @@ ENGLISH: dict[str, str | Plural] = {
     Key.COMMAND_LANGUAGE: "Choose the language I answer in",
     Key.COMMAND_EDIT: "Start from a new photo, optionally with a first instruction",
     Key.COMMAND_INSTRUCT: "Edit the current image",
+    Key.COMMAND_KEEP: "Keep a part exactly as it is: /keep the logo",
+    Key.COMMAND_ONLY: "Change only a part: /only the background",
+    Key.COMMAND_REGIONS: "What /keep and /only have set",
+    Key.OPTION_KEEP_REGION: "What to keep, e.g. “the logo”; “off” to stop keeping it",
+    Key.OPTION_ONLY_REGION: "What may change, e.g. “the background”; “off” to stop",
     Key.OPTION_IMAGE: "The photo to edit",
     Key.OPTION_INSTRUCTION: "What to change, e.g. “make it night”",
     Key.OPTION_TEXT: "What to change, e.g. “add snow”",

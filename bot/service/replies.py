@@ -69,6 +69,8 @@ class ReplyKind(enum.StrEnum):
     """The chain root -> head (`history`)."""
     SETTINGS = "settings"
     """The current settings (`settings`)."""
+    REGION = "region"
+    """A region was set (`/keep`, `/only`): `picture` previews its mask over the photo."""
     FAILED = "failed"
     """A queued edit failed or was skipped; the conversation stays usable."""
     ERROR = "error"
@@ -108,6 +110,7 @@ class Reply:
         notes: lines `text()` adds after the reply's own (every frontend shows them).
         locale: the language this reply must be read in, whatever the event's (a reply to
             `/language es` is already in Spanish); None: the event's.
+        picture: a JPEG the reply carries itself (a region's mask preview), not a version's.
     """
 
     key: str
@@ -119,6 +122,7 @@ class Reply:
     settings: Mapping[str, Any] | None = None
     notes: tuple[Note, ...] = ()
     locale: str | None = None
+    picture: bytes | None = None
 
     @property
     def show_image(self) -> bool:

@@ -88,6 +88,16 @@ class Delivery(EventDelivery):
         """Render the service's immediate answer to a message, command or button."""
         if reply.kind is ReplyKind.QUEUED and reply.version_id is not None:
             await self._open_status(chat_id, chat_type, reply_to, actor, reply)
+        elif reply.picture is not None:
+            await self.safely(
+                self.bot.send_photo(
+                    chat_id,
+                    InputFile(reply.picture, filename="pix2chat-region.jpg"),
+                    caption=reply.text(),
+                    reply_to_message_id=reply_to,
+                    allow_sending_without_reply=True,
+                )
+            )
         elif reply.show_image and reply.version_id is not None:
             await self.send_version(chat_id, reply_to, actor, reply)
         elif reply.kind is ReplyKind.HISTORY:

@@ -46,6 +46,9 @@ COMMANDS: tuple[tuple[str, Key], ...] = (
     ("status", Key.COMMAND_STATUS),
     ("forget", Key.COMMAND_FORGET),
     ("language", Key.COMMAND_LANGUAGE),
+    ("keep", Key.COMMAND_KEEP),
+    ("only", Key.COMMAND_ONLY),
+    ("regions", Key.COMMAND_REGIONS),
 )
 """The command menu: each command's description is a catalogue text, so it is translated."""
 
@@ -62,6 +65,9 @@ COMMAND_HANDLERS = {
     "status": handlers.status,
     "forget": handlers.forget,
     "language": handlers.language,
+    "keep": handlers.keep,
+    "only": handlers.only,
+    "regions": handlers.regions,
 }
 
 

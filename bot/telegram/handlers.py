@@ -183,6 +183,23 @@ async def forget(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     )
 
 
+async def keep(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """/keep <what>: protect a named region from following edits; /keep off clears it."""
+    text = " ".join(context.args or [])
+    await _answer(update, context, await _ctx(context).service.keep(_actor(update), text))
+
+
+async def only(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """/only <what>: confine following edits to a named region; /only off clears it."""
+    text = " ".join(context.args or [])
+    await _answer(update, context, await _ctx(context).service.only(_actor(update), text))
+
+
+async def regions(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """/regions: what /keep and /only have set."""
+    await _answer(update, context, await _ctx(context).service.show_regions(_actor(update)))
+
+
 # ----- photos, files and text ---------------------------------------------------------------
 
 

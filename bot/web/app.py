@@ -240,6 +240,19 @@ def create_app(ctx: WebContext) -> ASGIApp:
         )
         return _reply(reply)
 
+    async def regions(request: Request) -> Response:
+        """GET: the regions set; POST {kind: "keep"|"only", text}: set one ("off" clears it)."""
+        actor = _actor(request)
+        if request.method == "GET":
+            return _reply(await ctx.service.show_regions(actor))
+        body = await read_json(request)
+        kind, text = str(body.get("kind") or ""), str(body.get("text") or "")
+        if kind == "keep":
+            return _reply(await ctx.service.keep(actor, text))
+        if kind == "only":
+            return _reply(await ctx.service.only(actor, text))
+        raise Refused(message_json(Key.WEB_BAD_REQUEST), 400)
+
     async def undo(request: Request) -> Response:
         """Back one step (from `version_id` when an older result's button was used)."""
         body = await read_json(request)
@@ -338,6 +351,7 @@ def create_app(ctx: WebContext) -> ASGIApp:
         Route("/api/state", localized(state)),
         Route("/api/photo", localized(photo), methods=post),
         Route("/api/instruct", localized(instruct), methods=post),
+        Route("/api/regions", localized(regions), methods=["GET", "POST"]),
         Route("/api/undo", localized(undo), methods=post),
         Route("/api/redo", localized(redo), methods=post),
         Route("/api/regenerate", localized(regenerate), methods=post),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 from bot.service.messages import Key, render
@@ -32,6 +33,11 @@ STATUS_BY_KEY: dict[str, int] = {
     Key.WEB_FORBIDDEN: 403,
     Key.WEB_BAD_HOST: 400,
     Key.WEB_NOT_FOUND: 404,
+    Key.REGION_NOT_FOUND: 422,
+    Key.REGION_EVERYTHING: 422,
+    Key.REGION_USAGE: 400,
+    Key.REGION_TOO_LONG: 400,
+    Key.REGION_UNAVAILABLE: 503,
 }
 
 
@@ -61,6 +67,8 @@ def reply_json(reply: Reply) -> dict[str, Any]:
     if reply.show_image and reply.version_id is not None:
         body["image"] = image_url(reply.version_id)
         body["full"] = image_url(reply.version_id, "full")
+    elif reply.picture is not None:  # a region's mask preview: small, sent inline
+        body["image"] = "data:image/jpeg;base64," + base64.b64encode(reply.picture).decode("ascii")
     if reply.settings is not None:
         body["settings"] = dict(reply.settings)
     if reply.history:

@@ -23,9 +23,12 @@ from typing import Generic, ParamSpec, Protocol, TypeVar
 from PIL import Image
 
 from editor.base import Editor, EditRequest, PreviewCallback, ProgressCallback
+from editor.develop import confine
 from editor.develop import develop as develop_onto
 from editor.images import encode_png, encode_preview_jpeg, fit_to_resolution, fitted_size
 from editor.params import EditParams
+from editor.regions import KEEP, ONLY, Region, RegionMask
+from editor.segment import Segmenter, coverage
 from storage.images import ImageStore
 
 log = logging.getLogger(__name__)
@@ -40,6 +43,7 @@ class Work:
     """One sample to compute: a stored parent image, an instruction, every parameter.
 
     `parent_size` is the stored parent's own size; the model works at its fitted size.
+    `regions` are the edit's `/keep` and `/only` regions, masked on the parent at compute time.
     """
 
     version_id: int
@@ -47,6 +51,7 @@ class Work:
     parent_size: tuple[int, int]
     instruction: str
     params: EditParams
+    regions: tuple[Region, ...] = ()
 
     def signature(self) -> tuple[object, ...]:
         return batch_signature(self.params, self.parent_size)
@@ -65,11 +70,13 @@ class Output:
     image_sha: str
     size: tuple[int, int]
     raw_sha: str | None = None
+    masks: tuple[RegionMask, ...] = ()
 
     @property
     def shas(self) -> list[str]:
         """Every image this result stored (to delete if the version is gone meanwhile)."""
-        return [self.image_sha] if self.raw_sha is None else [self.image_sha, self.raw_sha]
+        raw = [] if self.raw_sha is None else [self.raw_sha]
+        return [self.image_sha, *raw, *(mask.mask_sha for mask in self.masks)]
 
 
 def batch_signature(params: EditParams, parent_size: tuple[int, int]) -> tuple[object, ...]:
@@ -96,12 +103,16 @@ def compute_batch(
     preview: PreviewSink | None = None,
     *,
     develop: bool = True,
+    segmenter: Segmenter | None = None,
 ) -> list[Output]:
     """Decode parents, run one pipeline call, store results losslessly (model thread).
 
     The model sees each parent fitted to its working resolution. With `develop`, each output is
     developed onto its full-resolution parent (what is stored as the image, at the parent's
     size) and the raw output is stored beside it; without, the raw output is the image.
+    A work with regions has them masked on its parent by `segmenter` (loaded on first use,
+    here in the model thread) and applied to the result (`editor.develop.confine`); the masks
+    are stored as PNGs and named in the output.
     With `preview`, the editor's previews (if it makes any) reach it as JPEGs named by version.
     """
     on_preview: PreviewCallback | None = None
@@ -128,19 +139,60 @@ def compute_batch(
     for work, request, result in zip(works, requests, results, strict=True):
         raw = result.convert("RGB")
         if not develop:
-            outputs.append(Output(work.version_id, images.put(encode_png(raw)), raw.size))
+            image, masks = _confined(segmenter, images, work, request.image, request.image, raw)
+            outputs.append(
+                Output(work.version_id, images.put(encode_png(image)), image.size, masks=masks)
+            )
             continue
         # Decoded again rather than kept from above: one full-size parent in memory at a time.
-        developed = develop_onto(_decode(images, work.parent_sha), request.image, raw).image
+        parent = _decode(images, work.parent_sha)
+        developed = develop_onto(parent, request.image, raw).image
+        image, masks = _confined(segmenter, images, work, request.image, parent, developed)
         outputs.append(
             Output(
                 work.version_id,
-                images.put(encode_png(developed)),
-                developed.size,
+                images.put(encode_png(image)),
+                image.size,
                 raw_sha=images.put(encode_png(raw)),
+                masks=masks,
             )
         )
     return outputs
+
+
+def _confined(
+    segmenter: Segmenter | None,
+    images: ImageStore,
+    work: Work,
+    working: Image.Image,
+    parent: Image.Image,
+    edited: Image.Image,
+) -> tuple[Image.Image, tuple[RegionMask, ...]]:
+    """`edited` with the work's regions applied against `parent`, and the stored masks.
+
+    The segmenter reads the working-size copy (CLIPSeg sees 352 px anyway) and answers masks
+    at the parent's size; regions that cover nothing or everything there are skipped.
+    """
+    if not work.regions:
+        return edited, ()
+    if segmenter is None:
+        raise RuntimeError(f"edit {work.version_id} has regions but no segmenter is configured")
+    texts = [region.text for region in work.regions]
+    found = segmenter.masks(working, texts, size=parent.size)
+    # A region that matches nothing or everything on this parent (a new photo without "the
+    # shirt") would silently block the whole edit or do nothing: it is not applied, and the
+    # version records no mask for it.
+    used = [
+        (region, mask)
+        for region, mask in zip(work.regions, found, strict=True)
+        if not (coverage(mask).is_nothing or coverage(mask).is_everything)
+    ]
+    by_kind = {region.kind: mask for region, mask in used}
+    image = confine(parent, edited, keep=by_kind.get(KEEP), only=by_kind.get(ONLY))
+    masks = tuple(
+        RegionMask(region.kind, region.text, images.put(encode_png(mask))) for region, mask in used
+    )
+    return image, masks
 
 
 def _decode(images: ImageStore, sha: str) -> Image.Image:
@@ -226,6 +278,7 @@ class BatchEngine(Generic[ItemT]):
         on_progress: BatchProgress | None = None,
         on_preview: PreviewReport | None = None,
         develop: bool = True,
+        segmenter: Segmenter | None = None,
         name: str = "pix2chat-batcher",
     ) -> None:
         if max_batch < 1:
@@ -239,6 +292,7 @@ class BatchEngine(Generic[ItemT]):
         self.on_progress = on_progress
         self.on_preview = on_preview
         self.develop = develop
+        self.segmenter = segmenter
         self.name = name
         self.batch_sizes: list[int] = []
         self.model_thread_s = 0.0
@@ -340,7 +394,13 @@ class BatchEngine(Generic[ItemT]):
         started = time.perf_counter()
         try:
             return compute_batch(
-                self.editor, self.images, works, progress, preview, develop=self.develop
+                self.editor,
+                self.images,
+                works,
+                progress,
+                preview,
+                develop=self.develop,
+                segmenter=self.segmenter,
             )
         finally:
             self.model_thread_s += time.perf_counter() - started

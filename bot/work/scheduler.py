@@ -33,7 +33,9 @@ from bot.work.jobs import (
 )
 from bot.work.outages import OUTAGE_TIMEOUT_S, through_outage
 from editor.base import Editor
-from storage import lifecycle, tree
+from editor.regions import Region
+from editor.segment import Segmenter
+from storage import lifecycle, regions, tree
 from storage.database import Database, outage
 from storage.images import ImageStore
 from storage.lifecycle import EDIT_FAILED
@@ -68,6 +70,7 @@ class EmbeddedScheduler:
         max_attempts: int = 3,
         outage_timeout_s: float = OUTAGE_TIMEOUT_S,
         develop: bool = True,
+        segmenter: Segmenter | None = None,
     ) -> None:
         if max_batch < 1:
             raise ValueError("max_batch must be at least 1")
@@ -93,6 +96,7 @@ class EmbeddedScheduler:
             on_progress=self._progress,
             on_preview=self._preview,
             develop=develop,
+            segmenter=segmenter,
             name="pix2chat-scheduler",
         )
 
@@ -193,6 +197,11 @@ class EmbeddedScheduler:
         return len(self._line)
 
     @property
+    def model_thread(self) -> ModelThread:
+        """The thread the model runs in (the segmenter runs there too, see RegionMasker)."""
+        return self._model
+
+    @property
     def model_thread_s(self) -> float:
         """Time spent in the model thread so far (for benchmarks)."""
         return self._engine.model_thread_s
@@ -225,10 +234,14 @@ class EmbeddedScheduler:
                     )
                 ).all()
             }
+            constraints = await regions.of_versions(session, claimed)
         batch = [job for job in batch if job.version_id in claimed and parents.get(job.parent_id)]
         for job in batch:
             await self._emit(JobStarted(job.version_id, len(batch)))
-        return [(job, _work(job, parents[job.parent_id] or "")) for job in batch]
+        return [
+            (job, _work(job, parents[job.parent_id] or "", constraints.get(job.version_id, ())))
+            for job in batch
+        ]
 
     async def succeeded(self, results: list[tuple[Job, Output]], seconds: float) -> None:
         await self._complete([output for _, output in results], seconds)
@@ -313,13 +326,17 @@ class EmbeddedScheduler:
 
         async def record() -> set[int]:
             async with self.database.write() as session:
-                return await lifecycle.mark_done_many(
+                done = await lifecycle.mark_done_many(
                     session,
                     [
                         lifecycle.Result(o.version_id, o.image_sha, o.size, o.raw_sha)
                         for o in outputs
                     ],
                 )
+                await regions.record_masks(
+                    session, {o.version_id: o.masks for o in outputs if o.version_id in done}
+                )
+                return done
 
         recorded = await through_outage(
             record, f"recording edit(s) {[o.version_id for o in outputs]}", self.outage_timeout_s
@@ -360,7 +377,9 @@ class EmbeddedScheduler:
         await self._events.emit(event)
 
 
-def _work(job: Job, parent_sha: str) -> Work:
+def _work(job: Job, parent_sha: str, constraints: tuple[Region, ...] = ()) -> Work:
     """What the model computes for a claimed job (only runnable jobs are batched)."""
     assert job.parent_size is not None
-    return Work(job.version_id, parent_sha, job.parent_size, job.instruction, job.params)
+    return Work(
+        job.version_id, parent_sha, job.parent_size, job.instruction, job.params, constraints
+    )

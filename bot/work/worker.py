@@ -52,7 +52,8 @@ from bot.work.outages import (
 )
 from bot.work.pgpool import SteadyPool
 from editor.base import Editor
-from storage import lifecycle, limits, tree
+from editor.segment import Segmenter
+from storage import lifecycle, limits, regions, tree
 from storage.database import Database, brief, outage
 from storage.images import ImageStore
 from storage.lifecycle import EDIT_FAILED
@@ -93,6 +94,7 @@ class GpuWorker:
         images: an image store every process can read (DatabaseImageStore by default).
         editor: the model; loaded once, in the worker's model thread.
         options: concurrency, timeouts and the worker's name.
+        segmenter: masks `/keep` and `/only` regions; loaded on first use, in the model thread.
     """
 
     def __init__(
@@ -101,12 +103,14 @@ class GpuWorker:
         images: ImageStore,
         editor: Editor,
         options: WorkerOptions | None = None,
+        segmenter: Segmenter | None = None,
     ) -> None:
         if database.is_sqlite:
             raise ValueError("`pix2chat worker` needs PostgreSQL (PIX2CHAT_DATABASE_URL)")
         self.database = database
         self.images = images
         self.editor = editor
+        self.segmenter = segmenter
         self.options = options or WorkerOptions()
         self.name = self.options.name or f"{socket.gethostname()}-{os.getpid()}"
         self._batcher: MicroBatcher | None = None
@@ -149,6 +153,7 @@ class GpuWorker:
                 on_start=self._started,
                 on_progress=self._progress,
                 develop=self.options.develop,
+                segmenter=self.segmenter,
             )
             async with app.open_async(), batcher:
                 self._batcher = batcher
@@ -238,12 +243,14 @@ class GpuWorker:
             if version is None or parent is None:
                 return None
             assert parent.image_sha is not None and parent.width and parent.height
+            constraints = await regions.of_versions(session, [version_id])
             return Work(
                 version_id,
                 parent.image_sha,
                 (parent.width, parent.height),
                 version.instruction or "",
                 version.edit_params(),
+                constraints.get(version_id, ()),
             )
 
     async def _record(self, output: Output, seconds: float) -> None:
@@ -260,6 +267,7 @@ class GpuWorker:
                     ],
                 )
                 if recorded:
+                    await regions.record_masks(session, {output.version_id: output.masks})
                     await pgqueue.notify(session, [JobDone(output.version_id, seconds)])
             return recorded
 

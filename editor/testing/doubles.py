@@ -1,6 +1,6 @@
 """Editor doubles: the deterministic NullEditor and its variants that gate, fail, pause, run out
-of memory, time or slow down edits. For tests, benchmarks and crash drills; production code
-never imports them."""
+of memory, time or slow down edits, and `BoxSegmenter`, a segmenter that answers named boxes.
+For tests, benchmarks and crash drills; production code never imports them."""
 
 from __future__ import annotations
 
@@ -200,3 +200,47 @@ class StepDelay:
 
     def describe(self) -> dict[str, str]:
         return {**self.inner.describe(), "step_delay_s": str(self.delay_s)}
+
+
+Box = tuple[float, float, float, float]
+"""(left, top, right, bottom) as shares of the width and height, 0..1."""
+
+
+class BoxSegmenter:
+    """A segmenter double: each known text is a fixed box, unknown texts match nothing.
+
+    Exact, so tests can assert which pixels a region covers. `calls` counts `masks` calls and
+    `loaded` says whether `load` ran (the bot must load segmenters lazily).
+    """
+
+    def __init__(self, boxes: Mapping[str, Box]) -> None:
+        self.boxes = {text.casefold(): box for text, box in boxes.items()}
+        self.loaded = False
+        self.calls = 0
+        self.threads: list[str] = []
+
+    def load(self) -> None:
+        self.loaded = True
+
+    def masks(
+        self, image: Image.Image, texts: Sequence[str], size: tuple[int, int] | None = None
+    ) -> list[Image.Image]:
+        self.load()
+        self.calls += 1
+        self.threads.append(threading.current_thread().name)
+        width, height = size or image.size
+        masks = []
+        for text in texts:
+            mask = Image.new("L", (width, height), 0)
+            box = self.boxes.get(text.casefold())
+            if box is not None:
+                mask.paste(255, box_pixels(box, (width, height)))
+            masks.append(mask)
+        return masks
+
+
+def box_pixels(box: Box, size: tuple[int, int]) -> tuple[int, int, int, int]:
+    """A share box in pixels of `size` (what `BoxSegmenter` paints)."""
+    width, height = size
+    left, top, right, bottom = box
+    return (round(left * width), round(top * height), round(right * width), round(bottom * height))

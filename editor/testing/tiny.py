@@ -1,4 +1,5 @@
-"""A tiny random-weight InstructPix2Pix pipeline, so tests and benchmarks run the real diffusers code.
+"""A tiny random-weight InstructPix2Pix pipeline (and a tiny CLIPSeg), so tests and benchmarks
+run the real diffusers and transformers code.
 
 The weights are noise, so the pictures are meaningless, but every code path (tokenizer, text
 encoder, VAE with the real 8x downscale, UNet with cross-attention, scheduler, LoRA loading) is
@@ -22,7 +23,15 @@ from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion_instruct_pix
 from diffusers.utils import convert_state_dict_to_diffusers
 from peft import LoraConfig
 from peft.utils import get_peft_model_state_dict
-from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+from transformers import (
+    CLIPSegConfig,
+    CLIPSegForImageSegmentation,
+    CLIPSegProcessor,
+    CLIPTextConfig,
+    CLIPTextModel,
+    CLIPTokenizer,
+    ViTImageProcessor,
+)
 
 from editor.lora import LORA_TARGET_MODULES
 from editor.tokenizer import MAX_POSITION_EMBEDDINGS, build_byte_tokenizer
@@ -133,4 +142,54 @@ def build_tiny_preview_decoder(path: Path, seed: int = 2) -> Path:
         latent_channels=4,
     )
     decoder.save_pretrained(path)
+    return path
+
+
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+TINY_CLIPSEG_SIDE = 64
+"""The tiny CLIPSeg's input and output side (the released checkpoints use 352)."""
+
+
+def tiny_clipseg_config(tokenizer: CLIPTokenizer) -> CLIPSegConfig:
+    """CLIPSeg's real architecture, a few channels wide: 2-layer text and vision encoders
+    (64 px images in 16 px patches) and a one-layer decoder fed by vision layer 1."""
+    text = tiny_text_config(tokenizer).to_dict()
+    vision = {
+        "hidden_size": 32,
+        "intermediate_size": 37,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "image_size": TINY_CLIPSEG_SIDE,
+        "patch_size": 16,
+    }
+    return CLIPSegConfig(
+        text_config=text,
+        vision_config=vision,
+        projection_dim=16,
+        extract_layers=[1],
+        reduce_dim=16,
+        decoder_num_attention_heads=2,
+        decoder_intermediate_size=32,
+    )
+
+
+def build_tiny_clipseg(path: Path, seed: int = 3) -> Path:
+    """Save a random-weight CLIPSeg model and its processor to `path` (about 350 kB).
+
+    Loadable like `CIDAS/clipseg-rd64-refined` (CLIPSegProcessor + CLIPSegForImageSegmentation
+    `from_pretrained`); the byte-level tokenizer needs no download. Same seed, same weights.
+    """
+    torch.manual_seed(seed)
+    with tempfile.TemporaryDirectory() as folder:
+        tokenizer = build_byte_tokenizer(Path(folder))
+    model = CLIPSegForImageSegmentation(tiny_clipseg_config(tokenizer))
+    images = ViTImageProcessor(
+        do_resize=True,
+        size={"height": TINY_CLIPSEG_SIDE, "width": TINY_CLIPSEG_SIDE},
+        image_mean=list(CLIP_MEAN),
+        image_std=list(CLIP_STD),
+    )
+    model.save_pretrained(path)
+    CLIPSegProcessor(image_processor=images, tokenizer=tokenizer).save_pretrained(path)
     return path

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from editor.develop import DevelopOptions, develop
+from editor.develop import DevelopOptions, confine, develop
 from editor.images import fit_to_resolution
 
 WORKING = 240
@@ -195,3 +195,83 @@ def test_detail_finer_than_the_working_resolution_survives_a_global_change() -> 
     plain = np.asarray(output.resize(image.size, Image.Resampling.LANCZOS))
     assert laplacian_variance(result) > 0.15 * laplacian_variance(parent)
     assert laplacian_variance(result) > 20 * laplacian_variance(plain)
+
+
+# -- regions: /keep and /only applied to a developed edit ---------------------------------------
+
+
+def box_mask(size: tuple[int, int], box: tuple[int, int, int, int]) -> Image.Image:
+    mask = Image.new("L", size, 0)
+    mask.paste(255, box)
+    return mask
+
+
+def edited_pair() -> tuple[Image.Image, Image.Image]:
+    """A textured parent and an edit of it that changes every pixel."""
+    parent = textured_parent()
+    edited = np.clip(parent.astype(np.int16) + 60, 0, 255).astype(np.uint8)
+    return Image.fromarray(parent), Image.fromarray(edited)
+
+
+def test_confine_keeps_the_keep_region_bit_identical_and_edits_the_rest() -> None:
+    parent, edited = edited_pair()
+    box = (100, 80, 300, 240)
+    result = np.asarray(confine(parent, edited, keep=box_mask(parent.size, box)))
+    before, after = np.asarray(parent), np.asarray(edited)
+    x0, y0, x1, y1 = box
+    assert np.array_equal(result[y0:y1, x0:x1], before[y0:y1, x0:x1])
+    far = (slice(0, 40), slice(0, 600))  # well away from the kept box: fully the edit
+    assert np.array_equal(result[far], after[far])
+    assert result.shape == before.shape
+
+
+def test_confine_only_leaves_everything_outside_bit_identical() -> None:
+    parent, edited = edited_pair()
+    box = (200, 100, 500, 380)
+    result = np.asarray(confine(parent, edited, only=box_mask(parent.size, box)))
+    before, after = np.asarray(parent), np.asarray(edited)
+    outside = np.ones(before.shape[:2], dtype=bool)
+    outside[100:380, 200:500] = False
+    assert np.array_equal(result[outside], before[outside])
+    assert np.array_equal(result[140:340, 240:460], after[140:340, 240:460])  # the core: edited
+
+
+def test_confine_keep_wins_over_only() -> None:
+    parent, edited = edited_pair()
+    only = box_mask(parent.size, (0, 0, 400, 400))
+    keep = box_mask(parent.size, (100, 100, 300, 300))  # entirely inside the only region
+    result = np.asarray(confine(parent, edited, keep=keep, only=only))
+    before = np.asarray(parent)
+    assert np.array_equal(result[100:300, 100:300], before[100:300, 100:300])
+    assert np.array_equal(result[:, 400:], before[:, 400:])
+    assert not np.array_equal(result[0:60, 0:60], before[0:60, 0:60])
+
+
+def test_confine_feathers_inside_the_editable_side_without_a_step() -> None:
+    """Across a kept edge the result moves from parent to edit over a few pixels, monotonically,
+    and the step between neighbours stays well under the full edit (no hard seam)."""
+    parent = Image.fromarray(smooth_parent())
+    edited = Image.fromarray(
+        np.clip(smooth_parent().astype(np.int16) + 80, 0, 255).astype(np.uint8)
+    )
+    result = np.asarray(confine(parent, edited, keep=box_mask(parent.size, (0, 0, 300, 400))))
+    row = result[200, :, 0].astype(int) - np.asarray(parent)[200, :, 0].astype(int)
+    assert np.all(row[:300] == 0)  # kept exactly
+    ramp = row[300:330]
+    assert np.all(np.diff(ramp) >= 0) and ramp[-1] == 80
+    assert np.max(np.diff(row)) < 40  # no jump from 0 to the full edit
+
+
+def test_confine_without_regions_or_with_nothing_editable() -> None:
+    parent, edited = edited_pair()
+    assert confine(parent, edited) is edited
+    everything = box_mask(parent.size, (0, 0, 600, 400))
+    assert confine(parent, edited, keep=everything) is parent
+
+
+def test_confine_refuses_mismatched_sizes() -> None:
+    parent, edited = edited_pair()
+    with pytest.raises(ValueError, match="mask"):
+        confine(parent, edited, keep=Image.new("L", (10, 10), 255))
+    with pytest.raises(ValueError, match="edited"):
+        confine(parent, edited.resize((300, 200)), keep=box_mask(parent.size, (0, 0, 5, 5)))

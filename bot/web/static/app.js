@@ -131,7 +131,12 @@ function actionButtons(actions, versionId, fullUrl) {
 function resultMessage(reply) {
   const node = element("div", reply.is_error ? "msg bot error" : "msg bot");
   node.dataset.version = reply.version_id ?? "";
-  if (reply.image) {
+  if (reply.image && reply.kind === "region") {
+    const img = element("img", "result region");
+    img.src = reply.image;
+    img.alt = reply.text;
+    node.append(img);
+  } else if (reply.image) {
     const img = element("img", "result");
     img.src = reply.image;
     img.alt = reply.text;
@@ -320,6 +325,13 @@ async function send(event) {
           "X-Request-Id": requestId(),
         },
       });
+    } else if (REGION_COMMAND.test(text)) {
+      const [, typed, words] = text.match(REGION_COMMAND);
+      const command = typed.toLowerCase();
+      result = await region(command === "regions" ? null : command, words.trim());
+      $("text").value = "";
+      autosize();
+      return;
     } else {
       const sent = userMessage(text);
       if (page.base) sent.append(element("p", "hint", say("web.branched")));
@@ -339,6 +351,26 @@ async function send(event) {
     await refreshStrip();
   } finally {
     sendButton.disabled = false;
+  }
+}
+
+const REGION_COMMAND = /^\/(keep|only|regions)\b\s*(.*)$/is;
+
+async function region(kind, text) {
+  // /keep <what>, /only <what> ("off" clears), or the list when kind is null.
+  userMessage(kind ? `/${kind} ${text}`.trim() : "/regions");
+  const result = kind
+    ? await api("/api/regions", { method: "POST", json: { kind, text } })
+    : await api("/api/regions");
+  showReply(result.data);
+  return result;
+}
+
+async function regionFromInput(kind) {
+  const result = await region(kind, $("text").value.trim());
+  if (result.ok) {
+    $("text").value = "";
+    autosize();
   }
 }
 
@@ -543,6 +575,11 @@ function wire() {
     }
   });
   $("file").addEventListener("change", () => attach($("file").files[0]));
+  $("region-keep").addEventListener("click", () => regionFromInput("keep"));
+  $("region-only").addEventListener("click", () => regionFromInput("only"));
+  $("region-show").addEventListener("click", () => region(null, ""));
+  $("region-keep-off").addEventListener("click", () => region("keep", "off"));
+  $("region-only-off").addEventListener("click", () => region("only", "off"));
   $("attachment-remove").addEventListener("click", detach);
   $("branch-clear").addEventListener("click", clearBase);
   document.addEventListener("paste", (event) => {

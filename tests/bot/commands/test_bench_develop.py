@@ -31,7 +31,10 @@ def test_the_cli_command_runs_the_benchmark_with_its_options() -> None:
 
     from bot.cli import app
 
-    args = "bench develop --width 480 --height 320 --turns 1 --working 240 --megapixels 1 --runs 1"
+    args = (
+        "bench develop --width 480 --height 320 --turns 1 --working 240 --megapixels 1 --runs 1"
+        " --segmenter-runs 0"
+    )
     result = CliRunner().invoke(app, args.split())
     assert result.exit_code == 0, result.output
     assert "1 turns" not in result.output and "1 local edits on a 480x320 photo" in result.output

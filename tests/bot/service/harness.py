@@ -24,10 +24,12 @@ from sqlalchemy import func, select
 from bot.service.conversation import Admission, ConversationService
 from bot.service.media import DEFAULT_MAX_STORED_PIXELS
 from bot.service.replies import HistoryEntry, Reply
+from bot.work.masking import RegionMasker
 from bot.work.scheduler import EmbeddedScheduler
 from editor.errors import UserError
 from editor.images import ImageLimits
 from editor.params import EditParams
+from editor.segment import Segmenter
 from editor.testing.doubles import GatedEditor
 from storage.database import Database
 from storage.images import FileImageStore
@@ -176,13 +178,22 @@ async def running_service(
     start: bool = True,
     develop: bool = True,
     max_stored_pixels: int = DEFAULT_MAX_STORED_PIXELS,
+    segmenter: Segmenter | None = None,
 ) -> AsyncIterator[Harness]:
-    """The service wired like `bot.app.build`, with knobs; `start=False` leaves jobs queued."""
+    """The service wired like `bot.app.build`, with knobs; `start=False` leaves jobs queued.
+
+    Without a `segmenter`, /keep and /only answer that regions are unavailable.
+    """
     editor = editor or GatedEditor()
     async with AsyncExitStack() as stack:
         database = await stack.enter_async_context(Database(url))
         images = FileImageStore(folder)
-        scheduler = EmbeddedScheduler(database, images, editor, max_wait_ms=0, develop=develop)
+        scheduler = EmbeddedScheduler(
+            database, images, editor, max_wait_ms=0, develop=develop, segmenter=segmenter
+        )
+        masker = None
+        if segmenter is not None:
+            masker = RegionMasker(segmenter, scheduler.model_thread, images)
         clock = clock or Clock()
         service = ConversationService(
             database,
@@ -193,6 +204,7 @@ async def running_service(
             admission=admission,
             image_limits=image_limits,
             max_stored_pixels=max_stored_pixels,
+            masker=masker,
             clock=clock,
         )
         recorder = Recorder()
