@@ -161,6 +161,7 @@ class ConversationService:
     async def choose_language(self, actor: Actor, code: str | None, hint: Hint = None) -> Reply:
         """`/language` lists the languages, `/language es` chooses, `/language auto` follows the app."""
         return await self.languages.choose(actor, code, hint)
+
     # ----- regions -----------------------------------------------------------------------------
 
     async def keep(self, actor: Actor, text: str | None) -> Reply:
