@@ -15,6 +15,10 @@ from bot.work.pgqueue import is_postgresql
 from bot.work.scheduler import EmbeddedScheduler
 from editor.base import Editor
 from editor.errors import ModelLoadError, OptionError
+from editor.finishing.finisher import Finisher
+from editor.finishing.matting import Matting
+from editor.finishing.provenance import Provenance, ensure_credentials
+from editor.finishing.upscale import Upscaler
 from editor.images import ImageLimits
 from storage.connect import DatabaseUnavailable
 from storage.database import Database
@@ -101,6 +105,45 @@ def make_editor(settings: Settings) -> Editor:
         dtype=settings.dtype,
         speed=speed,
     )
+
+
+def make_finisher(settings: Settings) -> Finisher:
+    """The finishing tools as configured; their models load at first use, in the model thread."""
+    return Finisher(
+        Upscaler(settings.upscaler_model, settings.device),
+        Matting(settings.matting_model, settings.device),
+    )
+
+
+def make_provenance(settings: Settings) -> Provenance | None:
+    """The signer for Full resolution files (PIX2CHAT_PROVENANCE), None when off.
+
+    Without the finishing extra the files go out unsigned, and the log says what to install:
+    a bot that cannot sign must still deliver.
+
+    Raises:
+        ConfigurationError: only one of the certificate and its key exists.
+    """
+    if not settings.provenance:
+        return None
+    import importlib.util
+
+    missing = [m for m in ("c2pa", "imwatermark") if importlib.util.find_spec(m) is None]
+    if missing:
+        logging.getLogger(__name__).warning(
+            "PIX2CHAT_PROVENANCE=on, but %s is not installed: Full resolution files go out "
+            "without provenance. Install it with pip install 'pix2chat[finishing]'",
+            " and ".join(missing),
+        )
+        return None
+    cert, key = settings.c2pa_paths()
+    try:
+        return Provenance(ensure_credentials(cert, key))
+    except (OSError, ValueError) as error:
+        raise ConfigurationError(
+            f"Cannot use the C2PA signing certificate: {error}. Check PIX2CHAT_C2PA_CERT and "
+            "PIX2CHAT_C2PA_KEY (or set PIX2CHAT_PROVENANCE=off)"
+        ) from error
 
 
 def with_setting_hint(error: ModelLoadError | OptionError, separator: str = "\n") -> str:
@@ -194,6 +237,7 @@ async def build(settings: Settings, editor: Editor | None = None) -> AsyncIterat
                 max_wait_ms=settings.max_wait_ms,
                 max_attempts=settings.max_attempts,
                 develop=settings.develop,
+                finisher=make_finisher(settings),
             )
         service = ConversationService(
             database,
@@ -214,6 +258,7 @@ async def build(settings: Settings, editor: Editor | None = None) -> AsyncIterat
                 max_bytes=settings.max_upload_bytes, max_pixels=settings.max_image_pixels
             ),
             max_stored_pixels=settings.max_stored_pixels,
+            provenance=make_provenance(settings),
         )
         await stack.enter_async_context(scheduler)
         yield Components(settings, database, images, editor, scheduler, service)
@@ -266,7 +311,11 @@ async def serve_worker(settings: Settings, editor: Editor | None = None) -> None
     try:
         async with Database(url) as database:
             worker = GpuWorker(
-                database, images, editor or make_editor(settings), worker_options(settings)
+                database,
+                images,
+                editor or make_editor(settings),
+                worker_options(settings),
+                finisher=make_finisher(settings),
             )
             await worker.run()
     finally:

@@ -224,6 +224,16 @@ from bot.commands.finetune import register as _register_finetune  # noqa: E402
 _register_finetune(app)
 
 
+@app.command()
+def verify(
+    image: Annotated[Path, typer.Argument(help="an image file, e.g. a Full resolution download")],
+) -> None:
+    """Read back the provenance of a file: its C2PA manifest and the invisible watermark."""
+    from bot.commands.verify import verify_command
+
+    raise typer.Exit(verify_command(image, typer.echo))
+
+
 @bench_app.command("queue")
 def bench_queue(
     workers: Annotated[str, typer.Option(help="Worker process counts to measure.")] = "1,2,4",

@@ -102,6 +102,20 @@ class Key(enum.StrEnum):
     ERROR_PARENT_FAILED = "error.parent_failed"
     ERROR_UNAVAILABLE = "error.unavailable"
     ERROR_STORAGE_FULL = "error.storage_full"
+    # Finishing tools (issue 18)
+    FINISH_QUEUED = "finish.queued"
+    FINISH_CAPPED = "finish.capped"
+    FINISH_ALREADY_CUTOUT = "finish.already_cutout"
+    FINISH_DONE_UPSCALE = "finish.done_upscale"
+    FINISH_DONE_CUTOUT = "finish.done_cutout"
+    FINISH_DONE_WHITE = "finish.done_white"
+    BUTTON_UPSCALE = "button.upscale"
+    ERROR_UPSCALE_SCALE = "error.upscale_scale"
+    ERROR_UPSCALE_AT_CAP = "error.upscale_at_cap"
+    ERROR_NO_SUBJECT = "error.no_subject"
+    ERROR_UPSCALER_UNAVAILABLE = "error.upscaler_unavailable"
+    ERROR_MATTING_UNAVAILABLE = "error.matting_unavailable"
+    ERROR_FINISHING_NOT_INSTALLED = "error.finishing_not_installed"
 
 
 ENGLISH: dict[str, str] = {
@@ -219,6 +233,37 @@ ENGLISH: dict[str, str] = {
     Key.ERROR_PARENT_FAILED: "Skipped “{instruction}”: the edit before it failed.",
     Key.ERROR_UNAVAILABLE: "The service is briefly unavailable; please try again in a moment.",
     Key.ERROR_STORAGE_FULL: "I can't save anything right now (my storage is full). Please try again later.",
+    # Finishing tools (issue 18)
+    Key.FINISH_QUEUED: "On it: {operation}. You are #{position} in line.",
+    Key.FINISH_CAPPED: (
+        "That would be over the {max_mp} MP limit, so the result is capped at {width}x{height}."
+    ),
+    Key.FINISH_ALREADY_CUTOUT: "This is already a cut-out, so I use its transparency as it is.",
+    Key.FINISH_DONE_UPSCALE: "Upscaled {scale}x.",
+    Key.FINISH_DONE_CUTOUT: "Cut out: the subject on a transparent background (PNG file).",
+    Key.FINISH_DONE_WHITE: "The subject on a pure white background.",
+    Key.BUTTON_UPSCALE: "🔍 Upscale",
+    Key.ERROR_UPSCALE_SCALE: "I can upscale by {scales}, for example /upscale 4x.",
+    Key.ERROR_UPSCALE_AT_CAP: (
+        "This image ({width}x{height}) is already at the {max_mp} MP limit, "
+        "so upscaling can't add pixels."
+    ),
+    Key.ERROR_NO_SUBJECT: (
+        "I couldn't find a subject to cut out: the whole picture looks like background. "
+        "Try a photo with a clear subject."
+    ),
+    Key.ERROR_UPSCALER_UNAVAILABLE: (
+        "Upscaling is not available right now: its model could not be loaded. "
+        "The operator should check PIX2CHAT_UPSCALER_MODEL (a weights file, or owner/repo:file)."
+    ),
+    Key.ERROR_MATTING_UNAVAILABLE: (
+        "Cut-outs are not available right now: the matting model could not be loaded. "
+        "The operator should check PIX2CHAT_MATTING_MODEL (a .onnx file or a rembg model name)."
+    ),
+    Key.ERROR_FINISHING_NOT_INSTALLED: (
+        "This server has no finishing tools installed. The operator can add them with "
+        "pip install 'pix2chat[finishing]'."
+    ),
 }
 
 CATALOGUES: dict[str, dict[str, str]] = {"en": ENGLISH}

@@ -29,6 +29,7 @@ class Action(enum.StrEnum):
     FULL_RESOLUTION = "full"
     CANCEL = "cancel"
     FORGET_CONFIRM = "forget_confirm"
+    UPSCALE = "upscale"
 
 
 BUTTON_LABELS: Mapping[Action, Key] = {
@@ -38,6 +39,7 @@ BUTTON_LABELS: Mapping[Action, Key] = {
     Action.FULL_RESOLUTION: Key.BUTTON_FULL,
     Action.CANCEL: Key.BUTTON_CANCEL,
     Action.FORGET_CONFIRM: Key.BUTTON_FORGET_CONFIRM,
+    Action.UPSCALE: Key.BUTTON_UPSCALE,
 }
 """The catalogue key of each action's button label."""
 
@@ -106,6 +108,7 @@ class Reply:
         history: for history replies, the path root -> head.
         settings: for settings replies, the current values.
         notes: lines `text()` adds after the reply's own (every frontend shows them).
+        document: send the lossless file rather than a chat photo (a cut-out's transparency).
     """
 
     key: str
@@ -116,6 +119,7 @@ class Reply:
     history: tuple[HistoryEntry, ...] = ()
     settings: Mapping[str, Any] | None = None
     notes: tuple[Note, ...] = ()
+    document: bool = False
 
     @property
     def show_image(self) -> bool:

@@ -43,6 +43,9 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("cancel", "Cancel the queued edit"),
     ("status", "Where your edit is in the queue"),
     ("forget", "Delete all your images and history"),
+    ("upscale", "2x or 4x more pixels: /upscale 4x"),
+    ("cutout", "The subject on a transparent background"),
+    ("white", "The subject on white: /white square for 1:1"),
 )
 
 COMMAND_HANDLERS = {
@@ -57,6 +60,9 @@ COMMAND_HANDLERS = {
     "cancel": handlers.cancel,
     "status": handlers.status,
     "forget": handlers.forget,
+    "upscale": handlers.upscale,
+    "cutout": handlers.cutout,
+    "white": handlers.white,
 }
 
 

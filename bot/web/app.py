@@ -61,6 +61,7 @@ PAGE_MESSAGES = (
     Key.BUTTON_REGENERATE,
     Key.BUTTON_FULL,
     Key.BUTTON_CANCEL,
+    Key.BUTTON_UPSCALE,
 )
 """Catalogue texts the page shows on its own (everything else comes with the replies)."""
 IMAGE_CACHE = "private, max-age=31536000, immutable"
@@ -164,6 +165,11 @@ def create_app(ctx: WebContext) -> ASGIApp:
         """An instruction; `base_version_id` branches from an earlier version."""
         actor = _actor(request)
         body = await read_json(request)
+        finishing = await ctx.service.finishing_command(
+            actor, str(body.get("text") or ""), optional_id(body.get("base_version_id"))
+        )
+        if finishing is not None:
+            return _reply(finishing)
         reply = await ctx.service.instruct(
             actor,
             str(body.get("text") or ""),
@@ -187,6 +193,14 @@ def create_app(ctx: WebContext) -> ASGIApp:
         body = await read_json(request)
         version = optional_id(body.get("version_id"))
         return _reply(await ctx.service.regenerate(_actor(request), version))
+
+    async def upscale(request: Request) -> Response:
+        """The Upscale button: 2x (or `scale`) super-resolution of `version_id`."""
+        body = await read_json(request)
+        scale = body.get("scale")
+        version = optional_id(body.get("version_id"))
+        reply = await ctx.service.upscale(_actor(request), str(scale) if scale else None, version)
+        return _reply(reply)
 
     async def reset(request: Request) -> Response:
         """Start over from the original photo."""
@@ -271,6 +285,7 @@ def create_app(ctx: WebContext) -> ASGIApp:
         Route("/api/undo", undo, methods=post),
         Route("/api/redo", redo, methods=post),
         Route("/api/regenerate", regenerate, methods=post),
+        Route("/api/upscale", upscale, methods=post),
         Route("/api/reset", reset, methods=post),
         Route("/api/cancel", cancel, methods=post),
         Route("/api/forget", forget, methods=post),

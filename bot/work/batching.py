@@ -24,6 +24,8 @@ from PIL import Image
 
 from editor.base import Editor, EditRequest, PreviewCallback, ProgressCallback
 from editor.develop import develop as develop_onto
+from editor.finishing.finisher import Finisher
+from editor.finishing.spec import Finish
 from editor.images import encode_png, encode_preview_jpeg, fit_to_resolution, fitted_size
 from editor.params import EditParams
 from storage.images import ImageStore
@@ -39,7 +41,8 @@ ItemT = TypeVar("ItemT")
 class Work:
     """One sample to compute: a stored parent image, an instruction, every parameter.
 
-    `parent_size` is the stored parent's own size; the model works at its fitted size.
+    `parent_size` is the stored parent's own size; the model works at its fitted size. With
+    `finish`, the sample is a finishing operation on the full-size parent instead of an edit.
     """
 
     version_id: int
@@ -47,8 +50,11 @@ class Work:
     parent_size: tuple[int, int]
     instruction: str
     params: EditParams
+    finish: Finish | None = None
 
     def signature(self) -> tuple[object, ...]:
+        if self.finish is not None:  # runs alone
+            return ("finish", self.version_id)
         return batch_signature(self.params, self.parent_size)
 
 
@@ -96,6 +102,7 @@ def compute_batch(
     preview: PreviewSink | None = None,
     *,
     develop: bool = True,
+    finisher: Finisher | None = None,
 ) -> list[Output]:
     """Decode parents, run one pipeline call, store results losslessly (model thread).
 
@@ -103,7 +110,10 @@ def compute_batch(
     developed onto its full-resolution parent (what is stored as the image, at the parent's
     size) and the raw output is stored beside it; without, the raw output is the image.
     With `preview`, the editor's previews (if it makes any) reach it as JPEGs named by version.
+    Finishing operations (upscale, cut-out, white) run through `finisher` instead, one by one.
     """
+    if works and works[0].finish is not None:
+        return [compute_finish(finisher, images, work, progress) for work in works]
     on_preview: PreviewCallback | None = None
     if preview is not None:
         sink = preview
@@ -141,6 +151,22 @@ def compute_batch(
             )
         )
     return outputs
+
+
+def compute_finish(
+    finisher: Finisher | None, images: ImageStore, work: Work, progress: ProgressCallback
+) -> Output:
+    """One finishing operation on the full-size parent, its result stored losslessly."""
+    assert work.finish is not None
+    if finisher is None:
+        raise RuntimeError("this worker was started without the finishing tools")
+    progress(0, 1)
+    with Image.open(io.BytesIO(images.get(work.parent_sha))) as stored:
+        has_alpha = stored.mode in ("RGBA", "LA", "PA") or "transparency" in stored.info
+        parent = stored.convert("RGBA" if has_alpha else "RGB")
+    result = finisher.run(work.finish, parent).image
+    progress(1, 1)
+    return Output(work.version_id, images.put(encode_png(result)), result.size)
 
 
 def _decode(images: ImageStore, sha: str) -> Image.Image:
@@ -227,6 +253,7 @@ class BatchEngine(Generic[ItemT]):
         on_preview: PreviewReport | None = None,
         develop: bool = True,
         name: str = "pix2chat-batcher",
+        finisher: Finisher | None = None,
     ) -> None:
         if max_batch < 1:
             raise ValueError("max_batch must be at least 1")
@@ -239,6 +266,7 @@ class BatchEngine(Generic[ItemT]):
         self.on_progress = on_progress
         self.on_preview = on_preview
         self.develop = develop
+        self.finisher = finisher
         self.name = name
         self.batch_sizes: list[int] = []
         self.model_thread_s = 0.0
@@ -340,7 +368,13 @@ class BatchEngine(Generic[ItemT]):
         started = time.perf_counter()
         try:
             return compute_batch(
-                self.editor, self.images, works, progress, preview, develop=self.develop
+                self.editor,
+                self.images,
+                works,
+                progress,
+                preview,
+                develop=self.develop,
+                finisher=self.finisher,
             )
         finally:
             self.model_thread_s += time.perf_counter() - started

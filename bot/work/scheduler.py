@@ -33,6 +33,7 @@ from bot.work.jobs import (
 )
 from bot.work.outages import OUTAGE_TIMEOUT_S, through_outage
 from editor.base import Editor
+from editor.finishing.finisher import Finisher
 from storage import lifecycle, tree
 from storage.database import Database, outage
 from storage.images import ImageStore
@@ -68,6 +69,7 @@ class EmbeddedScheduler:
         max_attempts: int = 3,
         outage_timeout_s: float = OUTAGE_TIMEOUT_S,
         develop: bool = True,
+        finisher: Finisher | None = None,
     ) -> None:
         if max_batch < 1:
             raise ValueError("max_batch must be at least 1")
@@ -94,6 +96,7 @@ class EmbeddedScheduler:
             on_preview=self._preview,
             develop=develop,
             name="pix2chat-scheduler",
+            finisher=finisher,
         )
 
     # ----- lifecycle -------------------------------------------------------------------------
@@ -148,6 +151,7 @@ class EmbeddedScheduler:
                     parent_size=sizes.get(version.parent_id),
                     instruction=version.instruction or "",
                     params=version.edit_params(),
+                    finish=version.finishing(),
                 )
                 for version, conversation in rows
                 if version.id not in failed_ids and version.parent_id is not None
@@ -363,4 +367,6 @@ class EmbeddedScheduler:
 def _work(job: Job, parent_sha: str) -> Work:
     """What the model computes for a claimed job (only runnable jobs are batched)."""
     assert job.parent_size is not None
-    return Work(job.version_id, parent_sha, job.parent_size, job.instruction, job.params)
+    return Work(
+        job.version_id, parent_sha, job.parent_size, job.instruction, job.params, job.finish
+    )

@@ -52,6 +52,7 @@ from bot.work.outages import (
 )
 from bot.work.pgpool import SteadyPool
 from editor.base import Editor
+from editor.finishing.finisher import Finisher
 from storage import lifecycle, limits, tree
 from storage.database import Database, brief, outage
 from storage.images import ImageStore
@@ -101,6 +102,7 @@ class GpuWorker:
         images: ImageStore,
         editor: Editor,
         options: WorkerOptions | None = None,
+        finisher: Finisher | None = None,
     ) -> None:
         if database.is_sqlite:
             raise ValueError("`pix2chat worker` needs PostgreSQL (PIX2CHAT_DATABASE_URL)")
@@ -108,6 +110,7 @@ class GpuWorker:
         self.images = images
         self.editor = editor
         self.options = options or WorkerOptions()
+        self.finisher = finisher
         self.name = self.options.name or f"{socket.gethostname()}-{os.getpid()}"
         self._batcher: MicroBatcher | None = None
         self._last_progress: dict[int, float] = {}
@@ -149,6 +152,7 @@ class GpuWorker:
                 on_start=self._started,
                 on_progress=self._progress,
                 develop=self.options.develop,
+                finisher=self.finisher,
             )
             async with app.open_async(), batcher:
                 self._batcher = batcher
@@ -244,6 +248,7 @@ class GpuWorker:
                 (parent.width, parent.height),
                 version.instruction or "",
                 version.edit_params(),
+                version.finishing(),
             )
 
     async def _record(self, output: Output, seconds: float) -> None:

@@ -26,6 +26,8 @@ from bot.service.media import DEFAULT_MAX_STORED_PIXELS
 from bot.service.replies import HistoryEntry, Reply
 from bot.work.scheduler import EmbeddedScheduler
 from editor.errors import UserError
+from editor.finishing.finisher import Finisher
+from editor.finishing.provenance import Provenance
 from editor.images import ImageLimits
 from editor.params import EditParams
 from editor.testing.doubles import GatedEditor
@@ -176,13 +178,17 @@ async def running_service(
     start: bool = True,
     develop: bool = True,
     max_stored_pixels: int = DEFAULT_MAX_STORED_PIXELS,
+    finisher: Finisher | None = None,
+    provenance: Provenance | None = None,
 ) -> AsyncIterator[Harness]:
     """The service wired like `bot.app.build`, with knobs; `start=False` leaves jobs queued."""
     editor = editor or GatedEditor()
     async with AsyncExitStack() as stack:
         database = await stack.enter_async_context(Database(url))
         images = FileImageStore(folder)
-        scheduler = EmbeddedScheduler(database, images, editor, max_wait_ms=0, develop=develop)
+        scheduler = EmbeddedScheduler(
+            database, images, editor, max_wait_ms=0, develop=develop, finisher=finisher
+        )
         clock = clock or Clock()
         service = ConversationService(
             database,
@@ -194,6 +200,7 @@ async def running_service(
             image_limits=image_limits,
             max_stored_pixels=max_stored_pixels,
             clock=clock,
+            provenance=provenance,
         )
         recorder = Recorder()
         service.subscribe(PLATFORM, recorder)

@@ -1,0 +1,50 @@
+"""Provenance on delivered Full resolution files: what AI did to a version, signed into it.
+
+Every version made by a model (an instruction edit, an upscale, a cut-out, a white background)
+gets a C2PA manifest listing those operations, and an invisible watermark, when its lossless
+file is delivered (PIX2CHAT_PROVENANCE=on). An unedited photo is the user's own and is sent
+as it is. Instructions are personal: the manifest names the operations, not the words.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from editor.finishing.provenance import Provenance, Step
+from editor.finishing.spec import Finish
+from storage import tree
+from storage.database import Database
+from storage.models import Version
+
+log = logging.getLogger(__name__)
+
+
+def step_for(version: Version) -> Step:
+    """The manifest entry for one model-made version."""
+    finish: Finish | None = version.finishing()
+    if finish is None:
+        return Step("c2pa.edited", "edited by instruction with an image-editing diffusion model")
+    if finish.operation == "upscale":
+        return Step("c2pa.resized", f"upscaled {finish.scale}x with a super-resolution model")
+    if finish.operation == "cutout":
+        return Step("c2pa.edited", "background removed with a matting model")
+    return Step("c2pa.edited", "background replaced with white using a matting model")
+
+
+class Stamper:
+    """Adds the manifest and the watermark to a version's lossless PNG."""
+
+    def __init__(self, database: Database, provenance: Provenance) -> None:
+        self.database = database
+        self.provenance = provenance
+
+    async def stamp(self, version_id: int, png: bytes) -> bytes:
+        """`png` (the version's stored file) with provenance if a model made it."""
+        async with self.database.read() as session:
+            path = await tree.path_to(session, version_id)
+        steps = [step_for(version) for version in path if not version.is_root]
+        if not steps:
+            return png
+        title = f"pix2chat-{version_id}.png"
+        return await asyncio.to_thread(self.provenance.stamp, png, steps, title)
