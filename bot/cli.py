@@ -232,7 +232,9 @@ def bench_finishing(
     runs: Annotated[int, typer.Option(help="Timed runs per figure (p50).")] = 3,
     photos: Annotated[int, typer.Option(help="Photos for the JPEG-85 watermark rate.")] = 50,
     photo_side: Annotated[int, typer.Option(help="Long side of those photos.")] = 1024,
-    device: Annotated[str, typer.Option(help="cuda: also time the real ESRGAN on the GPU.")] = "cpu",
+    device: Annotated[
+        str, typer.Option(help="cuda: also time the real ESRGAN on the GPU.")
+    ] = "cpu",
 ) -> None:
     """Finishing tools: upscale s/MP and memory, cut-out s/image, provenance s, watermark rate."""
     from bot.commands.bench_finishing import run_finishing_benchmark

@@ -21,6 +21,7 @@ from PIL import Image
 
 from bot.commands.bench_service import product_photo
 from editor.finishing.matting import Matting, cutout, on_white
+from editor.finishing.provenance import Credentials as SigningCredentials
 from editor.finishing.provenance import (
     Provenance,
     Step,
@@ -28,7 +29,6 @@ from editor.finishing.provenance import (
     has_watermark,
     make_self_signed,
 )
-from editor.finishing.provenance import Credentials as SigningCredentials
 from editor.finishing.upscale import Upscaler
 from editor.testing.finishing import export_tiny_matting, save_tiny_esrgan
 

@@ -27,7 +27,9 @@ def verify_command(path: Path, echo: Callable[[str], None]) -> int:
 
         findings = verify(data)
     except FinishingNotInstalled as error:
-        echo(f"Verifying needs the {EXTRA} extra: pip install 'pix2chat[{EXTRA}]' ({error.args_for_message.get('missing')})")
+        echo(
+            f"Verifying needs the {EXTRA} extra: pip install 'pix2chat[{EXTRA}]' ({error.args_for_message.get('missing')})"
+        )
         return NOT_INSTALLED
     except OSError as error:  # PIL: not an image
         echo(f"{path} is not an image I can read: {error}")
@@ -41,7 +43,9 @@ def verify_command(path: Path, echo: Callable[[str], None]) -> int:
         if findings.validation:
             echo(f"  validation: {', '.join(findings.validation)}")
             if "signingCredential.untrusted" in findings.validation:
-                echo("  (a self-signed certificate: the file is intact, the signer not on a trust list)")
+                echo(
+                    "  (a self-signed certificate: the file is intact, the signer not on a trust list)"
+                )
     if findings.watermark_errors is None:
         echo("Watermark: image too small to carry one")
     elif findings.watermark:

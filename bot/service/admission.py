@@ -87,7 +87,13 @@ class Gatekeeper:
             session, actor.platform, actor.user_id, self.admission.rate, self.clock()
         )
         version = await tree.add_edit(
-            session, conversation, parent, instruction, params, request_key=request_key, finish=finish
+            session,
+            conversation,
+            parent,
+            instruction,
+            params,
+            request_key=request_key,
+            finish=finish,
         )
         await self.queue.defer_in(session, job_for(actor, version, parent))
         return version

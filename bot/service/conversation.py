@@ -131,7 +131,7 @@ class ConversationService:
     async def finishing_command(
         self, actor: Actor, text: str, version_id: int | None = None
     ) -> Reply | None:
-        """"/upscale 4x", "/cutout", "/white square" typed as text (web chat); None otherwise."""
+        """ "/upscale 4x", "/cutout", "/white square" typed as text (web chat); None otherwise."""
         return await self.finishing.command(actor, text, version_id)
 
     # ----- commands ----------------------------------------------------------------------------

@@ -41,7 +41,7 @@ class BadScale(UserError):
 
 
 def parse_scale(text: str | None) -> int:
-    """"", "4", "4x", "x4" -> the factor (2 by default); anything else is refused."""
+    """ "", "4", "4x", "x4" -> the factor (2 by default); anything else is refused."""
     word = (text or "").strip().lower().removeprefix("x").removesuffix("x")
     if not word:
         return SCALES[0]
@@ -74,7 +74,9 @@ class Finishing:
         self, actor: Actor, scale: str | None = None, version_id: int | None = None
     ) -> Reply:
         """2x or 4x super-resolution of the current version (or `version_id`)."""
-        finish = Finish("upscale", scale=parse_scale(scale), max_pixels=self.media.max_stored_pixels)
+        finish = Finish(
+            "upscale", scale=parse_scale(scale), max_pixels=self.media.max_stored_pixels
+        )
         return await self._queue(actor, finish, version_id)
 
     @replies_to_errors
@@ -83,7 +85,9 @@ class Finishing:
         return await self._queue(actor, Finish("cutout"), version_id)
 
     @replies_to_errors
-    async def white(self, actor: Actor, square: bool = False, version_id: int | None = None) -> Reply:
+    async def white(
+        self, actor: Actor, square: bool = False, version_id: int | None = None
+    ) -> Reply:
         """The subject centred on pure white with a margin; a 1:1 canvas if `square`."""
         return await self._queue(actor, Finish("white", square=square), version_id)
 
@@ -131,12 +135,12 @@ class Finishing:
             if not (base.is_done or base.is_pending):
                 raise VersionNotReady(version_id=base.id)
             return base
-        base = await tree.latest_pending(session, conversation) or await tree.head(
+        current = await tree.latest_pending(session, conversation) or await tree.head(
             session, conversation
         )
-        if base is None:
+        if current is None:
             raise NoImageYet()
-        return base
+        return current
 
     async def _notes(self, finish: Finish, base: Version) -> tuple[Note, ...]:
         """What is known before running; refuses an upscale that cannot add pixels."""

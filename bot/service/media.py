@@ -182,7 +182,11 @@ def stored_size(size: tuple[int, int], max_pixels: int) -> tuple[int, int]:
 def chat_jpeg(data: bytes, long_side: int = CHAT_LONG_SIDE) -> bytes:
     """The chat copy of a stored PNG: a JPEG whose long side is at most `long_side`."""
     with Image.open(io.BytesIO(data)) as image:
-        rgb = on_light_background(image) if image.mode in ("RGBA", "LA", "PA") else image.convert("RGB")
+        rgb = (
+            on_light_background(image)
+            if image.mode in ("RGBA", "LA", "PA")
+            else image.convert("RGB")
+        )
     if max(rgb.size) > long_side:
         scale = long_side / max(rgb.size)
         size = max(1, round(rgb.width * scale)), max(1, round(rgb.height * scale))
@@ -212,6 +216,10 @@ def on_light_background(image: Image.Image) -> Image.Image:
 
 def thumbnail_jpeg(data: bytes, long_side: int) -> bytes:
     with Image.open(io.BytesIO(data)) as image:
-        small = on_light_background(image) if image.mode in ("RGBA", "LA", "PA") else image.convert("RGB")
+        small = (
+            on_light_background(image)
+            if image.mode in ("RGBA", "LA", "PA")
+            else image.convert("RGB")
+        )
         small.thumbnail((long_side, long_side))
         return encode_preview_jpeg(small, quality=80)

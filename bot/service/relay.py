@@ -57,7 +57,7 @@ def done_reply(
 def finish_reply(version_id: int, finish: Finish) -> Reply:
     """A finished upscale, cut-out or white background; a cut-out goes out as its PNG file
     (a chat photo would lose the transparency)."""
-    actions = (Action.UNDO, Action.FULL_RESOLUTION)
+    actions: tuple[Action, ...] = (Action.UNDO, Action.FULL_RESOLUTION)
     if finish.operation != "upscale":
         actions = (*actions, Action.UPSCALE)
     return Reply(

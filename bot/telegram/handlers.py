@@ -153,7 +153,9 @@ async def upscale(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """/upscale [2x|4x]: super-resolution of the current version (or the replied-to one)."""
     message, _user = _who(update)
     scale = " ".join(context.args or []) or None
-    reply = await _ctx(context).service.upscale(_actor(update), scale, _replied_version(message, context))
+    reply = await _ctx(context).service.upscale(
+        _actor(update), scale, _replied_version(message, context)
+    )
     await _answer(update, context, reply)
 
 

@@ -1,7 +1,7 @@
 """Why a finishing operation could not run; each names the catalogue message its user gets.
 
 The model layer knows nothing of settings: the catalogue texts of these keys name the setting
-(PIX2CHAT_UPSCALER_MODEL, PIX2CHAT_MATTING_MODEL) and the extra to install.
+that chose the model (bot/service/messages.py) and the extra to install.
 """
 
 from __future__ import annotations

@@ -35,8 +35,8 @@ def existing_alpha(image: Image.Image) -> Image.Image | None:
     if image.mode not in ("RGBA", "LA", "PA") and "transparency" not in image.info:
         return None
     alpha = image.convert("RGBA").getchannel("A")
-    low, _high = alpha.getextrema()
-    return alpha if low < 255 else None
+    low = alpha.getextrema()[0]
+    return alpha if isinstance(low, int) and low < 255 else None
 
 
 def check_subject(mask: Image.Image) -> None:
@@ -54,7 +54,9 @@ def cutout(image: Image.Image, mask: Image.Image) -> Image.Image:
     return rgba
 
 
-def on_white(image: Image.Image, mask: Image.Image, *, square: bool, margin: float = MARGIN) -> Image.Image:
+def on_white(
+    image: Image.Image, mask: Image.Image, *, square: bool, margin: float = MARGIN
+) -> Image.Image:
     """The subject centred on pure white with a margin (a 1:1 canvas if `square`), RGB."""
     subject = cutout(image, mask)
     box = subject.getchannel("A").point(lambda v: 255 if v >= 8 else 0).getbbox()
@@ -89,7 +91,10 @@ class Matting:
         except ImportError as error:
             raise FinishingNotInstalled(missing=str(error)) from error
         providers = ["CPUExecutionProvider"]
-        if self.device in ("cuda", "auto") and "CUDAExecutionProvider" in ort.get_available_providers():
+        if (
+            self.device in ("cuda", "auto")
+            and "CUDAExecutionProvider" in ort.get_available_providers()
+        ):
             providers.insert(0, "CUDAExecutionProvider")
         path = Path(self.source).expanduser()
         try:
@@ -104,9 +109,7 @@ class Matting:
             raise MattingUnavailable(source=self.source, detail=str(error)) from error
         log.info("matting model %s loaded", self.source)
 
-    def _local_session(
-        self, session_class: Any, ort: Any, path: Path, providers: list[str]
-    ) -> Any:
+    def _local_session(self, session_class: Any, ort: Any, path: Path, providers: list[str]) -> Any:
         """rembg's custom-model session, reading `path` through a private model home."""
         self._home = tempfile.TemporaryDirectory(prefix="pix2chat-matting-")
         home = self._home.name
@@ -121,7 +124,9 @@ class Matting:
             (session_class,),
             {"rembg_home": classmethod(private_home), "legacy_home": classmethod(private_home)},
         )
-        return private("u2net_custom", ort.SessionOptions(), model_path=str(link), providers=providers)
+        return private(
+            "u2net_custom", ort.SessionOptions(), model_path=str(link), providers=providers
+        )
 
     def mask(self, image: Image.Image) -> Image.Image:
         """The subject's soft mask (L, the image's size); an existing cut-out keeps its alpha."""

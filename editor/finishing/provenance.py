@@ -188,7 +188,9 @@ def embed_watermark(image: Image.Image) -> Image.Image:
     bgr = np.ascontiguousarray(np.asarray(image.convert("RGB"))[:, :, ::-1])
     encoder = imwatermark.WatermarkEncoder()
     encoder.set_watermark("bytes", WATERMARK)
-    marked = Image.fromarray(np.ascontiguousarray(encoder.encode(bgr, WATERMARK_METHOD)[:, :, ::-1]))
+    marked = Image.fromarray(
+        np.ascontiguousarray(encoder.encode(bgr, WATERMARK_METHOD)[:, :, ::-1])
+    )
     if alpha is not None:
         marked.putalpha(alpha)
     return marked
@@ -258,7 +260,10 @@ class Provenance:
             c2pa.C2paSigningAlg.ES256, self.credentials.chain, self.credentials.key, None
         )
         signed = io.BytesIO()
-        with c2pa.Signer.from_info(info) as signer, c2pa.Builder(manifest_for(steps, title)) as builder:
+        with (
+            c2pa.Signer.from_info(info) as signer,
+            c2pa.Builder(manifest_for(steps, title)) as builder,
+        ):
             builder.sign(signer, "image/png", source, signed)
         return signed.getvalue()
 
@@ -289,16 +294,16 @@ def verify(data: bytes) -> Findings:
     errors = watermark_errors(image)
     store = read_manifest(data, mime)
     if store is None:
-        return Findings(None, watermark=errors is not None and errors <= MAX_BIT_ERRORS, watermark_errors=errors)
+        return Findings(
+            None, watermark=errors is not None and errors <= MAX_BIT_ERRORS, watermark_errors=errors
+        )
     active = store.get("manifests", {}).get(store.get("active_manifest", ""), {})
     actions: list[str] = []
     for assertion in active.get("assertions", []):
         if str(assertion.get("label", "")).startswith("c2pa.actions"):
             for action in assertion.get("data", {}).get("actions", []):
                 description = (action.get("parameters") or {}).get("description")
-                actions.append(
-                    action["action"] + (f": {description}" if description else "")
-                )
+                actions.append(action["action"] + (f": {description}" if description else ""))
     signer = (active.get("signature_info") or {}).get("common_name")
     validation = [status.get("code", "") for status in store.get("validation_status", [])]
     return Findings(

@@ -37,10 +37,9 @@ class _RedSubject(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        self.conv = nn.Conv2d(3, 1, 1)
+        self.conv = nn.Conv2d(3, 1, 1, bias=False)
         with torch.no_grad():
             self.conv.weight.copy_(torch.tensor([4.0, -4.0, 0.0]).view(1, 3, 1, 1))
-            self.conv.bias.zero_()
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(self.conv(image))

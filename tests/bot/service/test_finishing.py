@@ -76,10 +76,15 @@ async def test_upscale_is_a_new_version_with_twice_the_pixels(h: Harness) -> Non
     version_id, key = await finished(h, reply.version_id)
     assert key == "finish.done_upscale"
     done = await h.recorder.result(version_id)
-    assert done.show_image and Action.UNDO in done.actions and Action.FULL_RESOLUTION in done.actions
+    assert (
+        done.show_image and Action.UNDO in done.actions and Action.FULL_RESOLUTION in done.actions
+    )
     assert open_image(await h.service.image(ALICE, version_id, full=True)).size == (128, 96)
     history = await h.history(ALICE)
-    assert [(e.version_id, e.instruction) for e in history] == [(root, None), (version_id, "/upscale 2x")]
+    assert [(e.version_id, e.instruction) for e in history] == [
+        (root, None),
+        (version_id, "/upscale 2x"),
+    ]
     assert history[-1].is_head
     assert (await h.service.undo(ALICE)).version_id == root
     assert await quota_used(h) == 1  # counted as one edit
@@ -109,7 +114,9 @@ async def test_a_bad_scale_is_refused_in_words(h: Harness) -> None:
     assert await h.count_versions() == before
 
 
-async def test_upscale_of_an_image_at_the_cap_is_refused(sqlite_url: str, tmp_path: Path, tiny_finisher: Finisher) -> None:
+async def test_upscale_of_an_image_at_the_cap_is_refused(
+    sqlite_url: str, tmp_path: Path, tiny_finisher: Finisher
+) -> None:
     async with running_service(
         sqlite_url, tmp_path / "images", finisher=tiny_finisher, max_stored_pixels=64 * 48
     ) as h:
@@ -120,7 +127,9 @@ async def test_upscale_of_an_image_at_the_cap_is_refused(sqlite_url: str, tmp_pa
         assert await quota_used(h) == 0
 
 
-async def test_a_capped_upscale_says_so(sqlite_url: str, tmp_path: Path, tiny_finisher: Finisher) -> None:
+async def test_a_capped_upscale_says_so(
+    sqlite_url: str, tmp_path: Path, tiny_finisher: Finisher
+) -> None:
     async with running_service(
         sqlite_url, tmp_path / "images", finisher=tiny_finisher, max_stored_pixels=8_000
     ) as h:
@@ -171,7 +180,9 @@ async def test_white_has_a_pure_white_border(h: Harness) -> None:
     await h.upload(ALICE, product())
     version_id, key = await finished(h, (await h.service.white(ALICE)).version_id)
     assert key == "finish.done_white"
-    pixels = np.asarray(open_image(await h.service.image(ALICE, version_id, full=True)).convert("RGB"))
+    pixels = np.asarray(
+        open_image(await h.service.image(ALICE, version_id, full=True)).convert("RGB")
+    )
     border = np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])
     assert (border == 255).all()
 
@@ -191,7 +202,9 @@ async def test_white_on_a_cutout_uses_its_transparency(h: Harness) -> None:
     version_id, key = await finished(h, reply.version_id)
     assert key == "finish.done_white"
     assert (await h.version(version_id)).parent_id == cut
-    pixels = np.asarray(open_image(await h.service.image(ALICE, version_id, full=True)).convert("RGB"))
+    pixels = np.asarray(
+        open_image(await h.service.image(ALICE, version_id, full=True)).convert("RGB")
+    )
     assert (pixels[0] == 255).all()
 
 
@@ -215,7 +228,9 @@ async def test_nobody_finishes_another_users_version(h: Harness) -> None:
     assert reply.key == "error.version_not_found"
 
 
-async def test_missing_weights_name_the_setting(sqlite_url: str, tmp_path: Path, tiny_matting: Path) -> None:
+async def test_missing_weights_name_the_setting(
+    sqlite_url: str, tmp_path: Path, tiny_matting: Path
+) -> None:
     broken = Finisher(Upscaler(str(tmp_path / "missing.pth")), Matting(str(tiny_matting)))
     async with running_service(sqlite_url, tmp_path / "images", finisher=broken) as h:
         await h.upload(ALICE)

@@ -13,7 +13,7 @@ from editor.finishing.provenance import verify
 from editor.testing.doubles import NullEditor
 from tests.bot.telegram.test_telegram import (
     ALICE,
-    api,  # noqa: F401 (the fixture)
+    api,
     button_data,
     buttons,
     decode,
@@ -37,7 +37,10 @@ def product(size: tuple[int, int] = (320, 256)) -> bytes:
 
 
 async def test_upscale_cutout_white_and_provenance(
-    api: FakeBotAPI, tmp_path: Path, tiny_esrgan_2x: Path, tiny_matting: Path  # noqa: F811
+    api: FakeBotAPI,
+    tmp_path: Path,
+    tiny_esrgan_2x: Path,
+    tiny_matting: Path,
 ) -> None:
     async with running_bot(
         api,

@@ -28,10 +28,15 @@ def decode(data: bytes) -> Image.Image:
     return image
 
 
-async def test_finishing_in_the_web_chat(tmp_path: Path, tiny_esrgan_2x: Path, tiny_matting: Path) -> None:
-    async with web_chat(
-        tmp_path, upscaler_model=str(tiny_esrgan_2x), matting_model=str(tiny_matting)
-    ) as chat, chat.browser() as client:
+async def test_finishing_in_the_web_chat(
+    tmp_path: Path, tiny_esrgan_2x: Path, tiny_matting: Path
+) -> None:
+    async with (
+        web_chat(
+            tmp_path, upscaler_model=str(tiny_esrgan_2x), matting_model=str(tiny_matting)
+        ) as chat,
+        chat.browser() as client,
+    ):
         await upload(client, product())
         night = await edited(chat, client, "make it night")
         done = (await chat.recorder.result(night)).key

@@ -28,7 +28,9 @@ def upscaler_4x(tiny_esrgan_4x: Path) -> Upscaler:
     return upscaler
 
 
-def test_spandrel_detects_the_saved_esrgan_weights(upscaler_4x: Upscaler, tiny_esrgan_2x: Path) -> None:
+def test_spandrel_detects_the_saved_esrgan_weights(
+    upscaler_4x: Upscaler, tiny_esrgan_2x: Path
+) -> None:
     assert upscaler_4x.scale == 4
     assert upscaler_4x._descriptor.architecture.name == "ESRGAN"
     two = Upscaler(str(tiny_esrgan_2x))  # .safetensors, detected the same way
@@ -68,7 +70,9 @@ def test_tiles_without_context_would_show_seams(upscaler_4x: Upscaler) -> None:
     image = textured((48, 40))
     size = (48 * 4, 40 * 4)
     whole = np.asarray(upscale_tiled(upscaler_4x.run_tile, 4, image, size, tile=64), dtype=int)
-    bare = np.asarray(upscale_tiled(upscaler_4x.run_tile, 4, image, size, tile=16, pad=0), dtype=int)
+    bare = np.asarray(
+        upscale_tiled(upscaler_4x.run_tile, 4, image, size, tile=16, pad=0), dtype=int
+    )
     assert np.abs(whole - bare).max() > 2
 
 
@@ -119,7 +123,9 @@ def test_unknown_weights_are_refused(tmp_path: Path) -> None:
         Upscaler(str(odd)).load()
 
 
-def test_without_the_extra_it_says_so(monkeypatch: pytest.MonkeyPatch, tiny_esrgan_4x: Path) -> None:
+def test_without_the_extra_it_says_so(
+    monkeypatch: pytest.MonkeyPatch, tiny_esrgan_4x: Path
+) -> None:
     monkeypatch.setitem(sys.modules, "spandrel", None)  # import spandrel -> ImportError
     with pytest.raises(FinishingNotInstalled):
         Upscaler(str(tiny_esrgan_4x)).load()
