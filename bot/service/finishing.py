@@ -118,7 +118,7 @@ class Finishing:
         await self.queue.submit(job_for(actor, version, base))
         position = await self.queue.position(version.id)
         return Reply(
-            key=Key.FINISH_QUEUED,
+            key=Key.FINISH_QUEUED if position and position > 1 else Key.FINISH_QUEUED_NEXT,
             args={"operation": finish.label(), "position": position or 1},
             version_id=version.id,
             kind=ReplyKind.QUEUED,

@@ -104,6 +104,7 @@ class Key(enum.StrEnum):
     ERROR_STORAGE_FULL = "error.storage_full"
     # Finishing tools (issue 18)
     FINISH_QUEUED = "finish.queued"
+    FINISH_QUEUED_NEXT = "finish.queued_next"
     FINISH_CAPPED = "finish.capped"
     FINISH_ALREADY_CUTOUT = "finish.already_cutout"
     FINISH_DONE_UPSCALE = "finish.done_upscale"
@@ -235,6 +236,7 @@ ENGLISH: dict[str, str] = {
     Key.ERROR_STORAGE_FULL: "I can't save anything right now (my storage is full). Please try again later.",
     # Finishing tools (issue 18)
     Key.FINISH_QUEUED: "On it: {operation}. You are #{position} in line.",
+    Key.FINISH_QUEUED_NEXT: "On it: {operation}. You are next.",
     Key.FINISH_CAPPED: (
         "That would be over the {max_mp} MP limit, so the result is capped at {width}x{height}."
     ),

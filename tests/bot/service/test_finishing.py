@@ -71,7 +71,7 @@ async def test_upscale_is_a_new_version_with_twice_the_pixels(h: Harness) -> Non
     root = (await h.upload(ALICE)).version_id
     reply = await h.service.upscale(ALICE)
 
-    assert reply.key == "finish.queued" and "/upscale 2x" in reply.text()
+    assert reply.key in ("finish.queued", "finish.queued_next") and "/upscale 2x" in reply.text()
     assert reply.actions == (Action.CANCEL,)
     version_id, key = await finished(h, reply.version_id)
     assert key == "finish.done_upscale"
@@ -260,4 +260,19 @@ async def test_typed_commands_reach_the_same_operations(h: Harness) -> None:
     await h.upload(ALICE, product())
     assert await h.service.finishing_command(ALICE, "make it night") is None
     reply = await h.service.finishing_command(ALICE, "/white square")
-    assert reply is not None and reply.key == "finish.queued" and "/white square" in reply.text()
+    assert (
+        reply is not None
+        and reply.key in ("finish.queued", "finish.queued_next")
+        and "/white square" in reply.text()
+    )
+
+
+async def test_regenerate_of_an_upscale_upscales_again(h: Harness) -> None:
+    root = (await h.upload(ALICE)).version_id
+    first, _ = await finished(h, (await h.service.upscale(ALICE)).version_id)
+    reply = await h.service.regenerate(ALICE, first)
+    again, key = await finished(h, reply.version_id)
+
+    assert key == "finish.done_upscale"  # not an instruction edit named "/upscale 2x"
+    assert (await h.version(again)).parent_id == root
+    assert open_image(await h.service.image(ALICE, again, full=True)).size == (128, 96)
