@@ -134,18 +134,22 @@ def bench_provenance(runs: int, echo: Echo) -> None:
     buffer = io.BytesIO()
     image.save(buffer, "PNG", compress_level=1)
     png = buffer.getvalue()
-    marks, stamps = [], []
+    marks, signs, stamps = [], [], []
+    steps = [Step("c2pa.edited", "benchmark")]
     for _ in range(runs):
         started = time.perf_counter()
         embed_watermark(image)
         marks.append(time.perf_counter() - started)
         started = time.perf_counter()
-        provenance.stamp(png, [Step("c2pa.edited", "benchmark")], "bench.png")
+        provenance.sign(png, steps, "bench.png")
+        signs.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        provenance.stamp(png, steps, "bench.png")
         stamps.append(time.perf_counter() - started)
-    mark, stamp = statistics.median(marks), statistics.median(stamps)
     echo(
-        f"provenance at 12 MP: watermark {mark:.2f} s; watermark + C2PA signing + PNG "
-        f"{stamp:.2f} s (signing and encoding {stamp - mark:.2f} s)"
+        f"provenance at 12 MP: watermark {statistics.median(marks):.2f} s, C2PA signing "
+        f"{statistics.median(signs):.2f} s; the whole stamp (decode, watermark, PNG encode, "
+        f"sign) {statistics.median(stamps):.2f} s"
     )
 
 

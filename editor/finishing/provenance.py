@@ -41,6 +41,10 @@ MIN_WATERMARK_SIDE = 256
 """The DWT-DCT-SVD embedding needs room for its blocks; smaller images get none."""
 WATERMARK_METHOD = "dwtDctSvd"
 """Survives JPEG quality 85 (dwtDct, faster, does not: docs/BENCHMARKS.md)."""
+WATERMARK_SCALES = [0, 54, 54]
+"""Quantisation steps per YUV channel: both chroma channels, stronger than the library's
+default (0, 36, 0), which lost the mark in a quarter of flat studio shots after JPEG 85; the
+PSNR stays about 40 dB."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,7 +193,9 @@ def embed_watermark(image: Image.Image) -> Image.Image:
     encoder = imwatermark.WatermarkEncoder()
     encoder.set_watermark("bytes", WATERMARK)
     marked = Image.fromarray(
-        np.ascontiguousarray(encoder.encode(bgr, WATERMARK_METHOD)[:, :, ::-1])
+        np.ascontiguousarray(
+            encoder.encode(bgr, WATERMARK_METHOD, scales=WATERMARK_SCALES)[:, :, ::-1]
+        )
     )
     if alpha is not None:
         marked.putalpha(alpha)
@@ -203,7 +209,9 @@ def watermark_errors(image: Image.Image) -> int | None:
     imwatermark = _imwatermark()
     bgr = np.ascontiguousarray(np.asarray(image.convert("RGB"))[:, :, ::-1])
     decoder = imwatermark.WatermarkDecoder("bits", WATERMARK_BITS)
-    bits = [int(bool(b)) for b in decoder.decode(bgr, WATERMARK_METHOD)]
+    bits = [
+        int(bool(b)) for b in decoder.decode(bgr, WATERMARK_METHOD, scales=WATERMARK_SCALES)
+    ]
     expected = [(byte >> (7 - i)) & 1 for byte in WATERMARK for i in range(8)]
     return sum(a != b for a, b in zip(bits, expected, strict=True))
 
@@ -246,16 +254,20 @@ class Provenance:
 
     def stamp(self, png: bytes, steps: Sequence[Step], title: str) -> bytes:
         """`png` watermarked and signed (a PNG again)."""
-        try:
-            import c2pa
-        except ImportError as error:
-            raise FinishingNotInstalled(missing=str(error)) from error
         with Image.open(io.BytesIO(png)) as decoded:
             image = decoded.copy()
         marked = embed_watermark(image)
         source = io.BytesIO()
         marked.save(source, "PNG", compress_level=1)
-        source.seek(0)
+        return self.sign(source.getvalue(), steps, title)
+
+    def sign(self, png: bytes, steps: Sequence[Step], title: str) -> bytes:
+        """`png` with a signed C2PA manifest of `steps` (pixels untouched)."""
+        try:
+            import c2pa
+        except ImportError as error:
+            raise FinishingNotInstalled(missing=str(error)) from error
+        source = io.BytesIO(png)
         info = c2pa.C2paSignerInfo(
             c2pa.C2paSigningAlg.ES256, self.credentials.chain, self.credentials.key, None
         )
