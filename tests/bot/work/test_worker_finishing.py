@@ -21,9 +21,8 @@ from storage import tree
 from storage.database import Database
 from storage.images import DatabaseImageStore
 from storage.models import Version
-from storage.types import Actor
 from tests.fixtures_queue import FAST, Events, add_photo
-from tests.scaleout.harness import PARAMS
+from tests.scaleout.harness import PARAMS, actor
 
 
 async def test_the_worker_runs_an_upscale_job(
@@ -32,9 +31,7 @@ async def test_the_worker_runs_an_upscale_job(
     await add_photo(pg, images, "alice")
     finish = Finish("upscale", scale=2)
     async with pg.write() as session:
-        conversation = await tree.get_or_create_conversation(
-            session, Actor("telegram", "alice", "alice")
-        )
+        conversation = await tree.get_or_create_conversation(session, actor("alice"))
         parent = await tree.head(session, conversation)
         assert parent is not None
         version = await tree.add_edit(
