@@ -153,7 +153,8 @@ ENGLISH: dict[str, str] = {
     Key.HELP: (
         "Send me a photo, then tell me what to change, for example " + EXAMPLES + ". "
         "Each instruction edits the latest result. Commands: /undo, /redo, /regenerate, "
-        "/history, /reset, /settings, /cancel, /status, /forget."
+        "/history, /reset, /settings, /cancel, /status, /forget. Finishing: /upscale [2x|4x], "
+        "/cutout, /white [square]."
     ),
     Key.WELCOME: (
         "Hi! I edit photos by instruction. Send me a photo, then tell me what to change, "

@@ -9,7 +9,9 @@ as it is. Instructions are personal: the manifest names the operations, not the 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
+from collections import OrderedDict
 
 from editor.finishing.provenance import Provenance, Step
 from editor.finishing.spec import Finish
@@ -18,6 +20,10 @@ from storage.database import Database
 from storage.models import Version
 
 log = logging.getLogger(__name__)
+
+STAMPED_KEPT = 4
+"""Stamped files kept in memory: watermarking takes about a second per megapixel on a CPU, and
+a user who presses Full resolution twice should not wait twice."""
 
 
 def step_for(version: Version) -> Step:
@@ -38,13 +44,22 @@ class Stamper:
     def __init__(self, database: Database, provenance: Provenance) -> None:
         self.database = database
         self.provenance = provenance
+        self._stamped: OrderedDict[tuple[int, str], bytes] = OrderedDict()
 
     async def stamp(self, version_id: int, png: bytes) -> bytes:
         """`png` (the version's stored file) with provenance if a model made it."""
+        key = (version_id, hashlib.sha256(png).hexdigest())
+        if key in self._stamped:
+            self._stamped.move_to_end(key)
+            return self._stamped[key]
         async with self.database.read() as session:
             path = await tree.path_to(session, version_id)
         steps = [step_for(version) for version in path if not version.is_root]
         if not steps:
             return png
         title = f"pix2chat-{version_id}.png"
-        return await asyncio.to_thread(self.provenance.stamp, png, steps, title)
+        stamped = await asyncio.to_thread(self.provenance.stamp, png, steps, title)
+        self._stamped[key] = stamped
+        while len(self._stamped) > STAMPED_KEPT:
+            self._stamped.popitem(last=False)
+        return stamped

@@ -209,9 +209,7 @@ def watermark_errors(image: Image.Image) -> int | None:
     imwatermark = _imwatermark()
     bgr = np.ascontiguousarray(np.asarray(image.convert("RGB"))[:, :, ::-1])
     decoder = imwatermark.WatermarkDecoder("bits", WATERMARK_BITS)
-    bits = [
-        int(bool(b)) for b in decoder.decode(bgr, WATERMARK_METHOD, scales=WATERMARK_SCALES)
-    ]
+    bits = [int(bool(b)) for b in decoder.decode(bgr, WATERMARK_METHOD, scales=WATERMARK_SCALES)]
     expected = [(byte >> (7 - i)) & 1 for byte in WATERMARK for i in range(8)]
     return sum(a != b for a, b in zip(bits, expected, strict=True))
 

@@ -212,8 +212,10 @@ async def test_full_resolution_carries_provenance(h: Harness) -> None:
     root = (await h.upload(ALICE, photo((320, 256)))).version_id
     edit = await h.edit(ALICE, "make it night")
 
-    findings = verify(await h.service.image(ALICE, edit, full=True))
+    signed = await h.service.image(ALICE, edit, full=True)
+    findings = verify(signed)
     assert findings.manifest is not None and findings.watermark
+    assert await h.service.image(ALICE, edit, full=True) == signed  # stamped once, kept
     assert any("edited by instruction" in action for action in findings.actions)
     # The user's own photo is sent as it is.
     assert verify(await h.service.image(ALICE, root, full=True)).manifest is None
