@@ -31,7 +31,12 @@ COPY pyproject.toml setup.py README.md ./
 COPY bot ./bot
 COPY editor ./editor
 COPY storage ./storage
-RUN pip install ".[postgres]"
+RUN pip install ".[postgres,finishing]"
+# The invisible watermark (provenance, issue 18): invisible-watermark declares opencv-python,
+# whose cv2 would clash with opencv-python-headless (already installed, same cv2 module), so it
+# is installed without its declared dependencies; its real ones (numpy, Pillow, PyWavelets,
+# opencv) are all there.
+RUN pip install --no-deps "invisible-watermark==0.2.0"
 
 USER pix2chat
 VOLUME ["/data", "/models"]

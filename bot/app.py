@@ -17,6 +17,10 @@ from bot.work.pgqueue import is_postgresql
 from bot.work.scheduler import EmbeddedScheduler
 from editor.base import Editor
 from editor.errors import ModelLoadError, OptionError
+from editor.finishing.finisher import Finisher
+from editor.finishing.matting import Matting
+from editor.finishing.provenance import Provenance, ensure_credentials
+from editor.finishing.upscale import Upscaler
 from editor.images import ImageLimits
 from editor.segment import Segmenter
 from storage.connect import DatabaseUnavailable
@@ -112,6 +116,45 @@ def make_segmenter(settings: Settings) -> Segmenter:
     from editor.segment import ClipSegSegmenter
 
     return ClipSegSegmenter(settings.segmenter_model, device=settings.device)
+
+
+def make_finisher(settings: Settings) -> Finisher:
+    """The finishing tools as configured; their models load at first use, in the model thread."""
+    return Finisher(
+        Upscaler(settings.upscaler_model, settings.device),
+        Matting(settings.matting_model, settings.device),
+    )
+
+
+def make_provenance(settings: Settings) -> Provenance | None:
+    """The signer for Full resolution files (PIX2CHAT_PROVENANCE), None when off.
+
+    Without the finishing extra the files go out unsigned, and the log says what to install:
+    a bot that cannot sign must still deliver.
+
+    Raises:
+        ConfigurationError: only one of the certificate and its key exists.
+    """
+    if not settings.provenance:
+        return None
+    import importlib.util
+
+    missing = [m for m in ("c2pa", "imwatermark") if importlib.util.find_spec(m) is None]
+    if missing:
+        logging.getLogger(__name__).warning(
+            "PIX2CHAT_PROVENANCE=on, but %s is not installed: Full resolution files go out "
+            "without provenance. Install it with pip install 'pix2chat[finishing]'",
+            " and ".join(missing),
+        )
+        return None
+    cert, key = settings.c2pa_paths()
+    try:
+        return Provenance(ensure_credentials(cert, key))
+    except (OSError, ValueError) as error:
+        raise ConfigurationError(
+            f"Cannot use the C2PA signing certificate: {error}. Check PIX2CHAT_C2PA_CERT and "
+            "PIX2CHAT_C2PA_KEY (or set PIX2CHAT_PROVENANCE=off)"
+        ) from error
 
 
 def with_setting_hint(error: ModelLoadError | OptionError, separator: str = "\n") -> str:
@@ -212,6 +255,7 @@ async def build(
                 max_attempts=settings.max_attempts,
                 develop=settings.develop,
                 segmenter=segmenter,
+                finisher=make_finisher(settings),
             )
             masking_thread = scheduler.model_thread
         service = ConversationService(
@@ -234,6 +278,7 @@ async def build(
             ),
             max_stored_pixels=settings.max_stored_pixels,
             masker=RegionMasker(segmenter, masking_thread, images),
+            provenance=make_provenance(settings),
         )
         await stack.enter_async_context(scheduler)
         yield Components(settings, database, images, editor, scheduler, service)
@@ -293,6 +338,7 @@ async def serve_worker(
                 editor or make_editor(settings),
                 worker_options(settings),
                 segmenter=segmenter or make_segmenter(settings),
+                finisher=make_finisher(settings),
             )
             await worker.run()
     finally:

@@ -239,6 +239,41 @@ from bot.commands.finetune import register as _register_finetune  # noqa: E402
 _register_finetune(app)
 
 
+@bench_app.command("finishing")
+def bench_finishing(
+    upscale_sides: Annotated[
+        str, typer.Option(help="Comma-separated input sides (px) the tiny upscaler is timed at.")
+    ] = "128,256",
+    runs: Annotated[int, typer.Option(help="Timed runs per figure (p50).")] = 3,
+    photos: Annotated[int, typer.Option(help="Photos for the JPEG-85 watermark rate.")] = 50,
+    photo_side: Annotated[int, typer.Option(help="Long side of those photos.")] = 1024,
+    device: Annotated[
+        str, typer.Option(help="cuda: also time the real ESRGAN on the GPU.")
+    ] = "cpu",
+) -> None:
+    """Finishing tools: upscale s/MP and memory, cut-out s/image, provenance s, watermark rate."""
+    from bot.commands.bench_finishing import run_finishing_benchmark
+
+    run_finishing_benchmark(
+        typer.echo,
+        upscale_sides=list(_positive_ints(upscale_sides)),
+        runs=runs,
+        photos=photos,
+        photo_side=photo_side,
+        device=device,
+    )
+
+
+@app.command()
+def verify(
+    image: Annotated[Path, typer.Argument(help="an image file, e.g. a Full resolution download")],
+) -> None:
+    """Read back the provenance of a file: its C2PA manifest and the invisible watermark."""
+    from bot.commands.verify import verify_command
+
+    raise typer.Exit(verify_command(image, typer.echo))
+
+
 @bench_app.command("queue")
 def bench_queue(
     workers: Annotated[str, typer.Option(help="Worker process counts to measure.")] = "1,2,4",

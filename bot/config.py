@@ -143,6 +143,26 @@ class Settings(BaseSettings):
     preview_model: str = "madebyollin/taesd"
     preview_every: int = Field(default=5, ge=1)
 
+    # Finishing tools (issue 18): /upscale, /cutout, /white and provenance of delivered files
+    upscaler_model: str = Field(
+        default="ai-forever/Real-ESRGAN:RealESRGAN_x4.pth",
+        description="super-resolution weights spandrel detects: a local file or owner/repo:file",
+    )
+    matting_model: str = Field(
+        default="birefnet-general",
+        description="cut-out model: a local .onnx file or a rembg model name",
+    )
+    provenance: bool = Field(
+        default=True,
+        description="on|off: C2PA manifest and invisible watermark on Full resolution files",
+    )
+    c2pa_cert: Path | None = Field(
+        default=None,
+        description="PEM certificate chain that signs manifests; default a self-signed one "
+        "made once in data_dir/provenance",
+    )
+    c2pa_key: Path | None = Field(default=None, description="the PEM private key of c2pa_cert")
+
     @field_validator("discord_guild_ids", "discord_channel_ids", mode="before")
     @classmethod
     def _comma_separated(cls, value: Any) -> Any:
@@ -165,6 +185,11 @@ class Settings(BaseSettings):
             image_guidance_scale=self.default_image_guidance_scale,
             resolution=self.default_resolution,
         )
+
+    def c2pa_paths(self) -> tuple[Path, Path]:
+        """The signing certificate chain and key: configured, or made once in the data folder."""
+        folder = self.data_dir / "provenance"
+        return self.c2pa_cert or folder / "c2pa-cert.pem", self.c2pa_key or folder / "c2pa-key.pem"
 
     def has_frontend(self) -> bool:
         return self.telegram_token is not None or self.discord_token is not None

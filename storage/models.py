@@ -23,6 +23,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from editor.finishing.spec import Finish, finish_from_params
 from editor.params import EditParams
 
 
@@ -131,6 +132,11 @@ class Version(Base):
         if self.params is None:
             raise ValueError(f"version {self.id} is a photo, not an edit")
         return EditParams.from_dict(self.params)
+
+    def finishing(self) -> Finish | None:
+        """The finishing operation (upscale, cut-out, white) this version runs, None for an
+        instruction edit or a photo."""
+        return finish_from_params(self.params)
 
 
 class ConversationRegion(Base):

@@ -21,6 +21,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
+from editor.finishing.spec import Finish
 from editor.params import EditParams
 from storage import lifecycle, regions
 from storage.errors import NothingToRedo, NothingToUndo, VersionNotFound
@@ -136,13 +137,21 @@ async def add_edit(
     instruction: str,
     params: EditParams,
     request_key: str | None = None,
+    finish: Finish | None = None,
 ) -> Version:
-    """A queued child of `parent` (`lifecycle.new_edit`); it becomes the head when it is done."""
+    """A queued child of `parent` (`lifecycle.new_edit`); it becomes the head when it is done.
+
+    With `finish` the child is a finishing operation (kept in its params beside the edit
+    parameters), not an instruction edit.
+    """
+    stored = params.to_dict()
+    if finish is not None:
+        stored["finish"] = finish.to_dict()
     version = Version(
         conversation_id=conversation.id,
         parent_id=parent.id,
         instruction=instruction,
-        params=params.to_dict(),
+        params=stored,
         request_key=request_key,
         created_at=utcnow(),
         **lifecycle.new_edit(),

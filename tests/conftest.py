@@ -13,4 +13,5 @@ pytest_plugins = [
     "tests.fixtures_db",
     "tests.fixtures_queue",
     "tests.fixtures_pgserver",
+    "tests.fixtures_finishing",
 ]

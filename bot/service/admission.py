@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.work.jobs import Job, JobQueue
 from editor.base import Editor
 from editor.errors import EmptyInstruction, InstructionTooLong
+from editor.finishing.spec import Finish
 from editor.params import EditParams
 from storage import limits, tree
 from storage.errors import QueueFull, TooManyPending
@@ -71,8 +72,12 @@ class Gatekeeper:
         instruction: str,
         params: EditParams,
         request_key: str | None,
+        finish: Finish | None = None,
     ) -> Version:
-        """Check every cap and record the queued version, all in one write transaction."""
+        """Check every cap and record the queued version, all in one write transaction.
+
+        A finishing operation (`finish`) passes the same caps and counts as one edit.
+        """
         if await self.queue.depth() >= self.admission.queue_cap:  # the queue knows
             raise QueueFull()
         pending = await tree.count_pending_for_user(session, actor.platform, actor.user_id)
@@ -82,7 +87,13 @@ class Gatekeeper:
             session, actor.platform, actor.user_id, self.admission.rate, self.clock()
         )
         version = await tree.add_edit(
-            session, conversation, parent, instruction, params, request_key=request_key
+            session,
+            conversation,
+            parent,
+            instruction,
+            params,
+            request_key=request_key,
+            finish=finish,
         )
         await self.queue.defer_in(session, job_for(actor, version, parent))
         return version
@@ -100,4 +111,5 @@ def job_for(actor: Actor, version: Version, parent: Version) -> Job:
         parent_size=parent_size,
         instruction=version.instruction or "",
         params=version.edit_params(),
+        finish=version.finishing(),
     )

@@ -19,14 +19,17 @@ from typing import Any
 from bot.service.admission import MAX_INSTRUCTION_CHARS, Admission, Gatekeeper
 from bot.service.commands import Commands
 from bot.service.edits import Edits
+from bot.service.finishing import Finishing
 from bot.service.languages import Hint, Languages
 from bot.service.media import DEFAULT_MAX_STORED_PIXELS, Media, Previews
 from bot.service.regions import Regions
 from bot.service.relay import Relay
 from bot.service.replies import Reply, UpdateListener, error_reply, replies_to_errors
+from bot.service.stamping import Stamper
 from bot.work.jobs import JobQueue
 from bot.work.masking import RegionMasker
 from editor.base import Editor
+from editor.finishing.provenance import Provenance
 from editor.images import ImageLimits
 from editor.params import EditParams
 from editor.regions import KEEP, ONLY
@@ -51,6 +54,7 @@ class ConversationService:
         max_stored_pixels: int = DEFAULT_MAX_STORED_PIXELS,
         masker: RegionMasker | None = None,
         clock: Callable[[], float] = time.time,
+        provenance: Provenance | None = None,
     ) -> None:
         self.database = database
         self.images = images
@@ -62,9 +66,13 @@ class ConversationService:
         self.clock = clock
         self.previews = Previews()
         self.relay = Relay(database, self.previews)
-        self.media = Media(database, images, self.image_limits, self.previews, max_stored_pixels)
+        stamper = Stamper(database, provenance) if provenance is not None else None
+        self.media = Media(
+            database, images, self.image_limits, self.previews, max_stored_pixels, stamper
+        )
         gate = Gatekeeper(queue, tokens, self.admission, clock)
         self.edits = Edits(database, queue, gate, self.media, self.relay, self.defaults)
+        self.finishing = Finishing(database, queue, gate, self.media, self.relay, self.defaults)
         self.commands = Commands(database, images, queue, self.previews, self.defaults)
         self.languages = Languages(database)
         self.regions = Regions(database, masker)
@@ -109,6 +117,30 @@ class ConversationService:
     async def regenerate(self, actor: Actor, version_id: int | None = None) -> Reply:
         """Same instruction on the same parent with a new seed; the old result stays reachable."""
         return await self.edits.regenerate(actor, version_id)
+
+    # ----- finishing (issue 18) ----------------------------------------------------------------
+
+    async def upscale(
+        self, actor: Actor, scale: str | None = None, version_id: int | None = None
+    ) -> Reply:
+        """2x or 4x super-resolution of the current version, as a new version."""
+        return await self.finishing.upscale(actor, scale, version_id)
+
+    async def cutout(self, actor: Actor, version_id: int | None = None) -> Reply:
+        """The subject on a transparent background (a PNG file), as a new version."""
+        return await self.finishing.cutout(actor, version_id)
+
+    async def white(
+        self, actor: Actor, square: bool = False, version_id: int | None = None
+    ) -> Reply:
+        """The subject on pure white with a margin (a 1:1 canvas if `square`)."""
+        return await self.finishing.white(actor, square, version_id)
+
+    async def finishing_command(
+        self, actor: Actor, text: str, version_id: int | None = None
+    ) -> Reply | None:
+        """ "/upscale 4x", "/cutout", "/white square" typed as text (web chat); None otherwise."""
+        return await self.finishing.command(actor, text, version_id)
 
     # ----- commands ----------------------------------------------------------------------------
 

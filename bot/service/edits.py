@@ -135,7 +135,14 @@ class Edits:
             parent = await tree.get_version(session, conversation, target.parent_id)
             params = EditParams.from_dict({**target.params, "seed": new_seed()})
             version = await self.gate.admit(
-                session, actor, conversation, parent, target.instruction or "", params, None
+                session,
+                actor,
+                conversation,
+                parent,
+                target.instruction or "",
+                params,
+                None,
+                target.finishing(),  # an upscale or cut-out runs again as what it was
             )
             # The same constraint as the edit it regenerates, re-masked on the same parent.
             same = await regions.of_versions(session, [target.id])
@@ -160,7 +167,8 @@ class Edits:
     async def _queue(self, actor: Actor, version: Version, parent: Version) -> Reply:
         """Hand the committed version to the scheduler and say where it stands."""
         instruction = version.instruction or ""
-        self.relay.expect(version.id, Owner(actor, instruction, version.edit_params().seed))
+        seed = version.edit_params().seed
+        self.relay.expect(version.id, Owner(actor, instruction, seed, version.finishing()))
         await self.queue.submit(job_for(actor, version, parent))
         position = await self.queue.position(version.id)
         key = Key.EDIT_QUEUED if position and position > 1 else Key.EDIT_QUEUED_NEXT

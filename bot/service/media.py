@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from PIL import Image
 
 from bot.service.lookup import started_conversation
+from bot.service.stamping import Stamper
 from bot.work.jobs import JobPreview
 from editor.images import ImageLimits, encode_png, encode_preview_jpeg, load_image
 from storage import tree
@@ -87,8 +88,10 @@ class Media:
         limits: ImageLimits,
         previews: Previews,
         max_stored_pixels: int = DEFAULT_MAX_STORED_PIXELS,
+        stamper: Stamper | None = None,
     ) -> None:
         self.database = database
+        self.stamper = stamper
         self.images = images
         self.limits = limits
         self.previews = previews
@@ -116,6 +119,8 @@ class Media:
         """
         data = await asyncio.to_thread(self.images.get, await self._ready_sha(actor, version_id))
         if full:
+            if self.stamper is not None:  # provenance: manifest and watermark
+                return await self.stamper.stamp(version_id, data)
             return data
         return await asyncio.to_thread(chat_jpeg, data)
 
@@ -177,7 +182,11 @@ def stored_size(size: tuple[int, int], max_pixels: int) -> tuple[int, int]:
 def chat_jpeg(data: bytes, long_side: int = CHAT_LONG_SIDE) -> bytes:
     """The chat copy of a stored PNG: a JPEG whose long side is at most `long_side`."""
     with Image.open(io.BytesIO(data)) as image:
-        rgb = image.convert("RGB")
+        rgb = (
+            on_light_background(image)
+            if image.mode in ("RGBA", "LA", "PA")
+            else image.convert("RGB")
+        )
     if max(rgb.size) > long_side:
         scale = long_side / max(rgb.size)
         size = max(1, round(rgb.width * scale)), max(1, round(rgb.height * scale))
@@ -185,8 +194,32 @@ def chat_jpeg(data: bytes, long_side: int = CHAT_LONG_SIDE) -> bytes:
     return encode_preview_jpeg(rgb)
 
 
+CHECKER = ((255, 255, 255), (232, 232, 232))
+CHECKER_CELL = 16
+
+
+def on_light_background(image: Image.Image) -> Image.Image:
+    """A picture with transparency (a cut-out) on a light checkerboard, as RGB.
+
+    Dropping the alpha would show whatever colours lie under the transparent pixels (often
+    black); the checkerboard shows the cut-out as one, on a light background.
+    """
+    rgba = image.convert("RGBA")
+    board = Image.new("RGB", rgba.size, CHECKER[0])
+    cell = Image.new("RGB", (CHECKER_CELL, CHECKER_CELL), CHECKER[1])
+    for y in range(0, rgba.height, CHECKER_CELL):
+        for x in range((y // CHECKER_CELL) % 2 * CHECKER_CELL, rgba.width, 2 * CHECKER_CELL):
+            board.paste(cell, (x, y))
+    board.paste(rgba, mask=rgba.getchannel("A"))
+    return board
+
+
 def thumbnail_jpeg(data: bytes, long_side: int) -> bytes:
     with Image.open(io.BytesIO(data)) as image:
-        small = image.convert("RGB")
+        small = (
+            on_light_background(image)
+            if image.mode in ("RGBA", "LA", "PA")
+            else image.convert("RGB")
+        )
         small.thumbnail((long_side, long_side))
         return encode_preview_jpeg(small, quality=80)

@@ -159,6 +159,9 @@ class Key(enum.StrEnum):
     COMMAND_KEEP = "command.keep"
     COMMAND_ONLY = "command.only"
     COMMAND_REGIONS = "command.regions"
+    COMMAND_UPSCALE = "command.upscale"
+    COMMAND_CUTOUT = "command.cutout"
+    COMMAND_WHITE = "command.white"
     OPTION_KEEP_REGION = "option.keep_region"
     OPTION_ONLY_REGION = "option.only_region"
     OPTION_IMAGE = "option.image"
@@ -202,6 +205,21 @@ class Key(enum.StrEnum):
     PAGE_DELETE_ALL = "page.delete_all"
     PAGE_DROP = "page.drop"
     PAGE_BRANCH_HINT = "page.branch_hint"
+    # Finishing tools (issue 18)
+    FINISH_QUEUED = "finish.queued"
+    FINISH_QUEUED_NEXT = "finish.queued_next"
+    FINISH_CAPPED = "finish.capped"
+    FINISH_ALREADY_CUTOUT = "finish.already_cutout"
+    FINISH_DONE_UPSCALE = "finish.done_upscale"
+    FINISH_DONE_CUTOUT = "finish.done_cutout"
+    FINISH_DONE_WHITE = "finish.done_white"
+    BUTTON_UPSCALE = "button.upscale"
+    ERROR_UPSCALE_SCALE = "error.upscale_scale"
+    ERROR_UPSCALE_AT_CAP = "error.upscale_at_cap"
+    ERROR_NO_SUBJECT = "error.no_subject"
+    ERROR_UPSCALER_UNAVAILABLE = "error.upscaler_unavailable"
+    ERROR_MATTING_UNAVAILABLE = "error.matting_unavailable"
+    ERROR_FINISHING_NOT_INSTALLED = "error.finishing_not_installed"
 
 
 @dataclass(frozen=True, slots=True)
@@ -271,7 +289,8 @@ ENGLISH: dict[str, str | Plural] = {
         "Send me a photo, then tell me what to change, for example " + EXAMPLES + ". "
         "Each instruction edits the latest result. Commands: /undo, /redo, /regenerate, "
         "/history, /reset, /settings, /cancel, /status, /forget, /language, and /keep <what>, "
-        "/only <what>, /regions to protect or confine a part of the photo."
+        "/only <what>, /regions to protect or confine a part of the photo. Finishing: "
+        "/upscale [2x|4x], /cutout, /white [square]."
     ),
     Key.WELCOME: (
         "Hi! I edit photos by instruction. Send me a photo, then tell me what to change, "
@@ -426,6 +445,9 @@ ENGLISH: dict[str, str | Plural] = {
     Key.COMMAND_KEEP: "Keep a part exactly as it is: /keep the logo",
     Key.COMMAND_ONLY: "Change only a part: /only the background",
     Key.COMMAND_REGIONS: "What /keep and /only have set",
+    Key.COMMAND_UPSCALE: "2x or 4x more pixels: /upscale 4x",
+    Key.COMMAND_CUTOUT: "The subject on a transparent background",
+    Key.COMMAND_WHITE: "The subject on white: /white square for 1:1",
     Key.OPTION_KEEP_REGION: "What to keep, e.g. “the logo”; “off” to stop keeping it",
     Key.OPTION_ONLY_REGION: "What may change, e.g. “the background”; “off” to stop",
     Key.OPTION_IMAGE: "The photo to edit",
@@ -470,6 +492,38 @@ ENGLISH: dict[str, str | Plural] = {
     Key.PAGE_DELETE_ALL: "Delete my photos and history",
     Key.PAGE_DROP: "Drop the photo to send it",
     Key.PAGE_BRANCH_HINT: "Click to branch from this version",
+    # Finishing tools (issue 18)
+    Key.FINISH_QUEUED: "On it: {operation}. You are #{position} in line.",
+    Key.FINISH_QUEUED_NEXT: "On it: {operation}. You are next.",
+    Key.FINISH_CAPPED: (
+        "That would be over the {max_mp} MP limit, so the result is capped at {width}x{height}."
+    ),
+    Key.FINISH_ALREADY_CUTOUT: "This is already a cut-out, so I use its transparency as it is.",
+    Key.FINISH_DONE_UPSCALE: "Upscaled {scale}x.",
+    Key.FINISH_DONE_CUTOUT: "Cut out: the subject on a transparent background (PNG file).",
+    Key.FINISH_DONE_WHITE: "The subject on a pure white background.",
+    Key.BUTTON_UPSCALE: "🔍 Upscale",
+    Key.ERROR_UPSCALE_SCALE: "I can upscale by {scales}, for example /upscale 4x.",
+    Key.ERROR_UPSCALE_AT_CAP: (
+        "This image ({width}x{height}) is already at the {max_mp} MP limit, "
+        "so upscaling can't add pixels."
+    ),
+    Key.ERROR_NO_SUBJECT: (
+        "I couldn't find a subject to cut out: the whole picture looks like background. "
+        "Try a photo with a clear subject."
+    ),
+    Key.ERROR_UPSCALER_UNAVAILABLE: (
+        "Upscaling is not available right now: its model could not be loaded. "
+        "The operator should check PIX2CHAT_UPSCALER_MODEL (a weights file, or owner/repo:file)."
+    ),
+    Key.ERROR_MATTING_UNAVAILABLE: (
+        "Cut-outs are not available right now: the matting model could not be loaded. "
+        "The operator should check PIX2CHAT_MATTING_MODEL (a .onnx file or a rembg model name)."
+    ),
+    Key.ERROR_FINISHING_NOT_INSTALLED: (
+        "This server has no finishing tools installed. The operator can add them with "
+        "pip install 'pix2chat[finishing]'."
+    ),
 }
 
 SOURCE_LOCALE = catalogues.SOURCE_LOCALE

@@ -14,6 +14,7 @@ from bot.service.media import Previews
 from bot.service.messages import Key
 from bot.service.replies import Action, Reply, ReplyKind, UpdateListener
 from bot.work.jobs import JobDone, JobEvent, JobPreview, JobProgress, JobStarted
+from editor.finishing.spec import Finish
 from storage import lifecycle, limits
 from storage.database import Database
 from storage.models import Conversation, Version
@@ -29,15 +30,43 @@ class Owner:
     actor: Actor
     instruction: str
     seed: int | None
+    finish: Finish | None = None
 
 
-def done_reply(version_id: int, instruction: str, seed: int | None) -> Reply:
+FINISH_DONE_KEYS = {
+    "upscale": Key.FINISH_DONE_UPSCALE,
+    "cutout": Key.FINISH_DONE_CUTOUT,
+    "white": Key.FINISH_DONE_WHITE,
+}
+
+
+def done_reply(
+    version_id: int, instruction: str, seed: int | None, finish: Finish | None = None
+) -> Reply:
+    if finish is not None:
+        return finish_reply(version_id, finish)
     return Reply(
         key=Key.EDIT_DONE,
         args={"instruction": instruction, "seed": seed},
         version_id=version_id,
         kind=ReplyKind.RESULT,
-        actions=(Action.UNDO, Action.REGENERATE, Action.FULL_RESOLUTION),
+        actions=(Action.UNDO, Action.REGENERATE, Action.FULL_RESOLUTION, Action.UPSCALE),
+    )
+
+
+def finish_reply(version_id: int, finish: Finish) -> Reply:
+    """A finished upscale, cut-out or white background; a cut-out goes out as its PNG file
+    (a chat photo would lose the transparency)."""
+    actions: tuple[Action, ...] = (Action.UNDO, Action.FULL_RESOLUTION)
+    if finish.operation != "upscale":
+        actions = (*actions, Action.UPSCALE)
+    return Reply(
+        key=FINISH_DONE_KEYS[finish.operation],
+        args={"scale": finish.scale, "operation": finish.label()},
+        version_id=version_id,
+        kind=ReplyKind.RESULT,
+        actions=actions,
+        document=finish.operation == "cutout",
     )
 
 
@@ -45,7 +74,7 @@ def result_reply(version: Version) -> Reply:
     """The reply for a finished version: its result, or why it failed."""
     if version.is_done:
         seed = (version.params or {}).get("seed")
-        return done_reply(version.id, version.instruction or "", seed)
+        return done_reply(version.id, version.instruction or "", seed, version.finishing())
     return Reply(
         key=version.error_key or Key.ERROR_EDIT_FAILED,
         args={"instruction": version.instruction or ""},
@@ -108,7 +137,7 @@ class Relay:
         self.previews.drop((event.version_id,))
         if isinstance(event, JobDone):
             # Everything the reply needs is known since submit: no query on the result path.
-            reply = done_reply(event.version_id, owner.instruction, owner.seed)
+            reply = done_reply(event.version_id, owner.instruction, owner.seed, owner.finish)
             await self.publish(owner.actor, reply)
             return
         async with self.database.write() as session:
@@ -134,6 +163,7 @@ class Relay:
             Actor(conversation.platform, conversation.chat_id, conversation.user_id),
             version.instruction or "",
             (version.params or {}).get("seed"),
+            version.finishing(),
         )
         self._owners[version_id] = owner
         return owner

@@ -29,6 +29,7 @@ class Action(enum.StrEnum):
     FULL_RESOLUTION = "full"
     CANCEL = "cancel"
     FORGET_CONFIRM = "forget_confirm"
+    UPSCALE = "upscale"
 
 
 BUTTON_LABELS: Mapping[Action, Key] = {
@@ -38,6 +39,7 @@ BUTTON_LABELS: Mapping[Action, Key] = {
     Action.FULL_RESOLUTION: Key.BUTTON_FULL,
     Action.CANCEL: Key.BUTTON_CANCEL,
     Action.FORGET_CONFIRM: Key.BUTTON_FORGET_CONFIRM,
+    Action.UPSCALE: Key.BUTTON_UPSCALE,
 }
 """The catalogue key of each action's button label."""
 
@@ -111,6 +113,7 @@ class Reply:
         locale: the language this reply must be read in, whatever the event's (a reply to
             `/language es` is already in Spanish); None: the event's.
         picture: a JPEG the reply carries itself (a region's mask preview), not a version's.
+        document: send the lossless file rather than a chat photo (a cut-out's transparency).
     """
 
     key: str
@@ -123,6 +126,7 @@ class Reply:
     notes: tuple[Note, ...] = ()
     locale: str | None = None
     picture: bytes | None = None
+    document: bool = False
 
     @property
     def show_image(self) -> bool:

@@ -8,6 +8,7 @@ blocked the bot keeps their data, and the result is marked delivered so it is no
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import logging
 import time
@@ -141,6 +142,8 @@ class Delivery(EventDelivery):
     ) -> Message | None:
         """A version's picture (a file if too big for a photo); raises what Telegram refuses."""
         assert reply.version_id is not None
+        if reply.document:
+            return await self._send_document(chat_id, reply_to, actor, reply)
         try:
             data = await self.service.image(actor, reply.version_id)
         except UserError as error:
@@ -162,6 +165,32 @@ class Delivery(EventDelivery):
             chat_id,
             file,
             caption=f"{reply.text()}\n{render(Key.FULL_AS_DOCUMENT)}",
+            reply_to_message_id=reply_to,
+            reply_markup=markup,
+            allow_sending_without_reply=True,
+        )
+
+    async def _send_document(
+        self, chat_id: int, reply_to: int | None, actor: Actor, reply: Reply
+    ) -> Message | None:
+        """A result that must stay lossless (a cut-out's transparency): its PNG as a file,
+        with its caption and buttons; over the upload limit, the chat copy."""
+        assert reply.version_id is not None
+        try:
+            data = await self.service.image(actor, reply.version_id, full=True)
+        except UserError as error:
+            text = render(error.key, error.args_for_message)
+            return await self.bot.send_message(chat_id, text, reply_to_message_id=reply_to)
+        if len(data) > MAX_DOCUMENT_BYTES:
+            return await self._send_version(
+                chat_id, reply_to, actor, dataclasses.replace(reply, document=False)
+            )
+        markup = keyboards.for_actions(reply.actions, reply.version_id, actor.user_id)
+        await self.safely(self.bot.send_chat_action(chat_id, ChatAction.UPLOAD_DOCUMENT))
+        return await self.bot.send_document(
+            chat_id,
+            InputFile(data, filename=f"pix2chat-{reply.version_id}.png"),
+            caption=reply.text(),
             reply_to_message_id=reply_to,
             reply_markup=markup,
             allow_sending_without_reply=True,

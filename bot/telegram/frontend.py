@@ -49,6 +49,9 @@ COMMANDS: tuple[tuple[str, Key], ...] = (
     ("keep", Key.COMMAND_KEEP),
     ("only", Key.COMMAND_ONLY),
     ("regions", Key.COMMAND_REGIONS),
+    ("upscale", Key.COMMAND_UPSCALE),
+    ("cutout", Key.COMMAND_CUTOUT),
+    ("white", Key.COMMAND_WHITE),
 )
 """The command menu: each command's description is a catalogue text, so it is translated."""
 
@@ -68,6 +71,9 @@ COMMAND_HANDLERS = {
     "keep": handlers.keep,
     "only": handlers.only,
     "regions": handlers.regions,
+    "upscale": handlers.upscale,
+    "cutout": handlers.cutout,
+    "white": handlers.white,
 }
 
 

@@ -200,6 +200,40 @@ async def regions(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     await _answer(update, context, await _ctx(context).service.show_regions(_actor(update)))
 
 
+async def upscale(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """/upscale [2x|4x]: super-resolution of the current version (or the replied-to one)."""
+    message, _user = _who(update)
+    scale = " ".join(context.args or []) or None
+    reply = await _ctx(context).service.upscale(
+        _actor(update), scale, _replied_version(message, context)
+    )
+    await _answer(update, context, reply)
+
+
+async def cutout(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """/cutout: the subject on a transparent background, as a PNG file."""
+    message, _user = _who(update)
+    reply = await _ctx(context).service.cutout(_actor(update), _replied_version(message, context))
+    await _answer(update, context, reply)
+
+
+async def white(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """/white [square]: the subject centred on pure white."""
+    message, _user = _who(update)
+    square = "square" in [word.lower() for word in context.args or []]
+    reply = await _ctx(context).service.white(
+        _actor(update), square, _replied_version(message, context)
+    )
+    await _answer(update, context, reply)
+
+
+def _replied_version(message: Message, context: ContextTypes.DEFAULT_TYPE) -> int | None:
+    """The version of the bot's result this command replies to (a branch), if any."""
+    if not _is_reply_to_bot(message, context):
+        return None
+    return keyboards.version_of(message.reply_to_message)
+
+
 # ----- photos, files and text ---------------------------------------------------------------
 
 
@@ -383,6 +417,8 @@ async def _button_reply(ctx: TelegramContext, actor: Actor, press: keyboards.But
             return await service.regenerate(actor, version)
         case Action.CANCEL.value:
             return await service.cancel(actor)
+        case Action.UPSCALE.value:
+            return await service.upscale(actor, None, version)
         case Action.FORGET_CONFIRM.value:
             return await service.forget(actor)
         case keyboards.FORGET_NO:

@@ -66,7 +66,7 @@ def for_actions(
             callback_data=encode(action.value, version_id or 0, owner_id),
         )
         for action in actions
-        if action in (*RESULT_ACTIONS, Action.REDO, Action.CANCEL)
+        if action in (*RESULT_ACTIONS, Action.REDO, Action.CANCEL, Action.UPSCALE)
     ]
     if not buttons:
         return None

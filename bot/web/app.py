@@ -66,6 +66,7 @@ PAGE_MESSAGES = (
     Key.BUTTON_FULL,
     Key.BUTTON_CANCEL,
     Key.PAGE_BRANCH_HINT,
+    Key.BUTTON_UPSCALE,
 )
 """Catalogue texts the page shows on its own (everything else comes with the replies)."""
 PAGE_TEXTS = (
@@ -232,6 +233,11 @@ def create_app(ctx: WebContext) -> ASGIApp:
             return JSONResponse(
                 {**reply_json(chosen), "reload": chosen.locale is not None}, status_for(chosen)
             )
+        finishing = await ctx.service.finishing_command(
+            actor, str(body.get("text") or ""), optional_id(body.get("base_version_id"))
+        )
+        if finishing is not None:
+            return _reply(finishing)
         reply = await ctx.service.instruct(
             actor,
             str(body.get("text") or ""),
@@ -268,6 +274,14 @@ def create_app(ctx: WebContext) -> ASGIApp:
         body = await read_json(request)
         version = optional_id(body.get("version_id"))
         return _reply(await ctx.service.regenerate(_actor(request), version))
+
+    async def upscale(request: Request) -> Response:
+        """The Upscale button: 2x (or `scale`) super-resolution of `version_id`."""
+        body = await read_json(request)
+        scale = body.get("scale")
+        version = optional_id(body.get("version_id"))
+        reply = await ctx.service.upscale(_actor(request), str(scale) if scale else None, version)
+        return _reply(reply)
 
     async def reset(request: Request) -> Response:
         """Start over from the original photo."""
@@ -355,6 +369,7 @@ def create_app(ctx: WebContext) -> ASGIApp:
         Route("/api/undo", localized(undo), methods=post),
         Route("/api/redo", localized(redo), methods=post),
         Route("/api/regenerate", localized(regenerate), methods=post),
+        Route("/api/upscale", localized(upscale), methods=post),
         Route("/api/reset", localized(reset), methods=post),
         Route("/api/cancel", localized(cancel), methods=post),
         Route("/api/forget", localized(forget), methods=post),

@@ -25,6 +25,8 @@ from PIL import Image
 from editor.base import Editor, EditRequest, PreviewCallback, ProgressCallback
 from editor.develop import confine
 from editor.develop import develop as develop_onto
+from editor.finishing.finisher import Finisher
+from editor.finishing.spec import Finish
 from editor.images import encode_png, encode_preview_jpeg, fit_to_resolution, fitted_size
 from editor.params import EditParams
 from editor.regions import KEEP, ONLY, Region, RegionMask
@@ -44,6 +46,7 @@ class Work:
 
     `parent_size` is the stored parent's own size; the model works at its fitted size.
     `regions` are the edit's `/keep` and `/only` regions, masked on the parent at compute time.
+    With `finish`, the sample is a finishing operation on the full-size parent instead of an edit.
     """
 
     version_id: int
@@ -52,8 +55,11 @@ class Work:
     instruction: str
     params: EditParams
     regions: tuple[Region, ...] = ()
+    finish: Finish | None = None
 
     def signature(self) -> tuple[object, ...]:
+        if self.finish is not None:  # runs alone
+            return ("finish", self.version_id)
         return batch_signature(self.params, self.parent_size)
 
 
@@ -104,6 +110,7 @@ def compute_batch(
     *,
     develop: bool = True,
     segmenter: Segmenter | None = None,
+    finisher: Finisher | None = None,
 ) -> list[Output]:
     """Decode parents, run one pipeline call, store results losslessly (model thread).
 
@@ -114,7 +121,10 @@ def compute_batch(
     here in the model thread) and applied to the result (`editor.develop.confine`); the masks
     are stored as PNGs and named in the output.
     With `preview`, the editor's previews (if it makes any) reach it as JPEGs named by version.
+    Finishing operations (upscale, cut-out, white) run through `finisher` instead, one by one.
     """
+    if works and works[0].finish is not None:
+        return [compute_finish(finisher, images, work, progress) for work in works]
     on_preview: PreviewCallback | None = None
     if preview is not None:
         sink = preview
@@ -193,6 +203,22 @@ def _confined(
         RegionMask(region.kind, region.text, images.put(encode_png(mask))) for region, mask in used
     )
     return image, masks
+
+
+def compute_finish(
+    finisher: Finisher | None, images: ImageStore, work: Work, progress: ProgressCallback
+) -> Output:
+    """One finishing operation on the full-size parent, its result stored losslessly."""
+    assert work.finish is not None
+    if finisher is None:
+        raise RuntimeError("this worker was started without the finishing tools")
+    progress(0, 1)
+    with Image.open(io.BytesIO(images.get(work.parent_sha))) as stored:
+        has_alpha = stored.mode in ("RGBA", "LA", "PA") or "transparency" in stored.info
+        parent = stored.convert("RGBA" if has_alpha else "RGB")
+    result = finisher.run(work.finish, parent).image
+    progress(1, 1)
+    return Output(work.version_id, images.put(encode_png(result)), result.size)
 
 
 def _decode(images: ImageStore, sha: str) -> Image.Image:
@@ -280,6 +306,7 @@ class BatchEngine(Generic[ItemT]):
         develop: bool = True,
         segmenter: Segmenter | None = None,
         name: str = "pix2chat-batcher",
+        finisher: Finisher | None = None,
     ) -> None:
         if max_batch < 1:
             raise ValueError("max_batch must be at least 1")
@@ -293,6 +320,7 @@ class BatchEngine(Generic[ItemT]):
         self.on_preview = on_preview
         self.develop = develop
         self.segmenter = segmenter
+        self.finisher = finisher
         self.name = name
         self.batch_sizes: list[int] = []
         self.model_thread_s = 0.0
@@ -401,6 +429,7 @@ class BatchEngine(Generic[ItemT]):
                 preview,
                 develop=self.develop,
                 segmenter=self.segmenter,
+                finisher=self.finisher,
             )
         finally:
             self.model_thread_s += time.perf_counter() - started

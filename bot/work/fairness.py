@@ -25,7 +25,12 @@ from bot.work.jobs import Job
 
 
 def job_signature(job: Job) -> tuple[object, ...]:
-    """Jobs with equal signatures can share one pipeline call (only for runnable jobs)."""
+    """Jobs with equal signatures can share one pipeline call (only for runnable jobs).
+
+    A finishing operation runs alone: its signature is its own.
+    """
+    if job.finish is not None:
+        return ("finish", job.version_id)
     assert job.parent_size is not None
     return batch_signature(job.params, job.parent_size)
 

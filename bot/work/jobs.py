@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from editor.base import is_out_of_memory
+from editor.errors import UserError
+from editor.finishing.spec import Finish
 from editor.params import EditParams
 from storage.database import Outage, outage
 from storage.lifecycle import EDIT_FAILED
@@ -30,6 +32,7 @@ class Job:
         parent_size: the parent's image size, or None while the parent is itself pending.
         instruction: the edit instruction.
         params: every generation parameter including the seed.
+        finish: a finishing operation (upscale, cut-out, white) instead of an edit.
     """
 
     version_id: int
@@ -38,6 +41,7 @@ class Job:
     parent_size: tuple[int, int] | None
     instruction: str
     params: EditParams
+    finish: Finish | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,4 +164,6 @@ def failure_key(error: BaseException) -> str:
     kind = outage(error)
     if kind is not None:
         return OUTAGE_KEYS[kind]
+    if isinstance(error, UserError):  # says what went wrong (no subject, missing weights...)
+        return error.key
     return OUT_OF_MEMORY if is_out_of_memory(error) else EDIT_FAILED

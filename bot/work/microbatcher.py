@@ -14,6 +14,7 @@ from types import TracebackType
 
 from bot.work.batching import BatchEngine, BatchProgress, ModelThread, Output, Work
 from editor.base import Editor
+from editor.finishing.finisher import Finisher
 from editor.segment import Segmenter
 from storage.images import ImageStore
 
@@ -49,6 +50,7 @@ class MicroBatcher:
         on_progress: BatchProgress | None = None,
         develop: bool = True,
         segmenter: Segmenter | None = None,
+        finisher: Finisher | None = None,
     ) -> None:
         self.on_start = on_start
         self._waiting: list[_Waiting] = []
@@ -62,6 +64,7 @@ class MicroBatcher:
             on_progress=on_progress,
             develop=develop,
             segmenter=segmenter,
+            finisher=finisher,
         )
         self.max_batch = max_batch
         self.batch_sizes = self.engine.batch_sizes

@@ -33,6 +33,7 @@ from bot.work.jobs import (
 )
 from bot.work.outages import OUTAGE_TIMEOUT_S, through_outage
 from editor.base import Editor
+from editor.finishing.finisher import Finisher
 from editor.regions import Region
 from editor.segment import Segmenter
 from storage import lifecycle, regions, tree
@@ -71,6 +72,7 @@ class EmbeddedScheduler:
         outage_timeout_s: float = OUTAGE_TIMEOUT_S,
         develop: bool = True,
         segmenter: Segmenter | None = None,
+        finisher: Finisher | None = None,
     ) -> None:
         if max_batch < 1:
             raise ValueError("max_batch must be at least 1")
@@ -98,6 +100,7 @@ class EmbeddedScheduler:
             develop=develop,
             segmenter=segmenter,
             name="pix2chat-scheduler",
+            finisher=finisher,
         )
 
     # ----- lifecycle -------------------------------------------------------------------------
@@ -152,6 +155,7 @@ class EmbeddedScheduler:
                     parent_size=sizes.get(version.parent_id),
                     instruction=version.instruction or "",
                     params=version.edit_params(),
+                    finish=version.finishing(),
                 )
                 for version, conversation in rows
                 if version.id not in failed_ids and version.parent_id is not None
@@ -381,5 +385,11 @@ def _work(job: Job, parent_sha: str, constraints: tuple[Region, ...] = ()) -> Wo
     """What the model computes for a claimed job (only runnable jobs are batched)."""
     assert job.parent_size is not None
     return Work(
-        job.version_id, parent_sha, job.parent_size, job.instruction, job.params, constraints
+        job.version_id,
+        parent_sha,
+        job.parent_size,
+        job.instruction,
+        job.params,
+        regions=constraints,
+        finish=job.finish,
     )

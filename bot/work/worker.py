@@ -52,6 +52,7 @@ from bot.work.outages import (
 )
 from bot.work.pgpool import SteadyPool
 from editor.base import Editor
+from editor.finishing.finisher import Finisher
 from editor.segment import Segmenter
 from storage import lifecycle, limits, regions, tree
 from storage.database import Database, brief, outage
@@ -104,6 +105,7 @@ class GpuWorker:
         editor: Editor,
         options: WorkerOptions | None = None,
         segmenter: Segmenter | None = None,
+        finisher: Finisher | None = None,
     ) -> None:
         if database.is_sqlite:
             raise ValueError("`pix2chat worker` needs PostgreSQL (PIX2CHAT_DATABASE_URL)")
@@ -112,6 +114,7 @@ class GpuWorker:
         self.editor = editor
         self.segmenter = segmenter
         self.options = options or WorkerOptions()
+        self.finisher = finisher
         self.name = self.options.name or f"{socket.gethostname()}-{os.getpid()}"
         self._batcher: MicroBatcher | None = None
         self._last_progress: dict[int, float] = {}
@@ -154,6 +157,7 @@ class GpuWorker:
                 on_progress=self._progress,
                 develop=self.options.develop,
                 segmenter=self.segmenter,
+                finisher=self.finisher,
             )
             async with app.open_async(), batcher:
                 self._batcher = batcher
@@ -250,7 +254,8 @@ class GpuWorker:
                 (parent.width, parent.height),
                 version.instruction or "",
                 version.edit_params(),
-                constraints.get(version_id, ()),
+                regions=constraints.get(version_id, ()),
+                finish=version.finishing(),
             )
 
     async def _record(self, output: Output, seconds: float) -> None:

@@ -379,6 +379,7 @@ async function act(action, versionId) {
     undo: ["/api/undo", { version_id: versionId }],
     redo: ["/api/redo", {}],
     regenerate: ["/api/regenerate", { version_id: versionId }],
+    upscale: ["/api/upscale", { version_id: versionId }],
     cancel: ["/api/cancel", {}],
   };
   const [path, json] = paths[action];

@@ -27,6 +27,8 @@ from bot.service.replies import HistoryEntry, Reply
 from bot.work.masking import RegionMasker
 from bot.work.scheduler import EmbeddedScheduler
 from editor.errors import UserError
+from editor.finishing.finisher import Finisher
+from editor.finishing.provenance import Provenance
 from editor.images import ImageLimits
 from editor.params import EditParams
 from editor.segment import Segmenter
@@ -179,6 +181,8 @@ async def running_service(
     develop: bool = True,
     max_stored_pixels: int = DEFAULT_MAX_STORED_PIXELS,
     segmenter: Segmenter | None = None,
+    finisher: Finisher | None = None,
+    provenance: Provenance | None = None,
 ) -> AsyncIterator[Harness]:
     """The service wired like `bot.app.build`, with knobs; `start=False` leaves jobs queued.
 
@@ -189,7 +193,13 @@ async def running_service(
         database = await stack.enter_async_context(Database(url))
         images = FileImageStore(folder)
         scheduler = EmbeddedScheduler(
-            database, images, editor, max_wait_ms=0, develop=develop, segmenter=segmenter
+            database,
+            images,
+            editor,
+            max_wait_ms=0,
+            develop=develop,
+            segmenter=segmenter,
+            finisher=finisher,
         )
         masker = None
         if segmenter is not None:
@@ -206,6 +216,7 @@ async def running_service(
             max_stored_pixels=max_stored_pixels,
             masker=masker,
             clock=clock,
+            provenance=provenance,
         )
         recorder = Recorder()
         service.subscribe(PLATFORM, recorder)
