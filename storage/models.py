@@ -154,3 +154,23 @@ class StoredImage(Base):
     sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
     data: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class AccessRule(Base):
+    """An operator's decision about one user, Telegram group chat or Discord server.
+
+    `scope` is "user", "chat" (a Telegram group) or "server" (a Discord guild). Allowed and
+    banned are separate facts (a ban wins); `daily_quota` overrides PIX2CHAT_DAILY_QUOTA for
+    a user (0: no daily limit). Kept in the database so every process sees the same lists.
+    """
+
+    __tablename__ = "access_rules"
+
+    platform: Mapped[str] = mapped_column(String(32), primary_key=True)
+    scope: Mapped[str] = mapped_column(String(16), primary_key=True)
+    subject_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    allowed: Mapped[bool] = mapped_column(Boolean, default=False)
+    banned: Mapped[bool] = mapped_column(Boolean, default=False)
+    daily_quota: Mapped[int | None] = mapped_column(Integer)
+    updated_by: Mapped[str | None] = mapped_column(String(100))
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)

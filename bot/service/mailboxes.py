@@ -114,13 +114,22 @@ class EventDelivery(ABC):
     async def _deliver(self, event: tuple[Actor, Reply]) -> None:
         actor, reply = event
         if reply.version_id is None:
+            if reply.kind is ReplyKind.ERROR:  # about the service, not one edit
+                await self.send_notice(actor, reply)
             return
         if reply.kind is ReplyKind.PROGRESS:
             await self.show_progress(reply)
             return
         if reply.version_id in self._delivered:
             return  # a live result and the start-up sweep can both name it
-        if await self.send_result(actor, reply):
+        try:
+            sent = await self.send_result(actor, reply)
+        except Exception:
+            self.service.metrics.failed_deliveries.labels(platform=actor.platform).inc()
+            raise
+        if not sent:
+            self.service.metrics.failed_deliveries.labels(platform=actor.platform).inc()
+        if sent:
             self._delivered.add(reply.version_id)
             self._unmarked.add(reply.version_id)
             if not await self._mark_unmarked():
@@ -150,6 +159,11 @@ class EventDelivery(ABC):
             tries += 1
             if await self._mark_unmarked():
                 log.info("sent results marked delivered after %d retries", tries)
+
+    async def send_notice(self, actor: Actor, reply: Reply) -> None:
+        """A message about the service for a user with edits waiting (the model failed to
+        load); platforms that can post into the chat override this."""
+        log.warning("no way to tell %s: %s", actor, reply.text())
 
     @abstractmethod
     async def show_progress(self, reply: Reply) -> None:

@@ -18,12 +18,13 @@ from telegram.ext import (
     CallbackQueryHandler,
     CommandHandler,
     MessageHandler,
+    TypeHandler,
     filters,
 )
 
 from bot.app import Components, FrontendError
 from bot.config import Settings
-from bot.telegram import handlers
+from bot.telegram import admin, handlers
 from bot.telegram.delivery import PLATFORM, Delivery
 from bot.telegram.handlers import BOT_API_DOWNLOAD_LIMIT, TelegramContext
 
@@ -77,7 +78,11 @@ def build_application(
         .rate_limiter(rate_limiter or AIORateLimiter(max_retries=3))
         .build()
     )
+    # Access control first: a refused user's update stops before any handler (issue 16).
+    application.add_handler(TypeHandler(Update, admin.gate), group=-1)
     for name, callback in COMMAND_HANDLERS.items():
+        application.add_handler(CommandHandler(name, callback))
+    for name, callback in admin.ADMIN_COMMANDS.items():
         application.add_handler(CommandHandler(name, callback))
     application.add_handler(MessageHandler(filters.PHOTO, handlers.photo))
     application.add_handler(

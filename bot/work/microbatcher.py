@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from types import TracebackType
 
 from bot.work.batching import BatchEngine, BatchProgress, ModelThread, Output, Work
+from bot.work.metrics import Metrics
 from editor.base import Editor
 from storage.images import ImageStore
 
@@ -47,6 +48,7 @@ class MicroBatcher:
         on_start: BatchStarted | None = None,
         on_progress: BatchProgress | None = None,
         develop: bool = True,
+        metrics: Metrics | None = None,
     ) -> None:
         self.on_start = on_start
         self._waiting: list[_Waiting] = []
@@ -59,6 +61,7 @@ class MicroBatcher:
             max_wait_ms=max_wait_ms,
             on_progress=on_progress,
             develop=develop,
+            metrics=metrics,
         )
         self.max_batch = max_batch
         self.batch_sizes = self.engine.batch_sizes

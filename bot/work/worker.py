@@ -43,6 +43,7 @@ from bot.work import pgqueue, queue_sql
 from bot.work.batching import ModelThread, Output, Work
 from bot.work.job_loop import keep_serving, stop_signals
 from bot.work.jobs import JobDone, JobFailed, JobProgress, JobStarted, failure_key
+from bot.work.metrics import Metrics
 from bot.work.microbatcher import MicroBatcher
 from bot.work.outages import (
     OUTAGE_TIMEOUT_S,
@@ -101,6 +102,7 @@ class GpuWorker:
         images: ImageStore,
         editor: Editor,
         options: WorkerOptions | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         if database.is_sqlite:
             raise ValueError("`pix2chat worker` needs PostgreSQL (PIX2CHAT_DATABASE_URL)")
@@ -108,6 +110,7 @@ class GpuWorker:
         self.images = images
         self.editor = editor
         self.options = options or WorkerOptions()
+        self.metrics = metrics or Metrics()
         self.name = self.options.name or f"{socket.gethostname()}-{os.getpid()}"
         self._batcher: MicroBatcher | None = None
         self._last_progress: dict[int, float] = {}
@@ -138,7 +141,9 @@ class GpuWorker:
         model = ModelThread()
         stop = asyncio.Event()
         try:
+            self.metrics.model_ready.set(0)
             await model.run(self.editor.load)
+            self.metrics.model_ready.set(1)
             app = self.make_app()
             batcher = MicroBatcher(
                 model,
@@ -149,6 +154,7 @@ class GpuWorker:
                 on_start=self._started,
                 on_progress=self._progress,
                 develop=self.options.develop,
+                metrics=self.metrics,
             )
             async with app.open_async(), batcher:
                 self._batcher = batcher
@@ -244,6 +250,7 @@ class GpuWorker:
                 (parent.width, parent.height),
                 version.instruction or "",
                 version.edit_params(),
+                version.created_at,
             )
 
     async def _record(self, output: Output, seconds: float) -> None:
