@@ -14,7 +14,7 @@ import discord
 from discord import app_commands
 
 from bot.config import Settings
-from bot.discord import views
+from bot.discord import admin, views
 from bot.discord.delivery import DiscordDelivery, actor_for
 from bot.service.conversation import ConversationService, error_reply
 from bot.service.messages import Key, render
@@ -46,11 +46,12 @@ class Pix2ChatClient(discord.Client):
         super().__init__(intents=intents_for(settings), **client_options)
         self.settings = settings
         self.service = service
-        self.tree = app_commands.CommandTree(self)
+        self.tree = admin.AccessTree(self, service)
         self.button_class = views.make_button_class(self.on_press)
         self.delivery = DiscordDelivery(self, service, self.button_class)
         self.max_bytes = settings.max_upload_bytes
         _register_commands(self)
+        admin.register_admin_commands(self.tree, service, self.delivery)
 
     async def setup_hook(self) -> None:
         """Register persistent buttons, then sync commands (at once to the test guilds)."""
@@ -68,6 +69,11 @@ class Pix2ChatClient(discord.Client):
         if message.author.bot or not self._addressed(message):
             return
         actor = actor_for(message.channel.id, message.author.id)
+        decision = await admin.check_message(self.service, message, actor)
+        if not decision.allowed:  # before any download: nothing of theirs is stored
+            if decision.notice is not None:
+                await self.delivery.answer_message(message, actor, decision.notice)
+            return
         text = _without_mention(message.content, self.user)
         images = [a for a in message.attachments if _looks_like_image(a)]
         if message.attachments and not images:
@@ -136,6 +142,8 @@ class Pix2ChatClient(discord.Client):
         self, interaction: discord.Interaction, action: str, version_id: int, owner_id: str
     ) -> None:
         """A result's button: only its owner may press it."""
+        if not await admin.check_interaction(self.service, interaction):
+            return
         if str(interaction.user.id) != owner_id:
             await interaction.response.send_message(render(Key.BUTTON_NOT_YOURS), ephemeral=True)
             return

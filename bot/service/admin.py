@@ -10,6 +10,7 @@ message: the replied-to user is the target.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -49,6 +50,9 @@ def parse_target(
         if here is None:
             raise BadTarget()
         return here
+    mention = re.fullmatch(r"<@!?(\d+)>", word)  # a Discord @mention
+    if mention is not None:
+        return Subject(actor.platform, USER, mention[1])
     prefix, colon, rest = word.partition(":")
     if colon:
         prefix = prefix.lower()
