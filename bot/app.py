@@ -48,6 +48,8 @@ class Components:
     metrics: Metrics = field(default_factory=Metrics)
     warmup: Warmup | None = None
     """The model's load in this process (embedded worker); None when workers run it."""
+    metrics_port: int | None = None
+    """The port /metrics is served on (PIX2CHAT_METRICS_PORT; 0 picks one), None if off."""
 
 
 class FrontendError(Exception):
@@ -239,16 +241,19 @@ async def build(
             warmup=warmup if warm_start else None,
         )
         await stack.enter_async_context(scheduler)
+        metrics_port = None
         if settings.metrics_port is not None:
             server = MetricsServer(metrics, settings.metrics_host, settings.metrics_port)
-            await asyncio.to_thread(server.start)
+            metrics_port = await asyncio.to_thread(server.start)
             stack.callback(server.stop)
             refresher = asyncio.create_task(
                 refresh_queue_counts(database, metrics, settings.metrics_refresh_s),
                 name="metrics-refresh",
             )
             stack.push_async_callback(_cancel, refresher)
-        yield Components(settings, database, images, editor, scheduler, service, metrics, warmup)
+        yield Components(
+            settings, database, images, editor, scheduler, service, metrics, warmup, metrics_port
+        )
 
 
 async def _cancel(task: asyncio.Task[None]) -> None:

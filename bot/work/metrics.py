@@ -21,6 +21,7 @@ EDIT_SECONDS = (0.5, 1, 2, 3, 5, 8, 13, 20, 30, 60, 120, 300)
 WAIT_SECONDS = (0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800)
 BATCH_SIZES = (1, 2, 3, 4, 6, 8, 12, 16)
 REFUSAL_REASONS = ("rate", "quota", "pending", "queue", "access")
+PLATFORMS = ("telegram", "discord", "web")
 
 
 class Metrics:
@@ -77,6 +78,8 @@ class Metrics:
             self.edits.labels(outcome=outcome)
         for reason in REFUSAL_REASONS:
             self.refusals.labels(reason=reason)
+        for platform in PLATFORMS:
+            self.failed_deliveries.labels(platform=platform)
 
 
 class MetricsServer:
