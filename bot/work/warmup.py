@@ -8,9 +8,14 @@ once; edits queued meanwhile wait in line and their replies say the model is war
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
+import json
+import os
 import time
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 
 class ModelState(enum.StrEnum):
@@ -69,3 +74,49 @@ class Warmup:
             if seconds < 90
             else f"loading for {seconds / 60:.0f} min"
         )
+
+
+STATE_FILE = "model-state.json"
+"""In the data folder: where `pix2chat run` says how its model load goes, for `pix2chat doctor`."""
+
+
+class StateFile:
+    """The model state of the running `pix2chat run`, as a small JSON file `doctor` reads."""
+
+    def __init__(self, folder: Path, model: str) -> None:
+        self.path = folder / STATE_FILE
+        self.model = model
+
+    def write(self, warmup: Warmup) -> None:
+        state = {
+            "pid": os.getpid(),
+            "model": self.model,
+            "state": warmup.state.value,
+            "detail": warmup.describe(),
+            "updated": time.time(),
+        }
+        temporary = self.path.with_suffix(".tmp")
+        temporary.write_text(json.dumps(state), encoding="utf-8")
+        temporary.replace(self.path)
+
+    def remove(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+    async def keep_writing(self, warmup: Warmup, every_s: float = 2.0) -> None:
+        """Write while the model loads, then once more when it has settled."""
+        while warmup.state is ModelState.LOADING:
+            self.write(warmup)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(warmup.settled(), every_s)
+        self.write(warmup)
+
+
+def read_state(folder: Path) -> dict[str, Any] | None:
+    """What a running `pix2chat run` last wrote, or None (none runs, or it is gone)."""
+    path = folder / STATE_FILE
+    try:
+        state: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+        os.kill(int(state["pid"]), 0)  # still running? (signal 0 only checks)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return state
