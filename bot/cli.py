@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 from pathlib import Path
 from typing import Annotated
 
@@ -30,13 +29,10 @@ def _settings() -> Settings:
         raise typer.Exit(2) from error
 
 
-def _configure_logging(verbose: bool) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    for noisy in ("httpx", "httpcore", "urllib3"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+def _configure_logging(verbose: bool, log_format: str = "text") -> None:
+    from bot.commands.logs import configure_logging
+
+    configure_logging(verbose, log_format)
 
 
 @app.command()
@@ -57,7 +53,7 @@ def _start(settings: Settings, verbose: bool) -> None:
     status = missing_frontends(settings)
     if status:
         raise typer.Exit(status)
-    _configure_logging(verbose)
+    _configure_logging(verbose, settings.log_format)
     status = run_frontends(settings)
     if status:
         raise typer.Exit(status)
@@ -83,7 +79,7 @@ def worker(
     if concurrency is not None:
         updates["worker_concurrency"] = concurrency
     settings = settings.model_copy(update=updates)
-    _configure_logging(verbose)
+    _configure_logging(verbose, settings.log_format)
     from bot.commands.worker import run_worker
 
     raise typer.Exit(run_worker(settings, null_editor=null_editor, step_delay_ms=step_delay_ms))

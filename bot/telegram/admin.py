@@ -122,14 +122,9 @@ async def quota(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     message, user = _who(update)
     args = list(context.args or [])
     replied = _replied_user(message, context)
-    target, edits = (
-        (None, args[0] if args else None)
-        if replied and len(args) == 1
-        else (
-            args[0] if args else None,
-            args[1] if len(args) > 1 else None,
-        )
-    )
+    if replied is not None and len(args) == 1:  # a reply names the user: just the number
+        args = ["", *args]
+    target, edits = [*args, "", ""][:2]
     reply = await _service(context).admin.quota(
         actor_for(message.chat.id, user.id), target, edits, replied
     )
