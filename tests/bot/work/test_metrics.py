@@ -136,3 +136,26 @@ def test_the_endpoint_is_off_by_default_and_on_loopback_when_asked() -> None:
     finally:
         server.stop()
     assert samples[("pix2chat_refusals_total", (("reason", "rate"),))] == 2
+
+
+def test_the_dashboard_queries_only_exported_metrics() -> None:
+    import json
+    import re
+
+    dashboard = json.loads(
+        (Path(__file__).resolve().parents[3] / "docs" / "grafana-dashboard.json").read_text()
+    )
+    exported = {
+        sample.name for family in Metrics().registry.collect() for sample in family.samples
+    } | {
+        f"{name}_bucket"
+        for name in ("pix2chat_queue_wait_seconds", "pix2chat_edit_duration_seconds")
+    }
+    queried = {
+        name
+        for panel in dashboard["panels"]
+        for target in panel["targets"]
+        for name in re.findall(r"pix2chat_[a-z_]+", target["expr"])
+    }
+    assert len(dashboard["panels"]) >= 8
+    assert queried and queried <= exported, queried - exported
