@@ -171,6 +171,18 @@ def bench_service(
     service_benchmark_command(conversations, versions, edits, jobs, echo=typer.echo)
 
 
+@bench_app.command("access")
+def bench_access(
+    rules: Annotated[int, typer.Option(help="Allow-list rules in the database.")] = 100_000,
+    edits: Annotated[int, typer.Option(help="Finished edits today, for /stats.")] = 50_000,
+    runs: Annotated[int, typer.Option(help="Access checks timed per case.")] = 2_000,
+) -> None:
+    """Running a public bot: the access gate per update, /stats on a busy day, a /metrics scrape."""
+    from bot.commands.bench_access import access_benchmark_command
+
+    access_benchmark_command(rules, edits, runs, echo=typer.echo)
+
+
 @bench_app.command("batch")
 def bench_batch(
     size: Annotated[int, typer.Option(help="Long side of the test image.")] = 256,

@@ -73,6 +73,8 @@ class Version(Base):
     __table_args__ = (
         Index("ix_versions_conversation", "conversation_id", "id"),
         Index("ix_versions_status", "status", "id"),
+        Index("ix_versions_created_at", "created_at"),  # /stats: today's edits (0007)
+        Index("ix_versions_finished_at", "finished_at"),
         UniqueConstraint("conversation_id", "request_key", name="uq_version_request"),
     )
 

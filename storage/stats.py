@@ -72,20 +72,14 @@ def _percentile(values: list[float], fraction: float) -> float | None:
 async def day_stats(session: AsyncSession, now: datetime, top: int = 5) -> DayStats:
     """Today's figures (UTC midnight to `now`)."""
     midnight = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    rows = (
-        await session.execute(
-            select(
-                Version.status,
-                Version.parent_id,
-                Version.started_at,
-                Version.finished_at,
-                Conversation.platform,
-                Conversation.user_id,
-            )
-            .join(Conversation, Conversation.id == Version.conversation_id)
-            .where(Version.created_at >= midnight)
-        )
-    ).all()
+    today = (
+        select(Conversation.platform, Conversation.user_id)
+        .join(Version, Version.conversation_id == Conversation.id)
+        .where(Version.created_at >= midnight)
+        .distinct()
+        .subquery()
+    )
+    active_users = await session.scalar(select(func.count()).select_from(today))
     finished = (
         await session.execute(
             select(
@@ -112,7 +106,7 @@ async def day_stats(session: AsyncSession, now: datetime, top: int = 5) -> DaySt
     return DayStats(
         edits=len(finished),
         failures=failures or 0,
-        active_users=len({(r.platform, r.user_id) for r in rows}),
+        active_users=active_users or 0,
         waiting=counts.waiting,
         running=counts.running,
         p50_s=_percentile(sorted(durations), 0.50),

@@ -5,7 +5,9 @@ Revises: 0004
 Create Date: 2026-12-02
 
 One row per user, Telegram group chat or Discord server an admin decided about (`/allow`,
-`/deny`, `/ban`, `/unban`, `/quota`), shared by every process through the database.
+`/deny`, `/ban`, `/unban`, `/quota`), shared by every process through the database; and
+indexes on `versions.created_at` and `versions.finished_at`, so `/stats` reads one day of
+versions rather than the whole history.
 """
 
 from __future__ import annotations
@@ -32,7 +34,13 @@ def upgrade() -> None:
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("platform", "scope", "subject_id"),
     )
+    with op.batch_alter_table("versions", schema=None) as batch_op:
+        batch_op.create_index("ix_versions_created_at", ["created_at"], unique=False)
+        batch_op.create_index("ix_versions_finished_at", ["finished_at"], unique=False)
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("versions", schema=None) as batch_op:
+        batch_op.drop_index("ix_versions_finished_at")
+        batch_op.drop_index("ix_versions_created_at")
     op.drop_table("access_rules")
