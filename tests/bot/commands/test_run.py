@@ -133,3 +133,48 @@ def test_run_exits_with_the_load_error_after_serving(
     result = CliRunner().invoke(app, ["run"], env=env)
     assert result.exit_code == 1, result.output
     assert "no-model-here" in result.output and "PIX2CHAT_MODEL" in result.output
+
+
+async def test_the_web_chat_shows_the_warm_up_and_the_failed_load(tmp_path: Path) -> None:
+    """The browser gets the warming-up reply, then the failure as a `notice` event."""
+    import socket
+
+    import httpx
+
+    from tests.bot.web.test_web import read_events, web_settings
+
+    with socket.socket() as probe:  # a free port, known to the test before serve() binds it
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    settings = web_settings(tmp_path / "data", web_port=port)
+    editor = SlowLoadingEditor(fail_with=ModelLoadError("The model could not be loaded."))
+    stop = asyncio.Event()
+    task = asyncio.create_task(serve(settings, stop, editor))
+    url = f"http://127.0.0.1:{port}"
+    async with httpx.AsyncClient(base_url=url, timeout=TIMEOUT) as client:
+        for _ in range(200):  # serving at once, while the model loads
+            try:
+                await client.post("/api/session")
+                break
+            except httpx.ConnectError:
+                await asyncio.sleep(0.05)
+        photo_bytes = jpeg()
+        uploaded = await client.post(
+            "/api/photo", content=photo_bytes, headers={"content-type": "image/jpeg"}
+        )
+        assert "still warming up" in uploaded.json()["text"]
+        queued = (await client.post("/api/instruct", json={"text": "make it night"})).json()
+        assert queued["kind"] == "queued" and "still warming up" in queued["text"]
+        async with client.stream("GET", "/api/events") as stream:
+            events = read_events(stream)
+            assert (await anext(events))[0] == "ready"
+            editor.loaded.set()
+            notices = []
+            async with asyncio.timeout(TIMEOUT):
+                async for name, data in events:
+                    if name == "notice":
+                        notices.append(data)
+                        break
+    assert notices[0]["is_error"] and "could not start" in notices[0]["text"]
+    with pytest.raises(ModelLoadError):
+        await asyncio.wait_for(task, TIMEOUT)
