@@ -16,15 +16,16 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import insert
+from sqlalchemy import insert, update
 
 from bot.service.access import AccessControl, AccessMode, AccessPolicy
 from bot.service.admin import Admin
 from bot.work.metrics import Metrics, MetricsServer
+from storage import lifecycle
 from storage.access import USER, Subject
 from storage.database import Database
 from storage.migrate import upgrade
-from storage.models import AccessRule, Conversation, Version, VersionStatus
+from storage.models import AccessRule, Conversation, Version
 from storage.types import Actor
 
 Echo = Callable[[str], None]
@@ -77,36 +78,42 @@ async def _fill(database: Database, rules: int, edits: int, users: int) -> None:
                 for u in range(users)
             ],
         )
+        day_before = now - timedelta(days=1)
         roots = [
-            {
-                "id": u + 1,
-                "conversation_id": u + 1,
-                "status": VersionStatus.DONE,
-                "created_at": now - timedelta(days=1),
-            }
+            {"id": u + 1, "conversation_id": u + 1, "created_at": day_before}
+            | lifecycle.new_root(day_before)
             for u in range(users)
         ]
         await session.execute(insert(Version), roots)
-        rows: list[dict[str, object]] = []
-        for i in range(edits):
-            batch = i // 4  # four edits per pipeline call: started and finished together
-            finished = now - timedelta(seconds=0.5 * (edits // 4 - batch))
-            started = finished - timedelta(seconds=1 + batch % 5)
-            rows.append(
-                {
-                    "conversation_id": i % users + 1,
-                    "parent_id": i % users + 1,
-                    "instruction": "x",
-                    "params": {},
-                    "status": VersionStatus.DONE,
-                    "attempts": 1,
-                    "delivered": True,
-                    "created_at": started,
-                    "started_at": started,
-                    "finished_at": finished,
-                }
+        edit_rows = [
+            {
+                "id": users + i + 1,
+                "conversation_id": i % users + 1,
+                "parent_id": i % users + 1,
+                "instruction": "x",
+                "params": {},
+                "created_at": now - timedelta(hours=1),
+            }
+            | lifecycle.new_edit()
+            for i in range(edits)
+        ]
+        await session.execute(insert(Version), edit_rows)
+    ids = [users + i + 1 for i in range(edits)]
+    for chunk in range(0, len(ids), 1000):  # through the one lifecycle, as the workers do
+        part = ids[chunk : chunk + 1000]
+        async with database.write() as session:
+            await lifecycle.claim_many(session, part)
+            await lifecycle.mark_done_many(
+                session, [lifecycle.Result(i, "0" * 64, (512, 512)) for i in part]
             )
-        await session.execute(insert(Version), rows)
+    times: list[dict[str, object]] = []
+    for index, version_id in enumerate(ids):
+        batch = index // 4  # four edits per pipeline call: started and finished together
+        finished = now - timedelta(seconds=0.5 * (edits // 4 - batch))
+        started = finished - timedelta(seconds=1 + batch % 5)
+        times.append({"id": version_id, "started_at": started, "finished_at": finished})
+    async with database.write() as session:
+        await session.execute(update(Version), times)
 
 
 async def _bench(folder: Path, rules: int, edits: int, runs: int, echo: Echo) -> None:
