@@ -6,15 +6,19 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 from bot.config import Settings
+from bot.service.access import AccessPolicy
 from bot.service.conversation import Admission, ConversationService
 from bot.work.batching import ModelThread
 from bot.work.masking import RegionMasker
+from bot.work.metrics import Metrics, MetricsServer
 from bot.work.pgqueue import is_postgresql
+from bot.work.refresh import refresh_queue_counts
 from bot.work.scheduler import EmbeddedScheduler
+from bot.work.warmup import Warmup
 from editor.base import Editor
 from editor.errors import ModelLoadError, OptionError
 from editor.finishing.finisher import Finisher
@@ -48,6 +52,11 @@ class Components:
     editor: Editor
     scheduler: EmbeddedScheduler | RemoteJobQueue
     service: ConversationService
+    metrics: Metrics = field(default_factory=Metrics)
+    warmup: Warmup | None = None
+    """The model's load in this process (embedded worker); None when workers run it."""
+    metrics_port: int | None = None
+    """The port /metrics is served on (PIX2CHAT_METRICS_PORT; 0 picks one), None if off."""
 
 
 class FrontendError(Exception):
@@ -217,13 +226,22 @@ def _close_images(images: ImageStore) -> None:
 
 @asynccontextmanager
 async def build(
-    settings: Settings, editor: Editor | None = None, segmenter: Segmenter | None = None
+    settings: Settings,
+    editor: Editor | None = None,
+    segmenter: Segmenter | None = None,
+    *,
+    warm_start: bool = False,
+    metrics: Metrics | None = None,
 ) -> AsyncIterator[Components]:
     """Wait for the database and migrate, load the model, resume queued jobs, and yield the running service.
 
     With `PIX2CHAT_WORKER=remote` no model is loaded (only its tokenizer, for admission): edits
-    go to the shared queue and `pix2chat worker` processes run them.
+    go to the shared queue and `pix2chat worker` processes run them. With `warm_start` the
+    model loads in the background (`Components.warmup`): the service answers at once and
+    edits wait in line until it is ready. With PIX2CHAT_METRICS_PORT the /metrics endpoint
+    serves `metrics` while the block runs.
     """
+    metrics = metrics or Metrics()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     url = settings.resolved_database_url()
     remote = settings.worker == "remote"
@@ -256,8 +274,11 @@ async def build(
                 develop=settings.develop,
                 segmenter=segmenter,
                 finisher=make_finisher(settings),
+                metrics=metrics,
+                load_in_background=warm_start,
             )
             masking_thread = scheduler.model_thread
+        warmup = scheduler.warmup if isinstance(scheduler, EmbeddedScheduler) else None
         service = ConversationService(
             database,
             images,
@@ -279,9 +300,29 @@ async def build(
             max_stored_pixels=settings.max_stored_pixels,
             masker=RegionMasker(segmenter, masking_thread, images),
             provenance=make_provenance(settings),
+            access=AccessPolicy.of(settings.access, settings.admins, settings.refusal_silence_s),
+            metrics=metrics,
+            warmup=warmup if warm_start else None,
         )
         await stack.enter_async_context(scheduler)
-        yield Components(settings, database, images, editor, scheduler, service)
+        metrics_port = None
+        if settings.metrics_port is not None:
+            server = MetricsServer(metrics, settings.metrics_host, settings.metrics_port)
+            metrics_port = await asyncio.to_thread(server.start)
+            stack.callback(server.stop)
+            refresher = asyncio.create_task(
+                refresh_queue_counts(database, metrics, settings.metrics_refresh_s),
+                name="metrics-refresh",
+            )
+            stack.push_async_callback(_cancel, refresher)
+        yield Components(
+            settings, database, images, editor, scheduler, service, metrics, warmup, metrics_port
+        )
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
 
 
 def worker_options(settings: Settings) -> WorkerOptions:
@@ -330,6 +371,11 @@ async def serve_worker(
         raise ConfigurationError(f"{NEEDS_POSTGRES_EXTRA} ({error})") from error
     await asyncio.to_thread(prepare_database, settings)
     images = make_images(settings, url)
+    metrics = Metrics()
+    server = None
+    if settings.metrics_port is not None:
+        server = MetricsServer(metrics, settings.metrics_host, settings.metrics_port)
+        await asyncio.to_thread(server.start)
     try:
         async with Database(url) as database:
             worker = GpuWorker(
@@ -339,7 +385,10 @@ async def serve_worker(
                 worker_options(settings),
                 segmenter=segmenter or make_segmenter(settings),
                 finisher=make_finisher(settings),
+                metrics=metrics,
             )
             await worker.run()
     finally:
+        if server is not None:
+            server.stop()
         _close_images(images)

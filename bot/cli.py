@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 from pathlib import Path
 from typing import Annotated
 
@@ -32,13 +31,10 @@ def _settings() -> Settings:
         raise typer.Exit(2) from error
 
 
-def _configure_logging(verbose: bool) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    for noisy in ("httpx", "httpcore", "urllib3"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+def _configure_logging(verbose: bool, log_format: str = "text") -> None:
+    from bot.commands.logs import configure_logging
+
+    configure_logging(verbose, log_format)
 
 
 @app.command()
@@ -59,7 +55,7 @@ def _start(settings: Settings, verbose: bool) -> None:
     status = missing_frontends(settings)
     if status:
         raise typer.Exit(status)
-    _configure_logging(verbose)
+    _configure_logging(verbose, settings.log_format)
     status = run_frontends(settings)
     if status:
         raise typer.Exit(status)
@@ -85,7 +81,7 @@ def worker(
     if concurrency is not None:
         updates["worker_concurrency"] = concurrency
     settings = settings.model_copy(update=updates)
-    _configure_logging(verbose)
+    _configure_logging(verbose, settings.log_format)
     from bot.commands.worker import run_worker
 
     raise typer.Exit(run_worker(settings, null_editor=null_editor, step_delay_ms=step_delay_ms))
@@ -175,6 +171,18 @@ def bench_service(
     from bot.commands.bench_service import service_benchmark_command
 
     service_benchmark_command(conversations, versions, edits, jobs, echo=typer.echo)
+
+
+@bench_app.command("access")
+def bench_access(
+    rules: Annotated[int, typer.Option(help="Allow-list rules in the database.")] = 100_000,
+    edits: Annotated[int, typer.Option(help="Finished edits today, for /stats.")] = 50_000,
+    runs: Annotated[int, typer.Option(help="Access checks timed per case.")] = 2_000,
+) -> None:
+    """Running a public bot: the access gate per update, /stats on a busy day, a /metrics scrape."""
+    from bot.commands.bench_access import access_benchmark_command
+
+    access_benchmark_command(rules, edits, runs, echo=typer.echo)
 
 
 @bench_app.command("batch")

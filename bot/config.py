@@ -162,6 +162,40 @@ class Settings(BaseSettings):
         "made once in data_dir/provenance",
     )
     c2pa_key: Path | None = Field(default=None, description="the PEM private key of c2pa_cert")
+    # Running a public bot (issue 16): access control, metrics, structured logs
+    access: Literal["open", "allowlist"] = Field(
+        default="open", description="allowlist: only admins and allowed users, chats, servers"
+    )
+    admins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="comma list of telegram:<user id>, discord:<user id>"
+    )
+    refusal_silence_s: float = Field(
+        default=600.0, ge=0, description="after telling a refused user why, stay silent this long"
+    )
+    metrics_port: int | None = Field(
+        default=None, ge=0, le=65535, description="Prometheus /metrics port; unset: off"
+    )
+    metrics_host: str = Field(default="127.0.0.1", description="address /metrics listens on")
+    metrics_refresh_s: float = Field(
+        default=5.0, gt=0, description="how often waiting and running edits are counted"
+    )
+    log_format: Literal["text", "json"] = Field(
+        default="text", description="json: one object a line"
+    )
+
+    @field_validator("admins", mode="before")
+    @classmethod
+    def _admin_list(cls, value: Any) -> Any:
+        """`PIX2CHAT_ADMINS=telegram:1,discord:2`; each entry must name its platform."""
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        for entry in value:
+            platform, _, user_id = str(entry).partition(":")
+            if platform not in ("telegram", "discord") or not user_id.strip().isdigit():
+                raise ValueError(
+                    f"{entry!r} is not an admin: write telegram:<user id> or discord:<user id>"
+                )
+        return [str(entry).strip() for entry in value]
 
     @field_validator("discord_guild_ids", "discord_channel_ids", mode="before")
     @classmethod

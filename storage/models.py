@@ -74,6 +74,8 @@ class Version(Base):
     __table_args__ = (
         Index("ix_versions_conversation", "conversation_id", "id"),
         Index("ix_versions_status", "status", "id"),
+        Index("ix_versions_created_at", "created_at"),  # /stats: today's edits (0007)
+        Index("ix_versions_finished_at", "finished_at"),
         UniqueConstraint("conversation_id", "request_key", name="uq_version_request"),
     )
 
@@ -207,3 +209,23 @@ class UserLanguage(Base):
     chosen: Mapped[str | None] = mapped_column(String(16))
     detected: Mapped[str | None] = mapped_column(String(16))
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class AccessRule(Base):
+    """An operator's decision about one user, Telegram group chat or Discord server.
+
+    `scope` is "user", "chat" (a Telegram group) or "server" (a Discord guild). Allowed and
+    banned are separate facts (a ban wins); `daily_quota` overrides PIX2CHAT_DAILY_QUOTA for
+    a user (0: no daily limit). Kept in the database so every process sees the same lists.
+    """
+
+    __tablename__ = "access_rules"
+
+    platform: Mapped[str] = mapped_column(String(32), primary_key=True)
+    scope: Mapped[str] = mapped_column(String(16), primary_key=True)
+    subject_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    allowed: Mapped[bool] = mapped_column(Boolean, default=False)
+    banned: Mapped[bool] = mapped_column(Boolean, default=False)
+    daily_quota: Mapped[int | None] = mapped_column(Integer)
+    updated_by: Mapped[str | None] = mapped_column(String(100))
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -100,7 +100,15 @@ def _model_check(name: str, reference: str, required_file: str) -> Check:
 
 
 def check_model(settings: Settings) -> Check:
-    return _model_check("model", settings.model, "model_index.json")
+    """Where the model is; and while `pix2chat run` is up, whether it is loading or ready."""
+    from bot.work.warmup import read_state
+
+    check = _model_check("model", settings.model, "model_index.json")
+    running = read_state(settings.data_dir)
+    if running is None:
+        return check
+    detail = f"{check.detail}; pix2chat run (pid {running['pid']}): {running['detail']}"
+    return Check(check.name, check.ok and running.get("state") != "failed", detail)
 
 
 def check_lora(settings: Settings) -> Check:

@@ -14,7 +14,7 @@ import discord
 from discord import app_commands
 
 from bot.config import Settings
-from bot.discord import views
+from bot.discord import admin, views
 from bot.discord.delivery import DiscordDelivery, actor_for
 from bot.discord.translator import CatalogueTranslator, described
 from bot.service.conversation import ConversationService, error_reply
@@ -52,6 +52,7 @@ class Pix2ChatClient(discord.Client):
         self.delivery = DiscordDelivery(self, service, self.button_class)
         self.max_bytes = settings.max_upload_bytes
         _register_commands(self)
+        admin.register_admin_commands(self.tree, service, self.delivery)
 
     async def setup_hook(self) -> None:
         """Register persistent buttons, then sync commands (at once to the test guilds)."""
@@ -72,6 +73,11 @@ class Pix2ChatClient(discord.Client):
         actor = actor_for(message.channel.id, message.author.id)
         # Messages carry no locale: the user's choice, else the one their last interaction had
         set_task_locale(await self.service.locale(actor))
+        decision = await admin.check_message(self.service, message, actor)
+        if not decision.allowed:  # before any download: nothing of theirs is stored
+            if decision.notice is not None:
+                await self.delivery.answer_message(message, actor, decision.notice)
+            return
         text = _without_mention(message.content, self.user)
         images = [a for a in message.attachments if _looks_like_image(a)]
         if message.attachments and not images:
@@ -141,6 +147,8 @@ class Pix2ChatClient(discord.Client):
     ) -> None:
         """A result's button: only its owner may press it."""
         set_task_locale(await self.service.locale(_actor_of(interaction), interaction.locale.value))
+        if not await admin.check_interaction(self.service, interaction):
+            return
         if str(interaction.user.id) != owner_id:
             await interaction.response.send_message(render(Key.BUTTON_NOT_YOURS), ephemeral=True)
             return
@@ -204,7 +212,8 @@ def _actor_of(interaction: discord.Interaction) -> Actor:
 
 
 class LocalizedTree(app_commands.CommandTree):
-    """Runs every slash command in its user's language (/language, else Discord's locale)."""
+    """Runs every slash command in its user's language (/language, else Discord's locale),
+    behind the access gate (a refused user's command never runs)."""
 
     async def interaction_check(self, interaction: discord.Interaction) -> bool:
         # discord.py runs the check and the command in one task of their own
@@ -212,7 +221,7 @@ class LocalizedTree(app_commands.CommandTree):
         assert isinstance(client, Pix2ChatClient)
         locale = await client.service.locale(_actor_of(interaction), interaction.locale.value)
         set_task_locale(locale)
-        return True
+        return await admin.check_interaction(client.service, interaction)
 
 
 def _register_commands(client: Pix2ChatClient) -> None:

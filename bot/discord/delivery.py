@@ -138,6 +138,12 @@ class DiscordDelivery(EventDelivery):
 
     # ----- events from the worker --------------------------------------------------------------
 
+    async def send_notice(self, actor: Actor, reply: Reply) -> None:
+        """A message about the service (the model failed to load) into the user's channel."""
+        channel = await self._channel(int(actor.chat_id))
+        if channel is not None:
+            await self._safely(channel.send(content=f"<@{actor.user_id}> {reply.text()}"))
+
     async def send_result(self, actor: Actor, reply: Reply) -> bool:
         """Into the interaction response while it lives, else into the channel."""
         assert reply.version_id is not None
@@ -146,6 +152,7 @@ class DiscordDelivery(EventDelivery):
             return await self._deliver_result(actor, reply, status)
         except discord.Forbidden as error:
             log.warning("Discord: no permission to deliver to %s: %s", actor.chat_id, error)
+            self.service.metrics.failed_deliveries.labels(platform=actor.platform).inc()
             return True  # keep the data; do not retry a channel we cannot write to
         except (discord.HTTPException, RuntimeError, OSError) as error:
             log.warning("Discord: delivery of %s postponed: %s", reply.version_id, error)

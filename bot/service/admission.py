@@ -13,17 +13,25 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.work.jobs import Job, JobQueue
+from bot.work.metrics import Metrics
 from editor.base import Editor
 from editor.errors import EmptyInstruction, InstructionTooLong
 from editor.finishing.spec import Finish
 from editor.params import EditParams
-from storage import limits, tree
-from storage.errors import QueueFull, TooManyPending
+from storage import access, limits, tree
+from storage.errors import QueueFull, QuotaExceeded, RateLimited, TooManyPending
 from storage.models import Conversation, Version
 from storage.types import Actor
 
 MAX_INSTRUCTION_CHARS = 1000
 """Longer instructions are refused before they are tokenised."""
+REFUSAL_REASONS: dict[type[Exception], str] = {
+    QueueFull: "queue",
+    TooManyPending: "pending",
+    RateLimited: "rate",
+    QuotaExceeded: "quota",
+}
+"""The `reason` label of pix2chat_refusals for each admission refusal."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,11 +52,13 @@ class Gatekeeper:
         tokens: Editor,
         admission: Admission,
         clock: Callable[[], float],
+        metrics: Metrics | None = None,
     ) -> None:
         self.queue = queue
         self.tokens = tokens
         self.admission = admission
         self.clock = clock
+        self.metrics = metrics or Metrics()
 
     def clean_instruction(self, text: str) -> str:
         """The instruction with its whitespace collapsed; refused if empty or too long."""
@@ -77,15 +87,22 @@ class Gatekeeper:
         """Check every cap and record the queued version, all in one write transaction.
 
         A finishing operation (`finish`) passes the same caps and counts as one edit.
+        A user's quota override (`/quota`, storage/access.py) replaces the daily quota.
         """
-        if await self.queue.depth() >= self.admission.queue_cap:  # the queue knows
-            raise QueueFull()
-        pending = await tree.count_pending_for_user(session, actor.platform, actor.user_id)
-        if pending >= self.admission.max_pending_per_user:
-            raise TooManyPending(count=pending)
-        await limits.consume(
-            session, actor.platform, actor.user_id, self.admission.rate, self.clock()
-        )
+        try:
+            if await self.queue.depth() >= self.admission.queue_cap:  # the queue knows
+                raise QueueFull()
+            pending = await tree.count_pending_for_user(session, actor.platform, actor.user_id)
+            if pending >= self.admission.max_pending_per_user:
+                raise TooManyPending(count=pending)
+            policy = self.admission.rate
+            override = await access.daily_quota(session, actor.platform, actor.user_id)
+            if override is not None:
+                policy = dataclasses.replace(policy, daily_quota=override)
+            await limits.consume(session, actor.platform, actor.user_id, policy, self.clock())
+        except (QueueFull, TooManyPending, RateLimited, QuotaExceeded) as refusal:
+            self.metrics.refusals.labels(reason=REFUSAL_REASONS[type(refusal)]).inc()
+            raise
         version = await tree.add_edit(
             session,
             conversation,

@@ -16,18 +16,29 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from bot.service.access import AccessControl, AccessPolicy
+from bot.service.admin import Admin
 from bot.service.admission import MAX_INSTRUCTION_CHARS, Admission, Gatekeeper
 from bot.service.commands import Commands
 from bot.service.edits import Edits
 from bot.service.finishing import Finishing
 from bot.service.languages import Hint, Languages
 from bot.service.media import DEFAULT_MAX_STORED_PIXELS, Media, Previews
+from bot.service.messages import Key
 from bot.service.regions import Regions
 from bot.service.relay import Relay
-from bot.service.replies import Reply, UpdateListener, error_reply, replies_to_errors
+from bot.service.replies import (
+    Reply,
+    ReplyKind,
+    UpdateListener,
+    error_reply,
+    replies_to_errors,
+)
 from bot.service.stamping import Stamper
 from bot.work.jobs import JobQueue
 from bot.work.masking import RegionMasker
+from bot.work.metrics import Metrics
+from bot.work.warmup import Warmup
 from editor.base import Editor
 from editor.finishing.provenance import Provenance
 from editor.images import ImageLimits
@@ -55,6 +66,9 @@ class ConversationService:
         masker: RegionMasker | None = None,
         clock: Callable[[], float] = time.time,
         provenance: Provenance | None = None,
+        access: AccessPolicy | None = None,
+        metrics: Metrics | None = None,
+        warmup: Warmup | None = None,
     ) -> None:
         self.database = database
         self.images = images
@@ -70,9 +84,15 @@ class ConversationService:
         self.media = Media(
             database, images, self.image_limits, self.previews, max_stored_pixels, stamper
         )
-        gate = Gatekeeper(queue, tokens, self.admission, clock)
-        self.edits = Edits(database, queue, gate, self.media, self.relay, self.defaults)
+        self.metrics = metrics or Metrics()
+        self.warmup = warmup
+        gate = Gatekeeper(queue, tokens, self.admission, clock, self.metrics)
+        self.edits = Edits(database, queue, gate, self.media, self.relay, self.defaults, warmup)
         self.finishing = Finishing(database, queue, gate, self.media, self.relay, self.defaults)
+        self.access = AccessControl(database, access or AccessPolicy(), self.metrics)
+        """Frontends ask it before they download anything (bot/service/access.py)."""
+        self.admin = Admin(database, self.access, clock)
+        """The admin commands (bot/service/admin.py)."""
         self.commands = Commands(database, images, queue, self.previews, self.defaults)
         self.languages = Languages(database)
         self.regions = Regions(database, masker)
@@ -95,6 +115,11 @@ class ConversationService:
     async def mark_delivered(self, version_id: int) -> None:
         """A frontend calls this once the result (or failure) reached the chat."""
         await self.relay.mark_delivered(version_id)
+
+    async def model_failed(self) -> int:
+        """Tell every user with an edit waiting that the model could not start (their edits
+        stay queued for the next start); how many were told."""
+        return await self.relay.tell_waiting(Reply(key=Key.MODEL_FAILED, kind=ReplyKind.ERROR))
 
     # ----- photos and instructions -------------------------------------------------------------
 

@@ -16,6 +16,7 @@ from bot.service.preferences import Preferences, new_seed
 from bot.service.relay import Owner, Relay
 from bot.service.replies import Action, Note, Reply, ReplyKind, replies_to_errors
 from bot.work.jobs import JobQueue
+from bot.work.warmup import Warmup
 from editor.params import EditParams
 from storage import regions, tree
 from storage.database import Database
@@ -36,7 +37,10 @@ class Edits:
         media: Media,
         relay: Relay,
         defaults: EditParams,
+        warmup: Warmup | None = None,
     ) -> None:
+        self.warmup = warmup
+        """The model's load when this process runs it; None: it is ready (or elsewhere)."""
         self.database = database
         self.queue = queue
         self.gate = gate
@@ -72,7 +76,15 @@ class Edits:
             if reply.is_error:
                 reply = dataclasses.replace(reply, version_id=root.id)
             return dataclasses.replace(reply, notes=(*notes, *reply.notes))
+        if self._warming_up():
+            notes = (*notes, Note(Key.MODEL_WARMING_NOTE, {"progress": self._load_progress()}))
         return Reply(key=Key.PHOTO_RECEIVED, version_id=root.id, notes=notes)
+
+    def _warming_up(self) -> bool:
+        return self.warmup is not None and not self.warmup.ready
+
+    def _load_progress(self) -> str:
+        return self.warmup.describe() if self.warmup is not None else ""
 
     def _upload_notes(self, upload: StoredUpload) -> tuple[Note, ...]:
         """What the user should know about how their photo was kept."""
@@ -172,9 +184,12 @@ class Edits:
         await self.queue.submit(job_for(actor, version, parent))
         position = await self.queue.position(version.id)
         key = Key.EDIT_QUEUED if position and position > 1 else Key.EDIT_QUEUED_NEXT
+        args = {"instruction": instruction, "position": position or 1}
+        if self._warming_up():
+            key, args["progress"] = Key.MODEL_WARMING, self._load_progress()
         return Reply(
             key=key,
-            args={"instruction": instruction, "position": position or 1},
+            args=args,
             version_id=version.id,
             kind=ReplyKind.QUEUED,
             actions=(Action.CANCEL,),

@@ -115,6 +115,8 @@ class EventDelivery(ABC):
     async def _deliver(self, event: tuple[Actor, Reply]) -> None:
         actor, reply = event
         if reply.version_id is None:
+            if reply.kind is ReplyKind.ERROR:  # about the service, not one edit
+                await self.send_notice(actor, reply)
             return
         with use_locale(await self.service.locale(actor)):  # the owner's language
             await self._deliver_in_locale(actor, reply, reply.version_id)
@@ -125,7 +127,14 @@ class EventDelivery(ABC):
             return
         if version_id in self._delivered:
             return  # a live result and the start-up sweep can both name it
-        if await self.send_result(actor, reply):
+        try:
+            sent = await self.send_result(actor, reply)
+        except Exception:
+            self.service.metrics.failed_deliveries.labels(platform=actor.platform).inc()
+            raise
+        if not sent:
+            self.service.metrics.failed_deliveries.labels(platform=actor.platform).inc()
+        if sent:
             self._delivered.add(version_id)
             self._unmarked.add(version_id)
             if not await self._mark_unmarked():
@@ -155,6 +164,11 @@ class EventDelivery(ABC):
             tries += 1
             if await self._mark_unmarked():
                 log.info("sent results marked delivered after %d retries", tries)
+
+    async def send_notice(self, actor: Actor, reply: Reply) -> None:
+        """A message about the service for a user with edits waiting (the model failed to
+        load); platforms that can post into the chat override this."""
+        log.warning("no way to tell %s: %s", actor, reply.text())
 
     @abstractmethod
     async def show_progress(self, reply: Reply) -> None:

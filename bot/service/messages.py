@@ -220,6 +220,24 @@ class Key(enum.StrEnum):
     ERROR_UPSCALER_UNAVAILABLE = "error.upscaler_unavailable"
     ERROR_MATTING_UNAVAILABLE = "error.matting_unavailable"
     ERROR_FINISHING_NOT_INSTALLED = "error.finishing_not_installed"
+    # Running a public bot (issue 16): access control, admin commands, model warm-up
+    ACCESS_PRIVATE = "access.private"
+    ACCESS_BANNED = "access.banned"
+    ADMIN_ONLY = "admin.only"
+    ADMIN_USAGE = "admin.usage"
+    ADMIN_ALLOWED = "admin.allowed"
+    ADMIN_DENIED = "admin.denied"
+    ADMIN_BANNED = "admin.banned"
+    ADMIN_UNBANNED = "admin.unbanned"
+    ADMIN_QUOTA = "admin.quota"
+    ADMIN_QUOTA_UNLIMITED = "admin.quota_unlimited"
+    ADMIN_QUOTA_DEFAULT = "admin.quota_default"
+    ADMIN_STATS = "admin.stats"
+    ADMIN_STATS_USER = "admin.stats_user"
+    ADMIN_STATS_NOBODY = "admin.stats_nobody"
+    MODEL_WARMING = "model.warming"
+    MODEL_WARMING_NOTE = "model.warming_note"
+    MODEL_FAILED = "model.failed"
 
 
 @dataclass(frozen=True, slots=True)
@@ -523,6 +541,34 @@ ENGLISH: dict[str, str | Plural] = {
     Key.ERROR_FINISHING_NOT_INSTALLED: (
         "This server has no finishing tools installed. The operator can add them with "
         "pip install 'pix2chat[finishing]'."
+    ),
+    # Running a public bot (issue 16): access control, admin commands, model warm-up
+    Key.ACCESS_PRIVATE: "This bot is private. Ask its owner to add you; your id is {user_id}.",
+    Key.ACCESS_BANNED: "You can't use this bot. If you think this is a mistake, ask its owner; your id is {user_id}.",
+    Key.ADMIN_ONLY: "Only the bot's admins can do that.",
+    Key.ADMIN_USAGE: "Usage: {usage}",
+    Key.ADMIN_ALLOWED: "Allowed {subject}.",
+    Key.ADMIN_DENIED: "{subject} is no longer on the allow-list.",
+    Key.ADMIN_BANNED: "Banned {subject}.",
+    Key.ADMIN_UNBANNED: "Unbanned {subject}.",
+    Key.ADMIN_QUOTA: "{subject} may now make {quota} edits a day.",
+    Key.ADMIN_QUOTA_UNLIMITED: "{subject} now has no daily limit.",
+    Key.ADMIN_QUOTA_DEFAULT: "{subject} is back to the default daily quota.",
+    Key.ADMIN_STATS: (
+        "Today: {edits} edits by {active_users} active users, {failures} failed. "
+        "Now: {waiting} waiting, {running} running. Edit time p50 {p50}, p95 {p95}; "
+        "GPU time {gpu}. Busiest users:"
+    ),
+    Key.ADMIN_STATS_USER: "{rank}. {user}: {count} edits",
+    Key.ADMIN_STATS_NOBODY: "(nobody yet)",
+    Key.MODEL_WARMING: (
+        "On it: “{instruction}”. The model is still warming up ({progress}); your edit "
+        "starts as soon as it is ready."
+    ),
+    Key.MODEL_WARMING_NOTE: "The model is still warming up ({progress}), so the first edit takes a little longer.",
+    Key.MODEL_FAILED: (
+        "Sorry, the photo editor could not start, so your edits can't run now. Its owner has "
+        "been told; they stay queued and run when it is back."
     ),
 }
 

@@ -168,6 +168,15 @@ class Relay:
         self._owners[version_id] = owner
         return owner
 
+    async def tell_waiting(self, reply: Reply) -> int:
+        """Send `reply` once to every user with an edit waiting (the model failed to load)."""
+        async with self.database.read() as session:
+            rows = await lifecycle.queued_jobs(session)
+        actors = {Actor(c.platform, c.chat_id, c.user_id) for _, c in rows}
+        for actor in sorted(actors, key=str):
+            await self.publish(actor, reply)
+        return len(actors)
+
     async def publish(self, actor: Actor, reply: Reply) -> None:
         """Tell every listener of the actor's platform; one failing listener stops no other."""
         for listener in self._listeners.get(actor.platform, []):

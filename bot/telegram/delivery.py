@@ -114,6 +114,10 @@ class Delivery(EventDelivery):
             markup = keyboards.for_actions(reply.actions, reply.version_id, actor.user_id)
             await self.send_text(chat_id, reply.text(), reply_to, markup)
 
+    async def send_notice(self, actor: Actor, reply: Reply) -> None:
+        """A message about the service (the model failed to load) into the user's chat."""
+        await self.send_text(int(actor.chat_id), reply.text())
+
     async def send_text(
         self,
         chat_id: int,
@@ -279,6 +283,7 @@ class Delivery(EventDelivery):
         except Forbidden as error:
             # Blocked or removed: keep the user's data, stop trying to send this one.
             log.warning("Telegram: cannot deliver to chat %s: %s", chat_id, error)
+            self.service.metrics.failed_deliveries.labels(platform=PLATFORM).inc()
             return True
         except (TelegramError, RuntimeError) as error:
             # Network trouble or shutting down: the start-up sweep delivers it later.

@@ -18,6 +18,7 @@ from telegram.ext import (
     CallbackQueryHandler,
     CommandHandler,
     MessageHandler,
+    TypeHandler,
     filters,
 )
 
@@ -25,7 +26,7 @@ from bot.app import Components, FrontendError
 from bot.config import Settings
 from bot.service import catalogues
 from bot.service.messages import SOURCE_LOCALE, Key, render
-from bot.telegram import handlers
+from bot.telegram import admin, handlers
 from bot.telegram.delivery import PLATFORM, Delivery
 from bot.telegram.handlers import BOT_API_DOWNLOAD_LIMIT, TelegramContext
 
@@ -95,7 +96,11 @@ def build_application(
         .build()
     )
     localized = handlers.localized
+    # Access control first: a refused user's update stops before any handler (issue 16).
+    application.add_handler(TypeHandler(Update, admin.gate), group=-1)
     for name, callback in COMMAND_HANDLERS.items():
+        application.add_handler(CommandHandler(name, localized(callback)))
+    for name, callback in admin.ADMIN_COMMANDS.items():
         application.add_handler(CommandHandler(name, localized(callback)))
     application.add_handler(MessageHandler(filters.PHOTO, localized(handlers.photo)))
     application.add_handler(

@@ -24,7 +24,8 @@ STREAM_BUFFER = 256
 
 @dataclass(frozen=True, slots=True)
 class StreamEvent:
-    """One server-sent event: `progress`, `preview`, `result` or `failure`, with a JSON payload."""
+    """One server-sent event: `progress`, `preview`, `result`, `failure` or `notice` (about
+    the service, not one edit), with a JSON payload."""
 
     name: str
     data: Mapping[str, Any]
@@ -68,6 +69,10 @@ class WebDelivery(EventDelivery):
         name = "failure" if reply.is_error else "result"
         self._push(actor, StreamEvent(name, reply_json(reply)))
         return True
+
+    async def send_notice(self, actor: Actor, reply: Reply) -> None:
+        """A message about the service (the model failed to load) to the actor's open tabs."""
+        self._push(actor, StreamEvent("notice", reply_json(reply)))
 
     @contextlib.asynccontextmanager
     async def stream(self, actor: Actor) -> AsyncIterator[asyncio.Queue[StreamEvent | None]]:

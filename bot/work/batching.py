@@ -18,10 +18,12 @@ import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from typing import Generic, ParamSpec, Protocol, TypeVar
 
 from PIL import Image
 
+from bot.work.metrics import Metrics
 from editor.base import Editor, EditRequest, PreviewCallback, ProgressCallback
 from editor.develop import confine
 from editor.develop import develop as develop_onto
@@ -56,6 +58,8 @@ class Work:
     params: EditParams
     regions: tuple[Region, ...] = ()
     finish: Finish | None = None
+    queued_at: datetime | None = None
+    """When the edit was queued (its version's `created_at`), for the queue-wait metric."""
 
     def signature(self) -> tuple[object, ...]:
         if self.finish is not None:  # runs alone
@@ -307,6 +311,7 @@ class BatchEngine(Generic[ItemT]):
         segmenter: Segmenter | None = None,
         name: str = "pix2chat-batcher",
         finisher: Finisher | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         if max_batch < 1:
             raise ValueError("max_batch must be at least 1")
@@ -322,6 +327,7 @@ class BatchEngine(Generic[ItemT]):
         self.segmenter = segmenter
         self.finisher = finisher
         self.name = name
+        self.metrics = metrics or Metrics()
         self.batch_sizes: list[int] = []
         self.model_thread_s = 0.0
         """Time spent in the model thread: decode, model, encode, store (for benchmarks)."""
@@ -377,11 +383,20 @@ class BatchEngine(Generic[ItemT]):
         if not claimed:
             return
         self.batch_sizes.append(len(claimed))
+        self._observe_start([work for _, work in claimed])
+        self.metrics.running.inc(len(claimed))
+        try:
+            await self._run_claimed(claimed)
+        finally:
+            self.metrics.running.dec(len(claimed))
+
+    async def _run_claimed(self, claimed: list[tuple[ItemT, Work]]) -> None:
         started = time.perf_counter()
         try:
             outputs = await self._compute([work for _, work in claimed])
         except Exception as error:
             if len(claimed) == 1:
+                self.metrics.edits.labels(outcome="failed").inc()
                 await self.owner.failed(claimed[0][0], error)
                 return
             log.warning("batch of %d failed (%s); retrying one by one", len(claimed), error)
@@ -390,12 +405,32 @@ class BatchEngine(Generic[ItemT]):
                 try:
                     (output,) = await self._compute([work])
                 except Exception as single_error:
+                    self.metrics.edits.labels(outcome="failed").inc()
                     await self.owner.failed(item, single_error)
                 else:
-                    await self.owner.succeeded([(item, output)], time.perf_counter() - started)
+                    seconds = time.perf_counter() - started
+                    self._observe_done(1, seconds)
+                    await self.owner.succeeded([(item, output)], seconds)
             return
         results = [(item, output) for (item, _), output in zip(claimed, outputs, strict=True)]
-        await self.owner.succeeded(results, time.perf_counter() - started)
+        seconds = time.perf_counter() - started
+        self._observe_done(len(results), seconds)
+        await self.owner.succeeded(results, seconds)
+
+    def _observe_start(self, works: list[Work]) -> None:
+        self.metrics.batch_size.observe(len(works))
+        now = datetime.now(UTC)
+        for work in works:
+            if work.queued_at is not None:
+                queued = work.queued_at
+                if queued.tzinfo is None:  # SQLite hands back naive UTC datetimes
+                    queued = queued.replace(tzinfo=UTC)
+                self.metrics.queue_wait.observe(max(0.0, (now - queued).total_seconds()))
+
+    def _observe_done(self, count: int, seconds: float) -> None:
+        self.metrics.edits.labels(outcome="done").inc(count)
+        for _ in range(count):
+            self.metrics.edit_duration.observe(seconds)
 
     async def _compute(self, works: list[Work]) -> list[Output]:
         ids = [work.version_id for work in works]
@@ -432,4 +467,6 @@ class BatchEngine(Generic[ItemT]):
                 finisher=self.finisher,
             )
         finally:
-            self.model_thread_s += time.perf_counter() - started
+            spent = time.perf_counter() - started
+            self.model_thread_s += spent
+            self.metrics.gpu_seconds.inc(spent)

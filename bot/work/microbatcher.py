@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from types import TracebackType
 
 from bot.work.batching import BatchEngine, BatchProgress, ModelThread, Output, Work
+from bot.work.metrics import Metrics
 from editor.base import Editor
 from editor.finishing.finisher import Finisher
 from editor.segment import Segmenter
@@ -51,6 +52,7 @@ class MicroBatcher:
         develop: bool = True,
         segmenter: Segmenter | None = None,
         finisher: Finisher | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.on_start = on_start
         self._waiting: list[_Waiting] = []
@@ -65,6 +67,7 @@ class MicroBatcher:
             develop=develop,
             segmenter=segmenter,
             finisher=finisher,
+            metrics=metrics,
         )
         self.max_batch = max_batch
         self.batch_sizes = self.engine.batch_sizes

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+from datetime import datetime
 from types import TracebackType
 
 from sqlalchemy import select
@@ -31,7 +32,9 @@ from bot.work.jobs import (
     JobStarted,
     failure_key,
 )
+from bot.work.metrics import Metrics
 from bot.work.outages import OUTAGE_TIMEOUT_S, through_outage
+from bot.work.warmup import Warmup
 from editor.base import Editor
 from editor.finishing.finisher import Finisher
 from editor.regions import Region
@@ -73,6 +76,8 @@ class EmbeddedScheduler:
         develop: bool = True,
         segmenter: Segmenter | None = None,
         finisher: Finisher | None = None,
+        metrics: Metrics | None = None,
+        load_in_background: bool = False,
     ) -> None:
         if max_batch < 1:
             raise ValueError("max_batch must be at least 1")
@@ -83,6 +88,10 @@ class EmbeddedScheduler:
         self.max_wait_s = max_wait_ms / 1000
         self.max_attempts = max_attempts
         self.outage_timeout_s = outage_timeout_s
+        self.metrics = metrics or Metrics()
+        self.warmup = Warmup()
+        self.load_in_background = load_in_background
+        self._loader: asyncio.Task[None] | None = None
         self._storage_tries: dict[int, int] = {}
         self._background: set[asyncio.Task[None]] = set()
         self._line = FairLine()
@@ -101,6 +110,7 @@ class EmbeddedScheduler:
             segmenter=segmenter,
             name="pix2chat-scheduler",
             finisher=finisher,
+            metrics=self.metrics,
         )
 
     # ----- lifecycle -------------------------------------------------------------------------
@@ -118,13 +128,44 @@ class EmbeddedScheduler:
         await self.stop()
 
     async def start(self) -> None:
-        """Load the model in its thread, reload queued jobs from the database, start serving."""
-        await self._model.run(self.editor.load)
+        """Load the model in its thread, reload queued jobs from the database, start serving.
+
+        With `load_in_background` the model loads while edits are already accepted: they wait
+        in line, `warmup` says how the load goes, and serving starts once it is done (a load
+        that fails is reported by `warmup`, not raised here).
+        """
+        if not self.load_in_background:
+            await self._load()
+            await self._recover()
+            self._engine.start()
+            return
         await self._recover()
+        self._loader = asyncio.create_task(self._load_then_serve(), name="pix2chat-model-load")
+
+    async def _load(self) -> None:
+        self.metrics.model_ready.set(0)
+        try:
+            await self._model.run(self.editor.load)
+        except BaseException as error:
+            self.warmup.failed(error)
+            raise
+        self.warmup.loaded()
+        self.metrics.model_ready.set(1)
+        log.info("model ready after %.1f s", self.warmup.elapsed_s())
+
+    async def _load_then_serve(self) -> None:
+        try:
+            await self._load()
+        except Exception as error:
+            log.error("the model failed to load: %s", error)
+            return
         self._engine.start()
 
     async def stop(self) -> None:
         """Finish the running batch, then stop; queued jobs stay in the database."""
+        if self._loader is not None and not self._loader.done():
+            self._loader.cancel()  # the load itself finishes in the model thread (close waits)
+            await asyncio.gather(self._loader, return_exceptions=True)
         await self._engine.drain()
         for task in list(self._background):
             task.cancel()  # a pending retry: its version is queued in the database
@@ -230,20 +271,24 @@ class EmbeddedScheduler:
         """Claim the batch in the database; the jobs still queued, with their parents' images."""
         async with self.database.write() as session:
             claimed = set(await lifecycle.claim_many(session, [job.version_id for job in batch]))
-            parents = {
-                v.id: v.image_sha
-                for v in (
-                    await session.scalars(
-                        select(Version).where(Version.id.in_({job.parent_id for job in batch}))
-                    )
-                ).all()
-            }
+            wanted = {job.parent_id for job in batch} | {job.version_id for job in batch}
+            rows = (await session.scalars(select(Version).where(Version.id.in_(wanted)))).all()
+            parents = {v.id: v.image_sha for v in rows}
+            queued_at = {v.id: v.created_at for v in rows}
             constraints = await regions.of_versions(session, claimed)
         batch = [job for job in batch if job.version_id in claimed and parents.get(job.parent_id)]
         for job in batch:
             await self._emit(JobStarted(job.version_id, len(batch)))
         return [
-            (job, _work(job, parents[job.parent_id] or "", constraints.get(job.version_id, ())))
+            (
+                job,
+                _work(
+                    job,
+                    parents[job.parent_id] or "",
+                    constraints.get(job.version_id, ()),
+                    queued_at.get(job.version_id),
+                ),
+            )
             for job in batch
         ]
 
@@ -381,7 +426,12 @@ class EmbeddedScheduler:
         await self._events.emit(event)
 
 
-def _work(job: Job, parent_sha: str, constraints: tuple[Region, ...] = ()) -> Work:
+def _work(
+    job: Job,
+    parent_sha: str,
+    constraints: tuple[Region, ...] = (),
+    queued_at: datetime | None = None,
+) -> Work:
     """What the model computes for a claimed job (only runnable jobs are batched)."""
     assert job.parent_size is not None
     return Work(
@@ -392,4 +442,5 @@ def _work(job: Job, parent_sha: str, constraints: tuple[Region, ...] = ()) -> Wo
         job.params,
         regions=constraints,
         finish=job.finish,
+        queued_at=queued_at,
     )

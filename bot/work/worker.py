@@ -43,6 +43,7 @@ from bot.work import pgqueue, queue_sql
 from bot.work.batching import ModelThread, Output, Work
 from bot.work.job_loop import keep_serving, stop_signals
 from bot.work.jobs import JobDone, JobFailed, JobProgress, JobStarted, failure_key
+from bot.work.metrics import Metrics
 from bot.work.microbatcher import MicroBatcher
 from bot.work.outages import (
     OUTAGE_TIMEOUT_S,
@@ -106,6 +107,7 @@ class GpuWorker:
         options: WorkerOptions | None = None,
         segmenter: Segmenter | None = None,
         finisher: Finisher | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         if database.is_sqlite:
             raise ValueError("`pix2chat worker` needs PostgreSQL (PIX2CHAT_DATABASE_URL)")
@@ -115,6 +117,7 @@ class GpuWorker:
         self.segmenter = segmenter
         self.options = options or WorkerOptions()
         self.finisher = finisher
+        self.metrics = metrics or Metrics()
         self.name = self.options.name or f"{socket.gethostname()}-{os.getpid()}"
         self._batcher: MicroBatcher | None = None
         self._last_progress: dict[int, float] = {}
@@ -145,7 +148,9 @@ class GpuWorker:
         model = ModelThread()
         stop = asyncio.Event()
         try:
+            self.metrics.model_ready.set(0)
             await model.run(self.editor.load)
+            self.metrics.model_ready.set(1)
             app = self.make_app()
             batcher = MicroBatcher(
                 model,
@@ -158,6 +163,7 @@ class GpuWorker:
                 develop=self.options.develop,
                 segmenter=self.segmenter,
                 finisher=self.finisher,
+                metrics=self.metrics,
             )
             async with app.open_async(), batcher:
                 self._batcher = batcher
@@ -256,6 +262,7 @@ class GpuWorker:
                 version.edit_params(),
                 regions=constraints.get(version_id, ()),
                 finish=version.finishing(),
+                queued_at=version.created_at,
             )
 
     async def _record(self, output: Output, seconds: float) -> None:

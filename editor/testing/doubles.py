@@ -244,3 +244,22 @@ def box_pixels(box: Box, size: tuple[int, int]) -> tuple[int, int, int, int]:
     width, height = size
     left, top, right, bottom = box
     return (round(left * width), round(top * height), round(right * width), round(bottom * height))
+
+
+class SlowLoadingEditor(NullEditor):
+    """The NullEditor whose `load` waits for `loaded` (a model still downloading), then
+    succeeds, or raises `fail_with` (a model that cannot load); a load never let through
+    fails after a timeout instead of hanging the test."""
+
+    def __init__(self, fail_with: Exception | None = None) -> None:
+        super().__init__()
+        self.fail_with = fail_with
+        self.loaded = threading.Event()
+        self.load_started = threading.Event()
+
+    def load(self) -> None:
+        self.load_started.set()
+        if not self.loaded.wait(timeout=GATE_TIMEOUT_S):
+            raise RuntimeError("the test never let the model load")
+        if self.fail_with is not None:
+            raise self.fail_with

@@ -473,6 +473,7 @@ function connect() {
   };
   events.addEventListener("result", finished);
   events.addEventListener("failure", finished);
+  events.addEventListener("notice", (event) => showReply(JSON.parse(event.data)));
   events.addEventListener("error", () => {
     $("connection").textContent = say("web.reconnecting");
   });

@@ -90,11 +90,21 @@ async def test_compatible_jobs_of_different_users_share_a_call_in_the_worker(
     editor = NullEditor()
     async with RemoteJobQueue(pg) as queue:
         queue.subscribe(events)
-        async with running_worker(pg, images, editor, max_wait_ms=300):
+        async with running_worker(pg, images, editor, max_wait_ms=300) as worker:
             await events.until(lambda: all(events.outcomes(v) for v in ids))
 
     assert sorted(len(call) for call in editor.calls) == [1, 4]
     assert editor.calls[-1][0].instruction == "alice again"
+    # The worker's metrics (served at PIX2CHAT_METRICS_PORT by `pix2chat worker`).
+    sample = worker.metrics.registry.get_sample_value
+    assert sample("pix2chat_edits_total", {"outcome": "done"}) == 5
+    assert sample("pix2chat_batch_size_count") == 2
+    assert sample("pix2chat_batch_size_sum") == 5
+    assert sample("pix2chat_queue_wait_seconds_count") == 5
+    assert sample("pix2chat_edit_duration_seconds_count") == 5
+    assert (sample("pix2chat_gpu_seconds_total") or 0) > 0
+    assert sample("pix2chat_model_ready") == 1
+    assert sample("pix2chat_edits_running") == 0
 
 
 async def test_a_failed_edit_is_refunded_once_with_two_frontends_listening(
