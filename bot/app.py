@@ -25,6 +25,7 @@ from storage.startup import prepare_schema
 if TYPE_CHECKING:
     from bot.work.remote import RemoteJobQueue
     from bot.work.worker import WorkerOptions
+    from editor.scoring import CandidateScorer
 
 
 class ConfigurationError(Exception):
@@ -194,6 +195,7 @@ async def build(settings: Settings, editor: Editor | None = None) -> AsyncIterat
                 max_wait_ms=settings.max_wait_ms,
                 max_attempts=settings.max_attempts,
                 develop=settings.develop,
+                scorer=make_scorer(settings),
             )
         service = ConversationService(
             database,
@@ -217,6 +219,15 @@ async def build(settings: Settings, editor: Editor | None = None) -> AsyncIterat
         )
         await stack.enter_async_context(scheduler)
         yield Components(settings, database, images, editor, scheduler, service)
+
+
+def make_scorer(settings: Settings) -> CandidateScorer | None:
+    """The candidate scorer (PIX2CHAT_SCORER_MODEL), loaded on first use; None when empty."""
+    if not settings.scorer_model.strip():
+        return None
+    from editor.clip_scorer import ClipScorer
+
+    return ClipScorer(settings.scorer_model.strip(), device=settings.device)
 
 
 def worker_options(settings: Settings) -> WorkerOptions:
@@ -266,7 +277,11 @@ async def serve_worker(settings: Settings, editor: Editor | None = None) -> None
     try:
         async with Database(url) as database:
             worker = GpuWorker(
-                database, images, editor or make_editor(settings), worker_options(settings)
+                database,
+                images,
+                editor or make_editor(settings),
+                worker_options(settings),
+                scorer=make_scorer(settings),
             )
             await worker.run()
     finally:

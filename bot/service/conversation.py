@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from bot.service.admission import MAX_INSTRUCTION_CHARS, Admission, Gatekeeper
+from bot.service.choices import Choices
 from bot.service.commands import Commands
 from bot.service.edits import Edits
 from bot.service.media import DEFAULT_MAX_STORED_PIXELS, Media, Previews
@@ -60,6 +61,7 @@ class ConversationService:
         gate = Gatekeeper(queue, tokens, self.admission, clock)
         self.edits = Edits(database, queue, gate, self.media, self.relay, self.defaults)
         self.commands = Commands(database, images, queue, self.previews, self.defaults)
+        self.choices = Choices(database, gate, self.edits)
         queue.subscribe(self.relay.on_job_event)
 
     # ----- subscriptions ---------------------------------------------------------------------
@@ -101,6 +103,24 @@ class ConversationService:
     async def regenerate(self, actor: Actor, version_id: int | None = None) -> Reply:
         """Same instruction on the same parent with a new seed; the old result stays reachable."""
         return await self.edits.regenerate(actor, version_id)
+
+    # ----- choice in every turn ----------------------------------------------------------------
+
+    async def variations(self, actor: Actor, version_id: int | None = None) -> Reply:
+        """Four candidates of the version's instruction on its parent, delivered together."""
+        return await self.choices.variations(actor, version_id)
+
+    async def stronger(self, actor: Actor, version_id: int | None = None) -> Reply:
+        """The same instruction and seed, applied one step more strongly."""
+        return await self.choices.stronger(actor, version_id)
+
+    async def subtler(self, actor: Actor, version_id: int | None = None) -> Reply:
+        """The same instruction and seed, applied one step more gently."""
+        return await self.choices.subtler(actor, version_id)
+
+    async def pick(self, actor: Actor, version_id: int) -> Reply:
+        """ "Use n": that candidate of its set becomes the current version."""
+        return await self.choices.pick(actor, version_id)
 
     # ----- commands ----------------------------------------------------------------------------
 

@@ -102,6 +102,29 @@ class Key(enum.StrEnum):
     ERROR_PARENT_FAILED = "error.parent_failed"
     ERROR_UNAVAILABLE = "error.unavailable"
     ERROR_STORAGE_FULL = "error.storage_full"
+    # Choice in every turn: variations, stronger / subtler, best-of-N (issue 15)
+    VARIATIONS_QUEUED = "variations.queued"
+    VARIATIONS_DONE = "variations.done"
+    VARIATIONS_SOME_FAILED = "variations.some_failed"
+    VARIATIONS_CANDIDATE = "variations.candidate"
+    VARIATIONS_PICKED = "variations.picked"
+    VARIATIONS_EDITS_CANDIDATE = "variations.edits_candidate"
+    BEST_OF_DONE = "best_of.done"
+    BEST_OF_QUEUED = "best_of.queued"
+    TUNED_QUEUED = "tuned.queued"
+    EDIT_DONE_TUNED = "edit.done_tuned"
+    HISTORY_LINE_CANDIDATE = "history.line_candidate"
+    HISTORY_SCORE = "history.score"
+    SETTINGS_CANDIDATES = "settings.candidates"
+    BUTTON_VARIATIONS = "button.variations"
+    BUTTON_STRONGER = "button.stronger"
+    BUTTON_SUBTLER = "button.subtler"
+    BUTTON_USE = "button.use"
+    ERROR_QUOTA_TOO_SMALL = "error.quota_too_small"
+    ERROR_SET_NOT_CURRENT = "error.set_not_current"
+    ERROR_NOT_A_CANDIDATE = "error.not_a_candidate"
+    ERROR_AT_STRONGEST = "error.at_strongest"
+    ERROR_AT_SUBTLEST = "error.at_subtlest"
 
 
 ENGLISH: dict[str, str] = {
@@ -138,7 +161,7 @@ ENGLISH: dict[str, str] = {
     Key.HELP: (
         "Send me a photo, then tell me what to change, for example " + EXAMPLES + ". "
         "Each instruction edits the latest result. Commands: /undo, /redo, /regenerate, "
-        "/history, /reset, /settings, /cancel, /status, /forget."
+        "/variations, /stronger, /subtler, /history, /reset, /settings, /cancel, /status, /forget."
     ),
     Key.WELCOME: (
         "Hi! I edit photos by instruction. Send me a photo, then tell me what to change, "
@@ -219,6 +242,54 @@ ENGLISH: dict[str, str] = {
     Key.ERROR_PARENT_FAILED: "Skipped “{instruction}”: the edit before it failed.",
     Key.ERROR_UNAVAILABLE: "The service is briefly unavailable; please try again in a moment.",
     Key.ERROR_STORAGE_FULL: "I can't save anything right now (my storage is full). Please try again later.",
+    # Choice in every turn: variations, stronger / subtler, best-of-N (issue 15)
+    Key.VARIATIONS_QUEUED: "Making {count} variations of “{instruction}”. You are #{position} in line.",
+    Key.VARIATIONS_DONE: (
+        "{count} variations of “{instruction}”. Tap Use 1 to Use {count} to keep one; until then "
+        "your next instruction edits candidate {leader}."
+    ),
+    Key.VARIATIONS_SOME_FAILED: "{failed} of them failed; the others are here.",
+    Key.VARIATIONS_CANDIDATE: "{number}. seed {seed}",
+    Key.VARIATIONS_PICKED: "Using candidate {number} of “{instruction}” (seed {seed}).",
+    Key.VARIATIONS_EDITS_CANDIDATE: (
+        "This edits candidate {number} of your variations (tap Use on another to choose it)."
+    ),
+    Key.BEST_OF_DONE: "Best of {count} candidates (score {score}); the others are in /history.",
+    Key.BEST_OF_QUEUED: "On it: “{instruction}”, best of {count}. You are #{position} in line.",
+    Key.TUNED_QUEUED: (
+        "On it: “{instruction}” {direction}: text guidance {guidance_scale}, image guidance "
+        "{image_guidance_scale}. You are #{position} in line."
+    ),
+    Key.EDIT_DONE_TUNED: (
+        "“{instruction}” (seed {seed}; text guidance {guidance_scale}, image guidance "
+        "{image_guidance_scale})"
+    ),
+    Key.HISTORY_LINE_CANDIDATE: "   also candidate {index}: seed {seed}{score}",
+    Key.HISTORY_SCORE: ", score {score}",
+    Key.SETTINGS_CANDIDATES: (
+        "Best of {candidates}: each instruction makes {candidates} candidates and keeps the "
+        "best-scored one (it counts as {candidates} edits)."
+    ),
+    Key.BUTTON_VARIATIONS: "🔀 Variations",
+    Key.BUTTON_STRONGER: "➕ Stronger",
+    Key.BUTTON_SUBTLER: "➖ Subtler",
+    Key.BUTTON_USE: "Use {number}",
+    Key.ERROR_QUOTA_TOO_SMALL: (
+        "That costs {cost} edits and you have {left} left today. They refill in {wait}."
+    ),
+    Key.ERROR_SET_NOT_CURRENT: (
+        "Those variations were undone or replaced, so I can't use that one. Tap Variations "
+        "again, or branch from it by replying to it."
+    ),
+    Key.ERROR_NOT_A_CANDIDATE: "That picture is not one of a set of variations.",
+    Key.ERROR_AT_STRONGEST: (
+        "Already at the strongest setting (text guidance {guidance_scale}, image guidance "
+        "{image_guidance_scale})."
+    ),
+    Key.ERROR_AT_SUBTLEST: (
+        "Already at the subtlest setting (text guidance {guidance_scale}, image guidance "
+        "{image_guidance_scale})."
+    ),
 }
 
 CATALOGUES: dict[str, dict[str, str]] = {"en": ENGLISH}

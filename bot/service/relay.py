@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from bot.service.media import Previews
 from bot.service.messages import Key
 from bot.service.replies import Action, Reply, ReplyKind, UpdateListener
-from bot.work.jobs import JobDone, JobEvent, JobPreview, JobProgress, JobStarted
-from storage import lifecycle, limits
+from bot.service.sets import done_reply, set_reply, tuning_of
+from bot.work.jobs import JobDone, JobEvent, JobFailed, JobPreview, JobProgress, JobStarted
+from storage import lifecycle, limits, tree
 from storage.database import Database
 from storage.models import Conversation, Version
 from storage.types import Actor
@@ -24,28 +25,24 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class Owner:
-    """What the relay remembers about a queued version to report on it without a query."""
+    """What the relay remembers about a queued version to report on it without a query.
+
+    `set_id` names the candidate set it belongs to (its results go out together); `tuned` the
+    guidance of a stronger or subtler edit (its caption shows them).
+    """
 
     actor: Actor
     instruction: str
     seed: int | None
-
-
-def done_reply(version_id: int, instruction: str, seed: int | None) -> Reply:
-    return Reply(
-        key=Key.EDIT_DONE,
-        args={"instruction": instruction, "seed": seed},
-        version_id=version_id,
-        kind=ReplyKind.RESULT,
-        actions=(Action.UNDO, Action.REGENERATE, Action.FULL_RESOLUTION),
-    )
+    set_id: int | None = None
+    tuned: tuple[float, float] | None = None
 
 
 def result_reply(version: Version) -> Reply:
     """The reply for a finished version: its result, or why it failed."""
     if version.is_done:
         seed = (version.params or {}).get("seed")
-        return done_reply(version.id, version.instruction or "", seed)
+        return done_reply(version.id, version.instruction or "", seed, tuning_of(version))
     return Reply(
         key=version.error_key or Key.ERROR_EDIT_FAILED,
         args={"instruction": version.instruction or ""},
@@ -63,6 +60,7 @@ class Relay:
         self.previews = previews
         self._listeners: dict[str, list[UpdateListener]] = {}
         self._owners: dict[int, Owner] = {}
+        self._sets_told: set[int] = set()
 
     def subscribe(self, platform: str, listener: UpdateListener) -> None:
         self._listeners.setdefault(platform, []).append(listener)
@@ -79,9 +77,14 @@ class Relay:
     async def redeliver(self, platform: str) -> int:
         async with self.database.read() as session:
             rows = await lifecycle.undelivered(session, platform)
+        sets: set[int] = set()
         for version, conversation in rows:
             actor = Actor(conversation.platform, conversation.chat_id, conversation.user_id)
-            await self.publish(actor, result_reply(version))
+            if version.set_id is None:
+                await self.publish(actor, result_reply(version))
+            elif version.set_id not in sets:  # a set goes out as one reply, once
+                sets.add(version.set_id)
+                await self._tell_set(actor, version.set_id, again=True)
         return len(rows)
 
     async def mark_delivered(self, version_id: int) -> None:
@@ -106,9 +109,15 @@ class Relay:
             return
         self._owners.pop(event.version_id, None)
         self.previews.drop((event.version_id,))
+        if owner.set_id is not None:
+            if isinstance(event, JobFailed) and not event.refunded:
+                async with self.database.write() as session:
+                    await limits.refund(session, owner.actor.platform, owner.actor.user_id)
+            await self._tell_set(owner.actor, owner.set_id)
+            return
         if isinstance(event, JobDone):
             # Everything the reply needs is known since submit: no query on the result path.
-            reply = done_reply(event.version_id, owner.instruction, owner.seed)
+            reply = done_reply(event.version_id, owner.instruction, owner.seed, owner.tuned)
             await self.publish(owner.actor, reply)
             return
         async with self.database.write() as session:
@@ -134,9 +143,26 @@ class Relay:
             Actor(conversation.platform, conversation.chat_id, conversation.user_id),
             version.instruction or "",
             (version.params or {}).get("seed"),
+            version.set_id,
+            tuning_of(version),
         )
         self._owners[version_id] = owner
         return owner
+
+    async def _tell_set(self, actor: Actor, set_id: int, *, again: bool = False) -> None:
+        """Once every candidate of a set has finished, its one reply (variations or best-of).
+
+        Candidates finishing in one batch each report; only the first report after the last
+        one finished publishes (`again`: the start-up sweep, after a restart, may repeat it).
+        """
+        if set_id in self._sets_told and not again:
+            return
+        async with self.database.read() as session:
+            reply = set_reply(await tree.candidates_of(session, set_id))
+        if reply is None or (set_id in self._sets_told and not again):
+            return
+        self._sets_told.add(set_id)
+        await self.publish(actor, reply)
 
     async def publish(self, actor: Actor, reply: Reply) -> None:
         """Tell every listener of the actor's platform; one failing listener stops no other."""

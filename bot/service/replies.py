@@ -29,6 +29,11 @@ class Action(enum.StrEnum):
     FULL_RESOLUTION = "full"
     CANCEL = "cancel"
     FORGET_CONFIRM = "forget_confirm"
+    VARIATIONS = "variations"
+    STRONGER = "stronger"
+    SUBTLER = "subtler"
+    USE = "use"
+    """Pick one candidate of a set ("Use 3"); its button names that candidate's version."""
 
 
 BUTTON_LABELS: Mapping[Action, Key] = {
@@ -38,6 +43,10 @@ BUTTON_LABELS: Mapping[Action, Key] = {
     Action.FULL_RESOLUTION: Key.BUTTON_FULL,
     Action.CANCEL: Key.BUTTON_CANCEL,
     Action.FORGET_CONFIRM: Key.BUTTON_FORGET_CONFIRM,
+    Action.VARIATIONS: Key.BUTTON_VARIATIONS,
+    Action.STRONGER: Key.BUTTON_STRONGER,
+    Action.SUBTLER: Key.BUTTON_SUBTLER,
+    Action.USE: Key.BUTTON_USE,
 }
 """The catalogue key of each action's button label."""
 
@@ -71,6 +80,8 @@ class ReplyKind(enum.StrEnum):
     """The current settings (`settings`)."""
     FAILED = "failed"
     """A queued edit failed or was skipped; the conversation stays usable."""
+    VARIATIONS = "variations"
+    """A finished set of variations: `candidates` to show together, each with a Use button."""
     ERROR = "error"
     """A refusal: nothing changed."""
 
@@ -84,6 +95,21 @@ class HistoryEntry:
     params: Mapping[str, Any] | None
     status: str
     is_head: bool
+    score: float | None = None
+    candidate: int | None = None
+    """Set for the other candidates of a set on the path (siblings, reachable by branching):
+    the candidate's number in its set."""
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """One picture of a set of variations: its version, its number (1..N) and what it shows."""
+
+    version_id: int
+    number: int
+    seed: int | None
+    score: float | None = None
+    done: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +132,7 @@ class Reply:
         history: for history replies, the path root -> head.
         settings: for settings replies, the current values.
         notes: lines `text()` adds after the reply's own (every frontend shows them).
+        candidates: for variations replies, the pictures to show together (pick buttons).
     """
 
     key: str
@@ -116,6 +143,7 @@ class Reply:
     history: tuple[HistoryEntry, ...] = ()
     settings: Mapping[str, Any] | None = None
     notes: tuple[Note, ...] = ()
+    candidates: tuple[Candidate, ...] = ()
 
     @property
     def show_image(self) -> bool:

@@ -26,6 +26,7 @@ from editor.base import Editor, EditRequest, PreviewCallback, ProgressCallback
 from editor.develop import develop as develop_onto
 from editor.images import encode_png, encode_preview_jpeg, fit_to_resolution, fitted_size
 from editor.params import EditParams
+from editor.scoring import CandidateScorer
 from storage.images import ImageStore
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,8 @@ class Work:
     parent_size: tuple[int, int]
     instruction: str
     params: EditParams
+    scored: bool = False
+    """A candidate of a set: the scorer ranks it among its siblings."""
 
     def signature(self) -> tuple[object, ...]:
         return batch_signature(self.params, self.parent_size)
@@ -65,6 +68,7 @@ class Output:
     image_sha: str
     size: tuple[int, int]
     raw_sha: str | None = None
+    score: float | None = None
 
     @property
     def shas(self) -> list[str]:
@@ -96,6 +100,7 @@ def compute_batch(
     preview: PreviewSink | None = None,
     *,
     develop: bool = True,
+    scorer: CandidateScorer | None = None,
 ) -> list[Output]:
     """Decode parents, run one pipeline call, store results losslessly (model thread).
 
@@ -103,6 +108,7 @@ def compute_batch(
     developed onto its full-resolution parent (what is stored as the image, at the parent's
     size) and the raw output is stored beside it; without, the raw output is the image.
     With `preview`, the editor's previews (if it makes any) reach it as JPEGs named by version.
+    With `scorer`, candidates of a set (`Work.scored`) get their score (`candidate_scores`).
     """
     on_preview: PreviewCallback | None = None
     if preview is not None:
@@ -124,11 +130,15 @@ def compute_batch(
         for work in works
     ]
     results = editor.edit_batch(requests, progress, on_preview)
+    scores = candidate_scores(scorer, works, requests, results) if scorer is not None else {}
     outputs = []
     for work, request, result in zip(works, requests, results, strict=True):
         raw = result.convert("RGB")
+        score = scores.get(work.version_id)
         if not develop:
-            outputs.append(Output(work.version_id, images.put(encode_png(raw)), raw.size))
+            outputs.append(
+                Output(work.version_id, images.put(encode_png(raw)), raw.size, score=score)
+            )
             continue
         # Decoded again rather than kept from above: one full-size parent in memory at a time.
         developed = develop_onto(_decode(images, work.parent_sha), request.image, raw).image
@@ -138,9 +148,37 @@ def compute_batch(
                 images.put(encode_png(developed)),
                 developed.size,
                 raw_sha=images.put(encode_png(raw)),
+                score=score,
             )
         )
     return outputs
+
+
+def candidate_scores(
+    scorer: CandidateScorer,
+    works: Sequence[Work],
+    requests: Sequence[EditRequest],
+    results: Sequence[Image.Image],
+) -> dict[int, float]:
+    """Scores of the scored works by version id, ranked among candidates of the same parent and
+    instruction (model thread). A scorer that fails leaves them unranked: the edits stand."""
+    groups: dict[tuple[str, str], list[int]] = {}
+    for index, work in enumerate(works):
+        if work.scored:
+            groups.setdefault((work.parent_sha, work.instruction), []).append(index)
+    scores: dict[int, float] = {}
+    for (_, instruction), indexes in groups.items():
+        try:
+            values = scorer.score(
+                requests[indexes[0]].image,
+                [results[index].convert("RGB") for index in indexes],
+                instruction,
+            )
+        except Exception:
+            log.exception("the candidate scorer failed; candidates stay unranked")
+            continue
+        scores.update({works[i].version_id: v for i, v in zip(indexes, values, strict=True)})
+    return scores
 
 
 def _decode(images: ImageStore, sha: str) -> Image.Image:
@@ -226,6 +264,7 @@ class BatchEngine(Generic[ItemT]):
         on_progress: BatchProgress | None = None,
         on_preview: PreviewReport | None = None,
         develop: bool = True,
+        scorer: CandidateScorer | None = None,
         name: str = "pix2chat-batcher",
     ) -> None:
         if max_batch < 1:
@@ -239,6 +278,7 @@ class BatchEngine(Generic[ItemT]):
         self.on_progress = on_progress
         self.on_preview = on_preview
         self.develop = develop
+        self.scorer = scorer
         self.name = name
         self.batch_sizes: list[int] = []
         self.model_thread_s = 0.0
@@ -340,7 +380,13 @@ class BatchEngine(Generic[ItemT]):
         started = time.perf_counter()
         try:
             return compute_batch(
-                self.editor, self.images, works, progress, preview, develop=self.develop
+                self.editor,
+                self.images,
+                works,
+                progress,
+                preview,
+                develop=self.develop,
+                scorer=self.scorer,
             )
         finally:
             self.model_thread_s += time.perf_counter() - started

@@ -30,6 +30,11 @@ class Job:
         parent_size: the parent's image size, or None while the parent is itself pending.
         instruction: the edit instruction.
         params: every generation parameter including the seed.
+        set_id: the candidate set (variations, best-of-N) it belongs to: the set runs as one
+            unit of its user's turn, counting as many units of work as it has candidates.
+        scored: the candidate scorer ranks its result.
+        set_size: how many candidates of its set are queued together (the embedded line waits
+            for all of them before the set runs, so they share one batch).
     """
 
     version_id: int
@@ -38,6 +43,9 @@ class Job:
     parent_size: tuple[int, int] | None
     instruction: str
     params: EditParams
+    set_id: int | None = None
+    scored: bool = False
+    set_size: int = 1
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,6 +14,7 @@ from types import TracebackType
 
 from bot.work.batching import BatchEngine, BatchProgress, ModelThread, Output, Work
 from editor.base import Editor
+from editor.scoring import CandidateScorer
 from storage.images import ImageStore
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,7 @@ class MicroBatcher:
         on_start: BatchStarted | None = None,
         on_progress: BatchProgress | None = None,
         develop: bool = True,
+        scorer: CandidateScorer | None = None,
     ) -> None:
         self.on_start = on_start
         self._waiting: list[_Waiting] = []
@@ -59,6 +61,7 @@ class MicroBatcher:
             max_wait_ms=max_wait_ms,
             on_progress=on_progress,
             develop=develop,
+            scorer=scorer,
         )
         self.max_batch = max_batch
         self.batch_sizes = self.engine.batch_sizes

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+from collections import Counter
 from types import TracebackType
 
 from sqlalchemy import select
@@ -33,6 +34,7 @@ from bot.work.jobs import (
 )
 from bot.work.outages import OUTAGE_TIMEOUT_S, through_outage
 from editor.base import Editor
+from editor.scoring import CandidateScorer
 from storage import lifecycle, tree
 from storage.database import Database, outage
 from storage.images import ImageStore
@@ -68,6 +70,7 @@ class EmbeddedScheduler:
         max_attempts: int = 3,
         outage_timeout_s: float = OUTAGE_TIMEOUT_S,
         develop: bool = True,
+        scorer: CandidateScorer | None = None,
     ) -> None:
         if max_batch < 1:
             raise ValueError("max_batch must be at least 1")
@@ -93,6 +96,7 @@ class EmbeddedScheduler:
             on_progress=self._progress,
             on_preview=self._preview,
             develop=develop,
+            scorer=scorer,
             name="pix2chat-scheduler",
         )
 
@@ -139,6 +143,9 @@ class EmbeddedScheduler:
                 )
             failed_ids = {v.id for v in failed}
             parent_ids = {v.parent_id for v, _ in rows if v.parent_id is not None}
+            set_sizes = Counter(
+                v.set_id for v, _ in rows if v.set_id is not None and v.id not in failed_ids
+            )
             sizes = await lifecycle.done_sizes(session, parent_ids)
             jobs = [
                 Job(
@@ -148,6 +155,9 @@ class EmbeddedScheduler:
                     parent_size=sizes.get(version.parent_id),
                     instruction=version.instruction or "",
                     params=version.edit_params(),
+                    set_id=version.set_id,
+                    scored=version.set_id is not None,
+                    set_size=set_sizes[version.set_id] if version.set_id is not None else 1,
                 )
                 for version, conversation in rows
                 if version.id not in failed_ids and version.parent_id is not None
@@ -316,7 +326,7 @@ class EmbeddedScheduler:
                 return await lifecycle.mark_done_many(
                     session,
                     [
-                        lifecycle.Result(o.version_id, o.image_sha, o.size, o.raw_sha)
+                        lifecycle.Result(o.version_id, o.image_sha, o.size, o.raw_sha, o.score)
                         for o in outputs
                     ],
                 )
@@ -363,4 +373,6 @@ class EmbeddedScheduler:
 def _work(job: Job, parent_sha: str) -> Work:
     """What the model computes for a claimed job (only runnable jobs are batched)."""
     assert job.parent_size is not None
-    return Work(job.version_id, parent_sha, job.parent_size, job.instruction, job.params)
+    return Work(
+        job.version_id, parent_sha, job.parent_size, job.instruction, job.params, job.scored
+    )

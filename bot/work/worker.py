@@ -52,6 +52,7 @@ from bot.work.outages import (
 )
 from bot.work.pgpool import SteadyPool
 from editor.base import Editor
+from editor.scoring import CandidateScorer
 from storage import lifecycle, limits, tree
 from storage.database import Database, brief, outage
 from storage.images import ImageStore
@@ -101,6 +102,7 @@ class GpuWorker:
         images: ImageStore,
         editor: Editor,
         options: WorkerOptions | None = None,
+        scorer: CandidateScorer | None = None,
     ) -> None:
         if database.is_sqlite:
             raise ValueError("`pix2chat worker` needs PostgreSQL (PIX2CHAT_DATABASE_URL)")
@@ -108,6 +110,7 @@ class GpuWorker:
         self.images = images
         self.editor = editor
         self.options = options or WorkerOptions()
+        self.scorer = scorer
         self.name = self.options.name or f"{socket.gethostname()}-{os.getpid()}"
         self._batcher: MicroBatcher | None = None
         self._last_progress: dict[int, float] = {}
@@ -149,6 +152,7 @@ class GpuWorker:
                 on_start=self._started,
                 on_progress=self._progress,
                 develop=self.options.develop,
+                scorer=self.scorer,
             )
             async with app.open_async(), batcher:
                 self._batcher = batcher
@@ -244,6 +248,7 @@ class GpuWorker:
                 (parent.width, parent.height),
                 version.instruction or "",
                 version.edit_params(),
+                scored=version.set_id is not None,
             )
 
     async def _record(self, output: Output, seconds: float) -> None:
@@ -255,7 +260,11 @@ class GpuWorker:
                     session,
                     [
                         lifecycle.Result(
-                            output.version_id, output.image_sha, output.size, output.raw_sha
+                            output.version_id,
+                            output.image_sha,
+                            output.size,
+                            output.raw_sha,
+                            output.score,
                         )
                     ],
                 )

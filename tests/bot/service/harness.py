@@ -28,6 +28,7 @@ from bot.work.scheduler import EmbeddedScheduler
 from editor.errors import UserError
 from editor.images import ImageLimits
 from editor.params import EditParams
+from editor.scoring import CandidateScorer
 from editor.testing.doubles import GatedEditor
 from storage.database import Database
 from storage.images import FileImageStore
@@ -176,13 +177,16 @@ async def running_service(
     start: bool = True,
     develop: bool = True,
     max_stored_pixels: int = DEFAULT_MAX_STORED_PIXELS,
+    scorer: CandidateScorer | None = None,
 ) -> AsyncIterator[Harness]:
     """The service wired like `bot.app.build`, with knobs; `start=False` leaves jobs queued."""
     editor = editor or GatedEditor()
     async with AsyncExitStack() as stack:
         database = await stack.enter_async_context(Database(url))
         images = FileImageStore(folder)
-        scheduler = EmbeddedScheduler(database, images, editor, max_wait_ms=0, develop=develop)
+        scheduler = EmbeddedScheduler(
+            database, images, editor, max_wait_ms=0, develop=develop, scorer=scorer
+        )
         clock = clock or Clock()
         service = ConversationService(
             database,
