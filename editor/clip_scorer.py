@@ -44,6 +44,7 @@ class ClipScorer:
         """A torch device, or "auto" (the fastest present, as for the editor)."""
         self._model: Any = None
         self._processor: Any = None
+        self._failed: ModelLoadError | None = None
         self._lock = threading.Lock()
 
     @property
@@ -51,22 +52,29 @@ class ClipScorer:
         return self._model is not None
 
     def load(self) -> None:
-        """Load the model once (the first `score` calls this)."""
+        """Load the model once (the first `score` calls this).
+
+        A failure is remembered and raised again at once: candidates stay unranked until the
+        process restarts, rather than every set waiting for the hub again.
+        """
         with self._lock:
             if self._model is not None:
                 return
+            if self._failed is not None:
+                raise self._failed
             check_local_path(self.model_name, "scorer_model")
             try:
                 model = CLIPModel.from_pretrained(self.model_name)
                 processor = CLIPProcessor.from_pretrained(self.model_name)
             except Exception as exc:
-                raise ModelLoadError(
+                self._failed = ModelLoadError(
                     f"Could not load the candidate scorer {self.model_name!r}: {exc}\n"
                     "The scorer is a CLIP model (e.g. openai/clip-vit-large-patch14)."
                     + offline_hint(),
                     option="scorer_model",
                     value=self.model_name,
-                ) from exc
+                )
+                raise self._failed from exc
             if self.device == "auto":
                 self.device = select_device("auto")
             model.eval().to(self.device)

@@ -24,6 +24,7 @@ from PIL import Image
 
 from editor.base import Editor, EditRequest, PreviewCallback, ProgressCallback
 from editor.develop import develop as develop_onto
+from editor.errors import ModelLoadError
 from editor.images import encode_png, encode_preview_jpeg, fit_to_resolution, fitted_size
 from editor.params import EditParams
 from editor.scoring import CandidateScorer
@@ -174,6 +175,9 @@ def candidate_scores(
                 [results[index].convert("RGB") for index in indexes],
                 instruction,
             )
+        except ModelLoadError as error:  # not configured or not reachable: one line, no trace
+            log.warning("candidates stay unranked: %s", str(error).splitlines()[0])
+            continue
         except Exception:
             log.exception("the candidate scorer failed; candidates stay unranked")
             continue
