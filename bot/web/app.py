@@ -61,6 +61,10 @@ PAGE_MESSAGES = (
     Key.BUTTON_REGENERATE,
     Key.BUTTON_FULL,
     Key.BUTTON_CANCEL,
+    Key.BUTTON_VARIATIONS,
+    Key.BUTTON_STRONGER,
+    Key.BUTTON_SUBTLER,
+    Key.BUTTON_USE,
 )
 """Catalogue texts the page shows on its own (everything else comes with the replies)."""
 IMAGE_CACHE = "private, max-age=31536000, immutable"
@@ -188,6 +192,32 @@ def create_app(ctx: WebContext) -> ASGIApp:
         version = optional_id(body.get("version_id"))
         return _reply(await ctx.service.regenerate(_actor(request), version))
 
+    async def variations(request: Request) -> Response:
+        """Four candidates of the version's instruction (the newest edit's by default)."""
+        body = await read_json(request)
+        version = optional_id(body.get("version_id"))
+        return _reply(await ctx.service.variations(_actor(request), version))
+
+    async def stronger(request: Request) -> Response:
+        """The version's instruction again, one step stronger."""
+        body = await read_json(request)
+        version = optional_id(body.get("version_id"))
+        return _reply(await ctx.service.stronger(_actor(request), version))
+
+    async def subtler(request: Request) -> Response:
+        """The version's instruction again, one step subtler."""
+        body = await read_json(request)
+        version = optional_id(body.get("version_id"))
+        return _reply(await ctx.service.subtler(_actor(request), version))
+
+    async def pick(request: Request) -> Response:
+        """ "Use n": that candidate of a set becomes the current version."""
+        body = await read_json(request)
+        version = optional_id(body.get("version_id"))
+        if version is None:
+            raise Refused(message_json(Key.WEB_BAD_REQUEST), 400)
+        return _reply(await ctx.service.pick(_actor(request), version))
+
     async def reset(request: Request) -> Response:
         """Start over from the original photo."""
         return _reply(await ctx.service.reset(_actor(request)))
@@ -271,6 +301,10 @@ def create_app(ctx: WebContext) -> ASGIApp:
         Route("/api/undo", undo, methods=post),
         Route("/api/redo", redo, methods=post),
         Route("/api/regenerate", regenerate, methods=post),
+        Route("/api/variations", variations, methods=post),
+        Route("/api/stronger", stronger, methods=post),
+        Route("/api/subtler", subtler, methods=post),
+        Route("/api/pick", pick, methods=post),
         Route("/api/reset", reset, methods=post),
         Route("/api/cancel", cancel, methods=post),
         Route("/api/forget", forget, methods=post),

@@ -146,12 +146,39 @@ function resultMessage(reply) {
     });
     node.append(img);
   }
+  if (reply.kind === "variations" && reply.candidates) {
+    node.append(candidateGrid(reply.candidates));
+    node.append(element("p", "caption", reply.text));
+    return node;
+  }
   node.append(element("p", "caption", reply.text));
   if (reply.actions && reply.actions.length) {
     node.append(actionButtons(reply.actions, reply.version_id, reply.full));
   }
   if (reply.is_error) node.setAttribute("role", "alert");
   return node;
+}
+
+function candidateGrid(candidates) {
+  // A set of variations: a 2x2 grid, each picture with its own "Use n" button.
+  const grid = element("div", "grid");
+  for (const candidate of candidates) {
+    const cell = element("figure", "candidate");
+    const img = element("img", "result");
+    img.src = candidate.image;
+    img.alt = candidate.caption;
+    cell.append(img);
+    cell.append(element("figcaption", "", candidate.caption));
+    const use = element("button", "", candidate.use);
+    use.type = "button";
+    use.dataset.action = "use";
+    use.dataset.version = candidate.version_id;
+    use.addEventListener("click", () => act("use", candidate.version_id));
+    cell.append(use);
+    grid.append(cell);
+  }
+  followImages(grid);
+  return grid;
 }
 
 function pendingMessage(versionId, text) {
@@ -217,7 +244,7 @@ function renderThread(history) {
           text: entry.caption,
           image: entry.image,
           full: entry.image.replace(/\/image$/, "/full"),
-          actions: ["undo", "regenerate", "full"],
+          actions: ["undo", "regenerate", "full", "variations", "stronger", "subtler"],
         }),
       );
     } else {
@@ -344,6 +371,10 @@ async function act(action, versionId) {
     redo: ["/api/redo", {}],
     regenerate: ["/api/regenerate", { version_id: versionId }],
     cancel: ["/api/cancel", {}],
+    variations: ["/api/variations", { version_id: versionId }],
+    stronger: ["/api/stronger", { version_id: versionId }],
+    subtler: ["/api/subtler", { version_id: versionId }],
+    use: ["/api/pick", { version_id: versionId }],
   };
   const [path, json] = paths[action];
   const { data } = await api(path, { method: "POST", json });
