@@ -7,8 +7,9 @@ similarity between the candidate and its parent (does it still look like the pho
     score = cos(E(candidate) - E(parent), T(instruction))
             + KEEP_WEIGHT * cos(E(candidate), E(parent))
 
-E is CLIP's image embedding, T its text embedding. Higher is better; scores compare candidates
-of the same instruction on the same parent, never different edits. The model is loaded on
+E is CLIP's image embedding and T its text embedding, each scaled to unit length. Higher is
+better; scores compare candidates of the same instruction on the same parent, never different
+edits. The model is loaded on
 first use, in the thread that scores (the schedulers' model thread), and never before a set
 needs it.
 """
@@ -45,6 +46,8 @@ class ClipScorer:
         self._model: Any = None
         self._processor: Any = None
         self._failed: ModelLoadError | None = None
+        self.loaded_in: str | None = None
+        """The thread that loaded the model (the schedulers' model thread, by design)."""
         self._lock = threading.Lock()
 
     @property
@@ -80,6 +83,7 @@ class ClipScorer:
             model.eval().to(self.device)
             self._processor = processor
             self._model = model
+            self.loaded_in = threading.current_thread().name
 
     @torch.inference_mode()
     def score(

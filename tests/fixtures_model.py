@@ -7,7 +7,12 @@ from pathlib import Path
 import pytest
 
 from editor.pix2pix import DiffusersEditor
-from editor.testing.tiny import build_tiny_lora, build_tiny_pipeline, build_tiny_preview_decoder
+from editor.testing.tiny import (
+    build_tiny_clip,
+    build_tiny_lora,
+    build_tiny_pipeline,
+    build_tiny_preview_decoder,
+)
 
 
 @pytest.fixture(scope="session")
@@ -34,3 +39,9 @@ def tiny_editor(tiny_model_dir: Path) -> DiffusersEditor:
 def tiny_preview_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A random TAESD-shaped preview decoder for the tiny pipeline (PIX2CHAT_PREVIEW_MODEL)."""
     return build_tiny_preview_decoder(tmp_path_factory.mktemp("tiny-taesd"))
+
+
+@pytest.fixture(scope="session")
+def tiny_clip_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random-weight CLIP with its processor, loadable as PIX2CHAT_SCORER_MODEL=<path>."""
+    return build_tiny_clip(tmp_path_factory.mktemp("tiny-clip"))

@@ -3,6 +3,7 @@ the allowed ranges, best-of-N with a scorer, and their costs and refusals."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from PIL import Image
 from bot.service.admission import Admission
 from bot.service.choices import IMAGE_GUIDANCE_STEP, TEXT_GUIDANCE_STEP, stronger, subtler
 from bot.service.rendering import history_lines
+from editor.clip_scorer import ClipScorer
 from bot.service.replies import Action, Reply, ReplyKind
 from editor.params import GUIDANCE_RANGE, IMAGE_GUIDANCE_RANGE, EditParams
 from storage.limits import LimitPolicy
@@ -226,6 +228,18 @@ async def test_a_set_counts_once_against_the_pending_cap(h: Harness) -> None:
     await h.recorder.done(second.version_id)
 
 
+async def set_result(h: Harness, set_id: int) -> Reply:
+    """The one reply of a best-of set (named by its best candidate, whichever that is)."""
+    async with asyncio.timeout(10):
+        while True:
+            for _, reply in h.recorder.replies:
+                if reply.kind is ReplyKind.RESULT and set_id in {
+                    c.version_id for c in reply.candidates
+                }:
+                    return reply
+            await asyncio.sleep(0.02)
+
+
 class PrefersSeed:
     """A scorer double: the candidate whose result is reddest wins (a fixed, checkable rule)."""
 
@@ -254,7 +268,7 @@ async def test_best_of_n_keeps_the_best_scored_and_shows_scores(
         assert "best of 3" in queued.text()
         assert queued.version_id is not None
 
-        reply = await h.recorder.result(queued.version_id)
+        reply = await set_result(h, queued.version_id)
         assert reply.kind is ReplyKind.RESULT and reply.show_image
         assert "Best of 3 candidates" in reply.text()
         assert scorer.calls == 1 and [len(call) for call in h.editor.calls] == [3]
@@ -278,3 +292,21 @@ async def test_variations_while_over_quota_say_how_many_are_left(
         refused = await h.service.variations(ALICE)
         assert refused.key == "error.quota_too_small"
         assert "2 left" in assert_friendly(refused)
+
+
+async def test_variations_are_ranked_by_the_tiny_clip_loaded_in_the_model_thread(
+    sqlite_url: str, tmp_path: Path, tiny_clip_dir: Path
+) -> None:
+    scorer = ClipScorer(str(tiny_clip_dir))
+    async with running_service(sqlite_url, tmp_path / "images", scorer=scorer) as h:
+        assert not scorer.loaded  # not at start-up: on first use
+        _edit, reply = await variations_of(h)
+
+        assert scorer.loaded and (scorer.loaded_in or "").startswith("pix2chat-model")
+        scores = [c.score for c in reply.candidates]
+        assert None not in scores
+        best = max(reply.candidates, key=lambda c: c.score or 0.0)
+        assert f"candidate {best.number}" in reply.text()  # the next edit's base, said
+        assert await h.head(ALICE) == best.version_id
+        chained = await h.service.instruct(ALICE, "add snow")
+        assert f"edits candidate {best.number}" in chained.text()
