@@ -12,8 +12,8 @@ from PIL import Image
 from bot.service.admission import Admission
 from bot.service.choices import IMAGE_GUIDANCE_STEP, TEXT_GUIDANCE_STEP, stronger, subtler
 from bot.service.rendering import history_lines
-from editor.clip_scorer import ClipScorer
 from bot.service.replies import Action, Reply, ReplyKind
+from editor.clip_scorer import ClipScorer
 from editor.params import GUIDANCE_RANGE, IMAGE_GUIDANCE_RANGE, EditParams
 from storage.limits import LimitPolicy
 from tests.bot.service.harness import ALICE, BOB, Harness, assert_friendly, running_service
