@@ -61,12 +61,15 @@ class CostResult:
 
 @dataclass(frozen=True, slots=True)
 class FairnessResult:
-    """B's waits (seconds, instruction to result) with and without A's variations."""
+    """B's waits (seconds, instruction to result) with and without A's variations, and how
+    many batches started after B asked and before B's own (`ahead`, per edit)."""
 
     alone: list[float]
     beside_variations: list[float]
     batch_s: float
     sets_run: int
+    ahead_alone: list[int]
+    ahead_beside: list[int]
 
 
 def _photo_bytes(size: int) -> bytes:
@@ -101,7 +104,7 @@ class Results:
 @asynccontextmanager
 async def _service(
     folder: Path, editor: Editor, params: EditParams, max_batch: int = 4
-) -> AsyncIterator[tuple[ConversationService, Results]]:
+) -> AsyncIterator[tuple[ConversationService, Results, EmbeddedScheduler]]:
     url = f"sqlite:///{folder / 'bench.db'}"
     upgrade(url)
     async with Database(url) as database:
@@ -113,7 +116,7 @@ async def _service(
         results = Results()
         service.subscribe(PLATFORM, results)
         async with scheduler:
-            yield service, results
+            yield service, results, scheduler
 
 
 async def _queued(reply: Reply) -> int:
@@ -125,7 +128,7 @@ async def measure_cost(
     folder: Path, editor: Editor, params: EditParams, runs: int = 2
 ) -> CostResult:
     """Best of `runs`: one set of four variations, then four regenerations one by one."""
-    async with _service(folder, editor, params) as (service, results):
+    async with _service(folder, editor, params) as (service, results, _scheduler):
         await service.receive_image(ALICE, _photo_bytes(params.resolution))
         first = await _queued(await service.instruct(ALICE, "make it night"))
         await results.wait(first)  # also the warm-up
@@ -149,12 +152,14 @@ async def measure_fairness(
     steps = 10
     params = EditParams(num_inference_steps=steps, resolution=256)
     runs: list[list[float]] = []
+    aheads: list[list[int]] = []
     sets_run = 0
     for with_a in (False, True):
         editor = NullEditor(step_delay_s=batch_s / steps)
         run_folder = folder / ("with-a" if with_a else "alone")
         run_folder.mkdir(parents=True, exist_ok=True)
-        async with _service(run_folder, editor, params) as (service, results):
+        async with _service(run_folder, editor, params) as (service, results, scheduler):
+            batches = scheduler.batch_sizes
             photo = _photo_bytes(128)
             for actor in (ALICE, BOB):
                 await service.receive_image(actor, photo)
@@ -170,11 +175,12 @@ async def measure_fairness(
             )
             if task is not None:
                 await asyncio.sleep(batch_s * 2)  # A's sets are queued when B starts
-            waits = []
+            waits, ahead = [], []
             for _ in range(edits):
-                started = time.perf_counter()
+                started, before = time.perf_counter(), len(batches)
                 await results.wait(await _queued(await service.instruct(BOB, "add snow")))
                 waits.append(time.perf_counter() - started)
+                ahead.append(len(batches) - before - 1)  # B's own batch is the last one
             stop.set()
             if task is not None:
                 task.cancel()
@@ -182,7 +188,8 @@ async def measure_fairness(
                     await task
                 sets_run = counter[0]
             runs.append(waits)
-    return FairnessResult(runs[0], runs[1], batch_s, sets_run)
+            aheads.append(ahead)
+    return FairnessResult(runs[0], runs[1], batch_s, sets_run, aheads[0], aheads[1])
 
 
 async def _variations_back_to_back(
@@ -282,6 +289,10 @@ def _waits(values: Sequence[float]) -> str:
     )
 
 
+def _ahead(values: Sequence[int]) -> str:
+    return f"batches ahead of B: max {max(values)}, mean {statistics.mean(values):.2f}"
+
+
 def run_variations_benchmark(
     steps: int = 10,
     size: int = 256,
@@ -322,7 +333,10 @@ def run_variations_benchmark(
         f"== fairness: B's single edits, with and without A's variations back to back "
         f"(batch {batch_ms} ms, max batch 4) =="
     )
-    echo(f"B alone                   {_waits(fairness.alone)}")
-    echo(f"B beside A's variations   {_waits(fairness.beside_variations)}")
+    echo(f"B alone                   {_waits(fairness.alone)}   {_ahead(fairness.ahead_alone)}")
+    echo(
+        f"B beside A's variations   {_waits(fairness.beside_variations)}   "
+        f"{_ahead(fairness.ahead_beside)}"
+    )
     echo(f"A's sets finished meanwhile: {fairness.sets_run}")
     return cost, arrivals, fairness

@@ -203,6 +203,11 @@ class EmbeddedScheduler:
         return len(self._line)
 
     @property
+    def batch_sizes(self) -> list[int]:
+        """The size of every batch run so far, in order (for benchmarks)."""
+        return self._engine.batch_sizes
+
+    @property
     def model_thread_s(self) -> float:
         """Time spent in the model thread so far (for benchmarks)."""
         return self._engine.model_thread_s

@@ -16,6 +16,8 @@ async def test_fairness_part_measures_b_with_and_without_a(tmp_path: Path) -> No
     assert len(result.alone) == 3 and len(result.beside_variations) == 3
     assert all(wait > 0 for wait in [*result.alone, *result.beside_variations])
     assert result.sets_run >= 1  # A's variations really ran beside B's edits
+    assert result.ahead_alone == [0, 0, 0]
+    assert max(result.ahead_beside) <= 1  # at most one of A's batches before each of B's
 
 
 def test_the_cli_offers_the_benchmark() -> None:
