@@ -310,3 +310,18 @@ async def test_variations_are_ranked_by_the_tiny_clip_loaded_in_the_model_thread
         assert await h.head(ALICE) == best.version_id
         chained = await h.service.instruct(ALICE, "add snow")
         assert f"edits candidate {best.number}" in chained.text()
+
+
+async def test_a_set_finished_while_nobody_listened_is_redelivered_once(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    async with running_service(sqlite_url, tmp_path / "images") as h:
+        edit, reply = await variations_of(h)
+    async with running_service(sqlite_url, tmp_path / "images") as again:
+        assert await again.service.redeliver("telegram") == 5  # the edit and four candidates
+        (resent,) = [r for _, r in again.recorder.replies if r.kind is ReplyKind.VARIATIONS]
+        assert resent.version_id == reply.version_id
+        assert [c.version_id for c in resent.candidates] == [c.version_id for c in reply.candidates]
+        await again.service.mark_delivered(edit)
+        await again.service.mark_delivered(resent.version_id or 0)
+        assert await again.service.redeliver("telegram") == 0  # the whole set is marked
