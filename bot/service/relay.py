@@ -98,6 +98,11 @@ class Relay:
         owner = await self._owner(event.version_id)
         if owner is None:
             return
+        if isinstance(event, JobProgress | JobPreview) and owner.set_id not in (
+            None,
+            event.version_id,
+        ):
+            return  # a set reports once, under its first candidate (they run together)
         if isinstance(event, JobProgress):
             await self.publish(owner.actor, _step_reply(event, owner, ReplyKind.PROGRESS))
             return

@@ -325,3 +325,11 @@ async def test_a_set_finished_while_nobody_listened_is_redelivered_once(
         await again.service.mark_delivered(edit)
         await again.service.mark_delivered(resent.version_id or 0)
         assert await again.service.redeliver("telegram") == 0  # the whole set is marked
+
+
+async def test_a_set_reports_progress_once_under_its_first_candidate(h: Harness) -> None:
+    _edit, reply = await variations_of(h)
+    ids = [c.version_id for c in reply.candidates]
+
+    assert h.recorder.progress(ids[0])  # the set's status line moves
+    assert not any(h.recorder.progress(other) for other in ids[1:])
