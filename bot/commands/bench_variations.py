@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pydantic import SecretStr
+
 from bot.commands.bench_service import product_photo
 from bot.service.conversation import Admission, ConversationService
 from bot.service.replies import Reply, ReplyKind
@@ -232,7 +234,7 @@ async def measure_telegram(
     async with FakeBotAPI(token=token, bot_username="pix2chat_bot") as api:
         settings = Settings(  # type: ignore[call-arg]
             _env_file=None,
-            telegram_token=token,
+            telegram_token=SecretStr(token),
             telegram_api_url=api.base_url,
             telegram_file_url=api.base_file_url,
             telegram_poll_timeout=1,

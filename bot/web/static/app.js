@@ -226,7 +226,8 @@ function showReply(reply) {
 function renderThread(history) {
   $("thread").replaceChildren();
   page.pending.clear();
-  const entries = history.history || [];
+  // Other candidates of a set are siblings (in /history), not steps of the thread.
+  const entries = (history.history || []).filter((entry) => !entry.candidate);
   if (!entries.length) {
     textMessage(say("web.welcome"));
     return;
@@ -258,7 +259,9 @@ function renderThread(history) {
 function renderStrip(history) {
   const strip = $("strip");
   strip.replaceChildren();
-  const done = (history.history || []).filter((entry) => entry.status === "done");
+  const done = (history.history || []).filter(
+    (entry) => entry.status === "done" && !entry.candidate,
+  );
   strip.hidden = done.length === 0;
   done.forEach((entry, index) => {
     if (index > 0) strip.append(element("span", "arrow", "›"));
