@@ -36,6 +36,7 @@ from storage.startup import prepare_schema
 if TYPE_CHECKING:
     from bot.work.remote import RemoteJobQueue
     from bot.work.worker import WorkerOptions
+    from editor.scoring import CandidateScorer
 
 
 class ConfigurationError(Exception):
@@ -276,6 +277,7 @@ async def build(
                 finisher=make_finisher(settings),
                 metrics=metrics,
                 load_in_background=warm_start,
+                scorer=make_scorer(settings),
             )
             masking_thread = scheduler.model_thread
         warmup = scheduler.warmup if isinstance(scheduler, EmbeddedScheduler) else None
@@ -323,6 +325,15 @@ async def build(
 async def _cancel(task: asyncio.Task[None]) -> None:
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
+
+
+def make_scorer(settings: Settings) -> CandidateScorer | None:
+    """The candidate scorer (PIX2CHAT_SCORER_MODEL), loaded on first use; None when empty."""
+    if not settings.scorer_model.strip():
+        return None
+    from editor.clip_scorer import ClipScorer
+
+    return ClipScorer(settings.scorer_model.strip(), device=settings.device)
 
 
 def worker_options(settings: Settings) -> WorkerOptions:
@@ -386,6 +397,7 @@ async def serve_worker(
                 segmenter=segmenter or make_segmenter(settings),
                 finisher=make_finisher(settings),
                 metrics=metrics,
+                scorer=make_scorer(settings),
             )
             await worker.run()
     finally:

@@ -200,6 +200,23 @@ def bench_batch(
     run_batch_benchmark(size, steps, batch, model, echo=typer.echo)
 
 
+@bench_app.command("variations")
+def bench_variations(
+    steps: Annotated[int, typer.Option(help="Denoising steps.")] = 10,
+    size: Annotated[int, typer.Option(help="Working resolution (long side).")] = 256,
+    model: Annotated[
+        str | None, typer.Option(help="Model id or folder (default: tiny random).")
+    ] = None,
+    edits: Annotated[int, typer.Option(help="User B's edits in the fairness runs.")] = 20,
+    batch_ms: Annotated[int, typer.Option(help="Simulated time per batch (fairness).")] = 100,
+    telegram_runs: Annotated[int, typer.Option(help="Sets timed through the Telegram fake.")] = 3,
+) -> None:
+    """A set of four variations: its cost against regenerations, its delivery, its fairness."""
+    from bot.commands.bench_variations import run_variations_benchmark
+
+    run_variations_benchmark(steps, size, model, edits, batch_ms, telegram_runs, echo=typer.echo)
+
+
 @bench_app.command("finetune")
 def bench_finetune(
     toy_steps: Annotated[int, typer.Option(help="Toy LoRA training steps to time.")] = 100,

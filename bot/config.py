@@ -90,6 +90,12 @@ class Settings(BaseSettings):
         description="CLIPSeg hub id or local folder for /keep and /only masks",
     )
 
+    # Choice in every turn (issue 15): the scorer that ranks variations and best-of-N candidates
+    scorer_model: str = Field(
+        default="openai/clip-vit-large-patch14",
+        description="CLIP hub id or local folder, loaded on first use; empty: candidates unranked",
+    )
+
     # Web chat (issue 5)
     web_enabled: bool = Field(
         default=False, description="start the web chat even when a bot token is set"

@@ -83,3 +83,36 @@ class QueueFull(UserError):
     """The shared queue is full; everyone has to wait a little."""
 
     key = "error.queue_full"
+
+
+# ----- choice in every turn: variations, stronger / subtler, best-of-N --------------------------
+
+
+class QuotaTooSmall(QuotaExceeded):
+    """What was asked costs more edits (`cost`) than are `left` today."""
+
+    key = "error.quota_too_small"
+
+
+class SetNotCurrent(UserError):
+    """A pick on a candidate set that was undone, reset or replaced meanwhile."""
+
+    key = "error.set_not_current"
+
+
+class NotACandidate(UserError):
+    """A pick names a version that is not one of a set's candidates."""
+
+    key = "error.not_a_candidate"
+
+
+class AtStrongest(UserError):
+    """Stronger asked when both guidance scales are already at their strongest."""
+
+    key = "error.at_strongest"
+
+
+class AtSubtlest(UserError):
+    """Subtler asked when both guidance scales are already at their subtlest."""
+
+    key = "error.at_subtlest"

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import PENDING_STATUSES, Conversation, Version, VersionStatus, utcnow
@@ -175,6 +175,7 @@ class Result:
     image_sha: str
     size: tuple[int, int]
     raw_sha: str | None = None
+    score: float | None = None
 
 
 async def mark_done_many(session: AsyncSession, results: Sequence[Result]) -> set[int]:
@@ -183,12 +184,15 @@ async def mark_done_many(session: AsyncSession, results: Sequence[Result]) -> se
     A few set-based statements per batch rather than several per version, so recording results
     stays cheap next to the model. Versions that are no longer running (forgotten, or already
     recorded by another run) are skipped; returns the ids that were recorded.
+
+    A candidate of a set (variations, best-of-N) becomes the head only while it leads its set
+    (`set_leader`): until the user picks, the head is candidate 1, or the best-scored one.
     """
     if not results:
         return set()
     rows = (
         await session.execute(
-            select(Version.id, Version.conversation_id, Version.parent_id)
+            select(Version.id, Version.conversation_id, Version.parent_id, Version.set_id)
             .where(
                 Version.id.in_([result.version_id for result in results]),
                 Version.status == VersionStatus.RUNNING,
@@ -211,26 +215,59 @@ async def mark_done_many(session: AsyncSession, results: Sequence[Result]) -> se
                 "raw_image_sha": result.raw_sha,
                 "width": result.size[0],
                 "height": result.size[1],
+                "score": result.score,
                 "finished_at": now,
             }
             for result in recorded
         ],
     )
-    await session.execute(
-        update(Conversation),
-        [
-            {"id": running[result.version_id].conversation_id, "head_id": result.version_id}
-            for result in recorded
-        ],
-    )
+    heads: dict[int, int] = {}  # version id -> the version its conversation's head moves to
+    leaders: dict[int, int | None] = {}
+    for result in recorded:
+        set_id = running[result.version_id].set_id
+        if set_id is None:
+            heads[result.version_id] = result.version_id
+            continue
+        if set_id not in leaders:
+            leaders[set_id] = await set_leader(session, set_id)
+        if leaders[set_id] is not None:
+            heads[result.version_id] = leaders[set_id] or result.version_id
+    moves = [(running[vid], head_id) for vid, head_id in heads.items()]
+    if moves:
+        await session.execute(
+            update(Conversation),
+            [{"id": row.conversation_id, "head_id": head_id} for row, head_id in moves],
+        )
     parents = [
-        {"id": running[result.version_id].parent_id, "redo_child_id": result.version_id}
-        for result in recorded
-        if running[result.version_id].parent_id is not None
+        {"id": row.parent_id, "redo_child_id": head_id}
+        for row, head_id in moves
+        if row.parent_id is not None
     ]
     if parents:
         await session.execute(update(Version), parents)
     return {result.version_id for result in recorded}
+
+
+async def set_leader(session: AsyncSession, set_id: int) -> int | None:
+    """The finished candidate of a set the conversation shows until the user picks one.
+
+    The picked one if any; else the best-scored one when scores exist; else the lowest index.
+    None while no candidate is done.
+    """
+    rows = (
+        await session.execute(
+            select(Version.id, Version.set_index, Version.score, Version.picked).where(
+                Version.set_id == set_id, Version.status == VersionStatus.DONE
+            )
+        )
+    ).all()
+    if not rows:
+        return None
+    picked = [row.id for row in rows if row.picked]
+    if picked:
+        return picked[0]
+    best = min(rows, key=lambda row: (-(row.score or 0.0), row.set_index or 0, row.id))
+    return int(best.id)
 
 
 async def mark_done(
@@ -283,7 +320,8 @@ async def fail(
 
 
 async def cancel_latest(session: AsyncSession, conversation: Conversation) -> list[Version]:
-    """Cancel the newest queued edit and the queued edits built on it.
+    """Cancel the newest queued edit and the queued edits built on it (all of a candidate set's
+    queued candidates when it is one of them).
 
     A running edit is never cancelled: it finishes (or fails) as claimed.
     """
@@ -307,7 +345,20 @@ async def cancel_latest(session: AsyncSession, conversation: Conversation) -> li
         )
         if target is not None:
             break
-    cancelled = [target, *await _queued_dependants(session, target.id)]
+    cancelled = [target]
+    if target.set_id is not None:  # a candidate set is cancelled whole
+        cancelled = list(
+            (
+                await session.scalars(
+                    select(Version)
+                    .where(Version.set_id == target.set_id, Version.status == VersionStatus.QUEUED)
+                    .order_by(Version.id)
+                    .with_for_update()
+                )
+            ).all()
+        )
+    for item in list(cancelled):
+        cancelled.extend(await _queued_dependants(session, item.id))
     now = utcnow()
     for item in cancelled:
         item.status = VersionStatus.CANCELLED
@@ -343,8 +394,17 @@ async def undelivered(
 
 
 async def mark_delivered(session: AsyncSession, version_id: int) -> None:
-    """The result (or failure) reached the chat: `undelivered` no longer lists it."""
-    await session.execute(update(Version).where(Version.id == version_id).values(delivered=True))
+    """The result (or failure) reached the chat: `undelivered` no longer lists it.
+
+    A candidate set is delivered as one reply (named by its set id, or by its best candidate):
+    that marks every candidate of the set.
+    """
+    set_id = await session.scalar(select(Version.set_id).where(Version.id == version_id))
+    await session.execute(
+        update(Version)
+        .where(or_(Version.id == version_id, Version.set_id == (set_id or version_id)))
+        .values(delivered=True)
+    )
 
 
 # ----- reading the queue ---------------------------------------------------------------------
@@ -395,5 +455,6 @@ __all__ = [
     "new_root",
     "queued_jobs",
     "requeue_interrupted",
+    "set_leader",
     "undelivered",
 ]

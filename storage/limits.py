@@ -11,7 +11,7 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.errors import QuotaExceeded, RateLimited
+from storage.errors import QuotaExceeded, QuotaTooSmall, RateLimited
 from storage.models import UserLimit
 
 
@@ -35,9 +35,18 @@ def _seconds_to_midnight(now: float) -> int:
 
 
 async def consume(
-    session: AsyncSession, platform: str, user_id: str, policy: LimitPolicy, now: float
+    session: AsyncSession,
+    platform: str,
+    user_id: str,
+    policy: LimitPolicy,
+    now: float,
+    cost: int = 1,
 ) -> None:
-    """Take one edit from the user's allowance or raise RateLimited / QuotaExceeded.
+    """Take `cost` edits from the user's allowance or raise RateLimited / QuotaExceeded /
+    QuotaTooSmall.
+
+    The rate limit counts the request once whatever its cost; the daily quota counts every
+    edit (four variations are four edits).
 
     Must run inside the write transaction that records the edit, so a refused edit costs
     nothing and two concurrent requests cannot both take the last token (the row is locked
@@ -75,11 +84,16 @@ async def consume(
         row.quota_day, row.quota_used = _day(now), 0
     if policy.daily_quota and row.quota_used >= policy.daily_quota:
         raise QuotaExceeded(resets_in_s=_seconds_to_midnight(now), quota=policy.daily_quota)
+    if policy.daily_quota and row.quota_used + cost > policy.daily_quota:
+        left = policy.daily_quota - row.quota_used
+        raise QuotaTooSmall(
+            cost=cost, left=left, resets_in_s=_seconds_to_midnight(now), quota=policy.daily_quota
+        )
     if row.tokens < 1.0:
         wait = (1.0 - row.tokens) * 60.0 / policy.per_minute if policy.per_minute > 0 else 3600.0
         raise RateLimited(retry_after_s=max(1, math.ceil(wait)))
     row.tokens -= 1.0
-    row.quota_used += 1
+    row.quota_used += cost
 
 
 async def refund(session: AsyncSession, platform: str, user_id: str) -> None:

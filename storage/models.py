@@ -46,6 +46,17 @@ class VersionStatus(enum.StrEnum):
 PENDING_STATUSES = (VersionStatus.QUEUED, VersionStatus.RUNNING)
 
 
+class CandidateOrigin(enum.StrEnum):
+    """Edits asked for by a button rather than typed (stored in `Version.origin`)."""
+
+    VARIATIONS = "variations"
+    """One of several candidates the user picks from."""
+    BEST_OF = "best_of"
+    """One of the candidates of best-of-N; the best-scored is shown."""
+    STRONGER = "stronger"
+    SUBTLER = "subtler"
+
+
 class Conversation(Base):
     """One actor's editing session: (platform, chat, user), a head pointer and settings."""
 
@@ -77,6 +88,7 @@ class Version(Base):
         Index("ix_versions_created_at", "created_at"),  # /stats: today's edits (0007)
         Index("ix_versions_finished_at", "finished_at"),
         UniqueConstraint("conversation_id", "request_key", name="uq_version_request"),
+        Index("ix_versions_set", "set_id"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
@@ -108,6 +120,16 @@ class Version(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     delivered: Mapped[bool] = mapped_column(Boolean, default=False)
     request_key: Mapped[str | None] = mapped_column(String(128))
+    origin: Mapped[str | None] = mapped_column(String(16))
+    """How the edit was asked for beyond a plain instruction (`CandidateOrigin`), else None."""
+    set_id: Mapped[int | None] = mapped_column(BigInteger().with_variant(Integer, "sqlite"))
+    """Candidates of one set (variations, best-of-N) share it: the first candidate's id."""
+    set_index: Mapped[int | None] = mapped_column(Integer)
+    """1..N within its candidate set."""
+    score: Mapped[float | None] = mapped_column(Float)
+    """The candidate scorer's verdict (higher is better), when ranking ran."""
+    picked: Mapped[bool] = mapped_column(Boolean, default=False)
+    """The user chose this candidate of its set ("Use n")."""
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column()
     finished_at: Mapped[datetime | None] = mapped_column()

@@ -161,6 +161,74 @@ async def add_edit(
     return version
 
 
+async def add_candidates(
+    session: AsyncSession,
+    conversation: Conversation,
+    parent: Version,
+    instruction: str,
+    params: Sequence[EditParams],
+    origin: str,
+    request_key: str | None = None,
+) -> list[Version]:
+    """A candidate set: queued siblings of one instruction on `parent`, one per parameter set.
+
+    They share `set_id`, the first candidate's id, and are numbered 1..N (`set_index`).
+    """
+    candidates: list[Version] = []
+    for index, each in enumerate(params, start=1):
+        version = await add_edit(
+            session,
+            conversation,
+            parent,
+            instruction,
+            each,
+            request_key=request_key if index == 1 else None,
+        )
+        version.origin = origin
+        version.set_index = index
+        version.set_id = candidates[0].id if candidates else version.id
+        candidates.append(version)
+    await session.flush()
+    return candidates
+
+
+async def candidates_of(session: AsyncSession, set_id: int) -> Sequence[Version]:
+    """Every candidate of a set, in their order (1..N)."""
+    return (
+        await session.scalars(
+            select(Version).where(Version.set_id == set_id).order_by(Version.set_index, Version.id)
+        )
+    ).all()
+
+
+async def siblings_on_path(
+    session: AsyncSession, set_ids: Iterable[int], exclude: Iterable[int]
+) -> list[Step]:
+    """The other candidates of the sets a history path passes through (reachable by branching)."""
+    wanted = set(set_ids)
+    if not wanted:
+        return []
+    rows = await session.execute(
+        select(*_STEP_COLUMNS)
+        .where(Version.set_id.in_(wanted), Version.id.not_in(set(exclude)))
+        .order_by(Version.set_id, Version.set_index)
+    )
+    return [Step(*row) for row in rows]
+
+
+async def pick(session: AsyncSession, conversation: Conversation, version: Version) -> None:
+    """The user chose `version` among its set: it becomes the head and stays the leader.
+
+    The caller checks the set is still current (`storage.errors.SetNotCurrent`).
+    """
+    assert version.set_id is not None
+    await session.execute(
+        update(Version).where(Version.set_id == version.set_id).values(picked=False)
+    )
+    version.picked = True
+    await move_head(session, conversation, version)
+
+
 async def move_head(session: AsyncSession, conversation: Conversation, version: Version) -> None:
     """Point the head at `version` and remember it as its parent's redo target."""
     conversation.head_id = version.id
@@ -237,9 +305,20 @@ class Step:
     instruction: str | None
     params: dict[str, Any] | None
     status: VersionStatus
+    set_id: int | None = None
+    set_index: int | None = None
+    score: float | None = None
 
 
-_STEP_COLUMNS = (Version.id, Version.instruction, Version.params, Version.status)
+_STEP_COLUMNS = (
+    Version.id,
+    Version.instruction,
+    Version.params,
+    Version.status,
+    Version.set_id,
+    Version.set_index,
+    Version.score,
+)
 
 
 async def history_steps(
@@ -294,10 +373,13 @@ async def latest_pending(session: AsyncSession, conversation: Conversation) -> V
 
 
 async def count_pending_for_user(session: AsyncSession, platform: str, user_id: str) -> int:
-    """Pending edits of one user across all their chats (for the per-user cap)."""
+    """Pending requests of one user across all their chats (for the per-user cap).
+
+    A candidate set (variations, best-of-N) is one request, however many candidates it has.
+    """
     return (
         await session.scalar(
-            select(func.count(Version.id))
+            select(func.count(func.distinct(func.coalesce(Version.set_id, Version.id))))
             .join(Conversation, Conversation.id == Version.conversation_id)
             .where(
                 Conversation.platform == platform,

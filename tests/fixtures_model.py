@@ -9,6 +9,7 @@ import pytest
 from editor.pix2pix import DiffusersEditor
 from editor.segment import ClipSegSegmenter
 from editor.testing.tiny import (
+    build_tiny_clip,
     build_tiny_clipseg,
     build_tiny_lora,
     build_tiny_pipeline,
@@ -53,3 +54,9 @@ def tiny_clipseg_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tiny_segmenter(tiny_clipseg_dir: Path) -> ClipSegSegmenter:
     """The production segmenter on the tiny CLIPSeg, not yet loaded (it loads on first use)."""
     return ClipSegSegmenter(str(tiny_clipseg_dir), device="cpu")
+
+
+@pytest.fixture(scope="session")
+def tiny_clip_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random-weight CLIP with its processor, loadable as PIX2CHAT_SCORER_MODEL=<path>."""
+    return build_tiny_clip(tmp_path_factory.mktemp("tiny-clip"))

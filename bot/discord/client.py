@@ -175,6 +175,14 @@ class Pix2ChatClient(discord.Client):
             reply = await self.service.regenerate(actor, version)
         elif action == Action.CANCEL.value:
             reply = await self.service.cancel(actor)
+        elif action == Action.VARIATIONS.value:
+            reply = await self.service.variations(actor, version)
+        elif action == Action.STRONGER.value:
+            reply = await self.service.stronger(actor, version)
+        elif action == Action.SUBTLER.value:
+            reply = await self.service.subtler(actor, version)
+        elif action == Action.USE.value:
+            reply = await self.service.pick(actor, version_id)
         else:
             reply = Reply(key=Key.BUTTON_EXPIRED, kind=ReplyKind.ERROR)
         await self.delivery.answer_interaction(interaction, actor, reply)
@@ -269,6 +277,18 @@ def _register_commands(client: Pix2ChatClient) -> None:
     @tree.command(name="regenerate", description=described(Key.COMMAND_REGENERATE))
     async def regenerate(interaction: discord.Interaction) -> None:
         await simple(interaction, service.regenerate)
+
+    @tree.command(name="variations", description=described(Key.COMMAND_VARIATIONS))
+    async def variations(interaction: discord.Interaction) -> None:
+        await simple(interaction, service.variations)
+
+    @tree.command(name="stronger", description=described(Key.COMMAND_STRONGER))
+    async def stronger(interaction: discord.Interaction) -> None:
+        await simple(interaction, service.stronger)
+
+    @tree.command(name="subtler", description=described(Key.COMMAND_SUBTLER))
+    async def subtler(interaction: discord.Interaction) -> None:
+        await simple(interaction, service.subtler)
 
     @tree.command(name="history", description=described(Key.COMMAND_HISTORY))
     async def history(interaction: discord.Interaction) -> None:

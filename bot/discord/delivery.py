@@ -67,6 +67,8 @@ class DiscordDelivery(EventDelivery):
         self._status: dict[int, Status] = {}
 
     def view(self, reply: Reply, actor: Actor) -> discord.ui.View | None:
+        if reply.kind is ReplyKind.VARIATIONS:
+            return views.candidates_view(self.button_class, reply.candidates, actor.user_id)
         return views.view_for(self.button_class, reply.actions, reply.version_id, actor.user_id)
 
     # ----- immediate answers -------------------------------------------------------------------
@@ -97,6 +99,8 @@ class DiscordDelivery(EventDelivery):
         if reply.kind is ReplyKind.HISTORY:
             text = "\n".join([text, *history_lines(reply)])
         kwargs: dict[str, Any] = {"content": text, "view": self.view(reply, actor)}
+        if reply.kind is ReplyKind.VARIATIONS:
+            return await self._render_candidates(actor, reply, limit, kwargs)
         if reply.show_image and reply.version_id is not None:
             try:
                 data = await self.service.image(actor, reply.version_id)
@@ -110,6 +114,28 @@ class DiscordDelivery(EventDelivery):
         elif reply.picture is not None and len(reply.picture) <= limit:  # a region's preview
             picture = discord.File(io.BytesIO(reply.picture), filename="pix2chat-region.jpg")
             kwargs["attachments"] = [picture]
+        return kwargs
+
+    async def _render_candidates(
+        self, actor: Actor, reply: Reply, limit: int, kwargs: dict[str, Any]
+    ) -> dict[str, Any]:
+        """A set of variations: one message, the pictures as attachments, a Use button each."""
+        pictures = []
+        for candidate in reply.candidates:
+            try:
+                data = await self.service.image(actor, candidate.version_id)
+            except UserError as error:
+                return {"content": render(error.key, error.args_for_message), "view": None}
+            pictures.append((candidate, data))
+        if sum(len(data) for _, data in pictures) > limit:
+            kwargs["content"] = f"{kwargs['content']}\n{render(Key.UPLOAD_TOO_BIG)}"
+            return kwargs
+        kwargs["attachments"] = [
+            discord.File(
+                io.BytesIO(data), filename=f"pix2chat-{candidate.number}-{candidate.version_id}.jpg"
+            )
+            for candidate, data in pictures
+        ]
         return kwargs
 
     async def send_full_resolution(
@@ -148,6 +174,8 @@ class DiscordDelivery(EventDelivery):
         """Into the interaction response while it lives, else into the channel."""
         assert reply.version_id is not None
         status = self._status.pop(reply.version_id, None)
+        for candidate in reply.candidates:  # a best-of result's status names its set
+            status = self._status.pop(candidate.version_id, None) or status
         try:
             return await self._deliver_result(actor, reply, status)
         except discord.Forbidden as error:

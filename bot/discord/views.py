@@ -13,7 +13,7 @@ from typing import Any
 import discord
 
 from bot.service.messages import render
-from bot.service.replies import Action, label_key
+from bot.service.replies import Action, Candidate, label_key
 
 PREFIX = "p2c"
 FORGET_NO = "forget_no"
@@ -23,6 +23,9 @@ BUTTON_ACTIONS = (
     Action.REGENERATE,
     Action.FULL_RESOLUTION,
     Action.CANCEL,
+    Action.VARIATIONS,
+    Action.STRONGER,
+    Action.SUBTLER,
 )
 STYLES = {Action.FORGET_CONFIRM.value: discord.ButtonStyle.danger}
 
@@ -50,8 +53,8 @@ def make_button_class(
         discord.ui.DynamicItem[discord.ui.Button[Any]],
         template=rf"{PREFIX}:(?P<action>\w+):(?P<version>\d+):(?P<owner>\d+)",
     ):
-        def __init__(self, action: str, version_id: int, owner_id: str) -> None:
-            label = render(label_key(action))
+        def __init__(self, action: str, version_id: int, owner_id: str, number: int = 0) -> None:
+            label = render(label_key(action), {"number": number})
             super().__init__(
                 discord.ui.Button(
                     label=label,
@@ -86,6 +89,18 @@ def view_for(
     view = discord.ui.View(timeout=None)
     for action in wanted:
         view.add_item(button_class(action.value, version_id or 0, owner_id))
+    return view
+
+
+def candidates_view(
+    button_class: type[Any], candidates: Sequence[Candidate], owner_id: str
+) -> discord.ui.View:
+    """ "Use 1" .. "Use 4" under a set of variations: each names its candidate's version."""
+    view = discord.ui.View(timeout=None)
+    for candidate in candidates:
+        view.add_item(
+            button_class(Action.USE.value, candidate.version_id, owner_id, candidate.number)
+        )
     return view
 
 

@@ -115,9 +115,45 @@ class Gatekeeper:
         await self.queue.defer_in(session, job_for(actor, version, parent))
         return version
 
+    async def admit_set(
+        self,
+        session: AsyncSession,
+        actor: Actor,
+        conversation: Conversation,
+        parent: Version,
+        instruction: str,
+        params: list[EditParams],
+        origin: str,
+        request_key: str | None = None,
+    ) -> list[Version]:
+        """A candidate set, admitted as one request: the queue and pending caps and the rate
+        limit count it once; the daily quota counts every candidate."""
+        if await self.queue.depth() + len(params) > self.admission.queue_cap:
+            raise QueueFull()
+        pending = await tree.count_pending_for_user(session, actor.platform, actor.user_id)
+        if pending >= self.admission.max_pending_per_user:
+            raise TooManyPending(count=pending)
+        await limits.consume(
+            session,
+            actor.platform,
+            actor.user_id,
+            self.admission.rate,
+            self.clock(),
+            cost=len(params),
+        )
+        candidates = await tree.add_candidates(
+            session, conversation, parent, instruction, params, origin, request_key
+        )
+        for version in candidates:
+            await self.queue.defer_in(
+                session, job_for(actor, version, parent, set_size=len(candidates))
+            )
+        return candidates
 
-def job_for(actor: Actor, version: Version, parent: Version) -> Job:
-    """The scheduler's view of a queued version (the parent size is known once it is done)."""
+
+def job_for(actor: Actor, version: Version, parent: Version, set_size: int = 1) -> Job:
+    """The scheduler's view of a queued version (the parent size is known once it is done);
+    `set_size` counts the candidates of its set."""
     parent_size = (
         (parent.width, parent.height) if parent.is_done and parent.width and parent.height else None
     )
@@ -129,4 +165,7 @@ def job_for(actor: Actor, version: Version, parent: Version) -> Job:
         instruction=version.instruction or "",
         params=version.edit_params(),
         finish=version.finishing(),
+        set_id=version.set_id,
+        scored=version.set_id is not None,
+        set_size=set_size,
     )

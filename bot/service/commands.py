@@ -9,7 +9,14 @@ from bot.service.lookup import started_conversation
 from bot.service.media import Previews
 from bot.service.messages import Key, Phrase
 from bot.service.preferences import Preferences
-from bot.service.replies import Action, HistoryEntry, Reply, ReplyKind, replies_to_errors
+from bot.service.replies import (
+    Action,
+    HistoryEntry,
+    Note,
+    Reply,
+    ReplyKind,
+    replies_to_errors,
+)
 from bot.work.jobs import JobQueue
 from editor.params import EditParams
 from storage import lifecycle, limits, tree
@@ -85,6 +92,11 @@ class Commands:
             if conversation is None or conversation.head_id is None:
                 return Reply(key=Key.HISTORY_EMPTY)
             path, pending = await tree.history_steps(session, conversation)
+            siblings = await tree.siblings_on_path(
+                session,
+                {v.set_id for v in path if v.set_id is not None},
+                {v.id for v in [*path, *pending]},
+            )
         entries = tuple(
             HistoryEntry(
                 version_id=v.id,
@@ -92,8 +104,21 @@ class Commands:
                 params=v.params,
                 status=v.status.value,
                 is_head=v.id == conversation.head_id,
+                score=v.score,
             )
             for v in [*path, *pending]
+        ) + tuple(
+            HistoryEntry(
+                version_id=v.id,
+                instruction=v.instruction,
+                params=v.params,
+                status=v.status.value,
+                is_head=False,
+                score=v.score,
+                candidate=v.set_index,
+            )
+            for v in siblings
+            if v.status.value == "done"
         )
         return Reply(
             key=Key.HISTORY_SHOW,
@@ -200,11 +225,17 @@ def _settings_reply(key: Key, prefs: Preferences, **extra: Any) -> Reply:
         if prefs.seed_mode == "random"
         else Phrase(Key.SETTINGS_SEED_FIXED, {"seed": prefs.seed})
     )
+    notes = (
+        (Note(Key.SETTINGS_CANDIDATES, {"candidates": prefs.candidates}),)
+        if prefs.candidates > 1
+        else ()
+    )
     return Reply(
         key=key,
         args={**values, "seed_text": seed_text, **extra},
         kind=ReplyKind.SETTINGS,
         settings=values,
+        notes=notes,
     )
 
 

@@ -19,6 +19,7 @@ from typing import Any
 from bot.service.access import AccessControl, AccessPolicy
 from bot.service.admin import Admin
 from bot.service.admission import MAX_INSTRUCTION_CHARS, Admission, Gatekeeper
+from bot.service.choices import Choices
 from bot.service.commands import Commands
 from bot.service.edits import Edits
 from bot.service.finishing import Finishing
@@ -96,6 +97,7 @@ class ConversationService:
         self.commands = Commands(database, images, queue, self.previews, self.defaults)
         self.languages = Languages(database)
         self.regions = Regions(database, masker)
+        self.choices = Choices(database, gate, self.edits)
         queue.subscribe(self.relay.on_job_event)
 
     # ----- subscriptions ---------------------------------------------------------------------
@@ -166,6 +168,24 @@ class ConversationService:
     ) -> Reply | None:
         """ "/upscale 4x", "/cutout", "/white square" typed as text (web chat); None otherwise."""
         return await self.finishing.command(actor, text, version_id)
+
+    # ----- choice in every turn ----------------------------------------------------------------
+
+    async def variations(self, actor: Actor, version_id: int | None = None) -> Reply:
+        """Four candidates of the version's instruction on its parent, delivered together."""
+        return await self.choices.variations(actor, version_id)
+
+    async def stronger(self, actor: Actor, version_id: int | None = None) -> Reply:
+        """The same instruction and seed, applied one step more strongly."""
+        return await self.choices.stronger(actor, version_id)
+
+    async def subtler(self, actor: Actor, version_id: int | None = None) -> Reply:
+        """The same instruction and seed, applied one step more gently."""
+        return await self.choices.subtler(actor, version_id)
+
+    async def pick(self, actor: Actor, version_id: int) -> Reply:
+        """ "Use n": that candidate of its set becomes the current version."""
+        return await self.choices.pick(actor, version_id)
 
     # ----- commands ----------------------------------------------------------------------------
 

@@ -15,13 +15,14 @@ from bot.service.messages import Key
 from bot.service.preferences import Preferences, new_seed
 from bot.service.relay import Owner, Relay
 from bot.service.replies import Action, Note, Reply, ReplyKind, replies_to_errors
+from bot.service.sets import tuning_of
 from bot.work.jobs import JobQueue
 from bot.work.warmup import Warmup
 from editor.params import EditParams
 from storage import regions, tree
 from storage.database import Database
 from storage.errors import NoImageYet, NothingToRegenerate, VersionNotReady
-from storage.models import Conversation, Version
+from storage.models import CandidateOrigin, Conversation, Version
 from storage.types import Actor
 
 
@@ -117,19 +118,37 @@ class Edits:
                     if seen is not None:
                         return Reply(key=Key.EDIT_DUPLICATE, version_id=seen.id)
                 base = await self._edit_base(session, conversation, base_version_id)
+                notes = await self._candidate_notes(session, base, base_version_id)
                 prefs = Preferences.load(conversation.settings, self.defaults)
-                version = await self.gate.admit(
-                    session, actor, conversation, base, instruction, prefs.params(), request_key
-                )
-                await regions.record_for_edit(
-                    session, version.id, await regions.active(session, conversation)
-                )
+                active = await regions.active(session, conversation)
+                if prefs.candidates > 1:
+                    candidates = await self.gate.admit_set(
+                        session,
+                        actor,
+                        conversation,
+                        base,
+                        instruction,
+                        _candidate_params(prefs.params(), prefs.candidates),
+                        CandidateOrigin.BEST_OF.value,
+                        request_key,
+                    )
+                    for candidate in candidates:
+                        await regions.record_for_edit(session, candidate.id, active)
+                else:
+                    version = await self.gate.admit(
+                        session, actor, conversation, base, instruction, prefs.params(), request_key
+                    )
+                    await regions.record_for_edit(session, version.id, active)
         except IntegrityError:
             duplicate = await self._raced_duplicate(actor, request_key)
             if duplicate is None:
                 raise
             return duplicate
-        return await self._queue(actor, version, base)
+        if prefs.candidates > 1:
+            reply = await self.queue_set(actor, candidates, base, Key.BEST_OF_QUEUED)
+        else:
+            reply = await self._queue(actor, version, base)
+        return dataclasses.replace(reply, notes=(*reply.notes, *notes)) if notes else reply
 
     @replies_to_errors
     async def regenerate(self, actor: Actor, version_id: int | None = None) -> Reply:
@@ -171,16 +190,65 @@ class Edits:
                 raise VersionNotReady(version_id=base.id)
             return base
         latest = await tree.latest_pending(session, conversation)
+        if latest is not None and latest.set_id is not None and latest.set_id != latest.id:
+            # A set still running: build on candidate 1 (the reply says so), not on the last.
+            latest = await tree.get_version(session, conversation, latest.set_id)
         current = latest or await tree.head(session, conversation)
         if current is None:
             raise NoImageYet()
         return current
 
+    async def _candidate_notes(
+        self, session: AsyncSession, base: Version, base_version_id: int | None
+    ) -> tuple[Note, ...]:
+        """Which candidate an instruction edits while its variations wait for a pick."""
+        if base_version_id is not None or base.origin != CandidateOrigin.VARIATIONS.value:
+            return ()
+        assert base.set_id is not None
+        if any(v.picked for v in await tree.candidates_of(session, base.set_id)):
+            return ()
+        return (Note(Key.VARIATIONS_EDITS_CANDIDATE, {"number": base.set_index}),)
+
+    async def queue_one(self, actor: Actor, version: Version, parent: Version) -> Reply:
+        """Hand one committed version to the scheduler (for the other services' re-runs)."""
+        return await self._queue(actor, version, parent)
+
+    async def queue_set(
+        self, actor: Actor, candidates: list[Version], parent: Version, key: Key
+    ) -> Reply:
+        """Hand a committed candidate set to the scheduler; one reply, named by the set id."""
+        first = candidates[0]
+        for version in candidates:
+            owner = Owner(
+                actor, version.instruction or "", version.edit_params().seed, set_id=first.id
+            )
+            self.relay.expect(version.id, owner)
+        for version in candidates:
+            await self.queue.submit(job_for(actor, version, parent, set_size=len(candidates)))
+        position = await self.queue.position(first.id)
+        return Reply(
+            key=key,
+            args={
+                "instruction": first.instruction or "",
+                "position": position or 1,
+                "count": len(candidates),
+            },
+            version_id=first.id,
+            kind=ReplyKind.QUEUED,
+            actions=(Action.CANCEL,),
+        )
+
     async def _queue(self, actor: Actor, version: Version, parent: Version) -> Reply:
         """Hand the committed version to the scheduler and say where it stands."""
         instruction = version.instruction or ""
-        seed = version.edit_params().seed
-        self.relay.expect(version.id, Owner(actor, instruction, seed, version.finishing()))
+        owner = Owner(
+            actor,
+            instruction,
+            version.edit_params().seed,
+            finish=version.finishing(),
+            tuned=tuning_of(version),
+        )
+        self.relay.expect(version.id, owner)
         await self.queue.submit(job_for(actor, version, parent))
         position = await self.queue.position(version.id)
         key = Key.EDIT_QUEUED if position and position > 1 else Key.EDIT_QUEUED_NEXT
@@ -211,3 +279,13 @@ class Edits:
         if request_key is None:
             return None
         return await self._duplicate(actor, request_key)
+
+
+def _candidate_params(params: EditParams, count: int) -> list[EditParams]:
+    """Best-of-N: the edit's own parameters first, then the same with other seeds."""
+    seeds = [params.seed]
+    while len(seeds) < count:
+        seed = new_seed()
+        if seed not in seeds:
+            seeds.append(seed)
+    return [dataclasses.replace(params, seed=seed) for seed in seeds]

@@ -162,6 +162,9 @@ class Key(enum.StrEnum):
     COMMAND_UPSCALE = "command.upscale"
     COMMAND_CUTOUT = "command.cutout"
     COMMAND_WHITE = "command.white"
+    COMMAND_VARIATIONS = "command.variations"
+    COMMAND_STRONGER = "command.stronger"
+    COMMAND_SUBTLER = "command.subtler"
     OPTION_KEEP_REGION = "option.keep_region"
     OPTION_ONLY_REGION = "option.only_region"
     OPTION_IMAGE = "option.image"
@@ -238,6 +241,29 @@ class Key(enum.StrEnum):
     MODEL_WARMING = "model.warming"
     MODEL_WARMING_NOTE = "model.warming_note"
     MODEL_FAILED = "model.failed"
+    # Choice in every turn: variations, stronger / subtler, best-of-N (issue 15)
+    VARIATIONS_QUEUED = "variations.queued"
+    VARIATIONS_DONE = "variations.done"
+    VARIATIONS_SOME_FAILED = "variations.some_failed"
+    VARIATIONS_CANDIDATE = "variations.candidate"
+    VARIATIONS_PICKED = "variations.picked"
+    VARIATIONS_EDITS_CANDIDATE = "variations.edits_candidate"
+    BEST_OF_DONE = "best_of.done"
+    BEST_OF_QUEUED = "best_of.queued"
+    TUNED_QUEUED = "tuned.queued"
+    EDIT_DONE_TUNED = "edit.done_tuned"
+    HISTORY_LINE_CANDIDATE = "history.line_candidate"
+    HISTORY_SCORE = "history.score"
+    SETTINGS_CANDIDATES = "settings.candidates"
+    BUTTON_VARIATIONS = "button.variations"
+    BUTTON_STRONGER = "button.stronger"
+    BUTTON_SUBTLER = "button.subtler"
+    BUTTON_USE = "button.use"
+    ERROR_QUOTA_TOO_SMALL = "error.quota_too_small"
+    ERROR_SET_NOT_CURRENT = "error.set_not_current"
+    ERROR_NOT_A_CANDIDATE = "error.not_a_candidate"
+    ERROR_AT_STRONGEST = "error.at_strongest"
+    ERROR_AT_SUBTLEST = "error.at_subtlest"
 
 
 @dataclass(frozen=True, slots=True)
@@ -306,9 +332,9 @@ ENGLISH: dict[str, str | Plural] = {
     Key.HELP: (
         "Send me a photo, then tell me what to change, for example " + EXAMPLES + ". "
         "Each instruction edits the latest result. Commands: /undo, /redo, /regenerate, "
-        "/history, /reset, /settings, /cancel, /status, /forget, /language, and /keep <what>, "
-        "/only <what>, /regions to protect or confine a part of the photo. Finishing: "
-        "/upscale [2x|4x], /cutout, /white [square]."
+        "/variations, /stronger, /subtler, /history, /reset, /settings, /cancel, /status, "
+        "/forget, /language, and /keep <what>, /only <what>, /regions to protect or confine a "
+        "part of the photo. Finishing: /upscale [2x|4x], /cutout, /white [square]."
     ),
     Key.WELCOME: (
         "Hi! I edit photos by instruction. Send me a photo, then tell me what to change, "
@@ -466,6 +492,9 @@ ENGLISH: dict[str, str | Plural] = {
     Key.COMMAND_UPSCALE: "2x or 4x more pixels: /upscale 4x",
     Key.COMMAND_CUTOUT: "The subject on a transparent background",
     Key.COMMAND_WHITE: "The subject on white: /white square for 1:1",
+    Key.COMMAND_VARIATIONS: "Four versions of the last edit to pick from",
+    Key.COMMAND_STRONGER: "The last edit, applied more strongly",
+    Key.COMMAND_SUBTLER: "The last edit, applied more gently",
     Key.OPTION_KEEP_REGION: "What to keep, e.g. “the logo”; “off” to stop keeping it",
     Key.OPTION_ONLY_REGION: "What may change, e.g. “the background”; “off” to stop",
     Key.OPTION_IMAGE: "The photo to edit",
@@ -569,6 +598,54 @@ ENGLISH: dict[str, str | Plural] = {
     Key.MODEL_FAILED: (
         "Sorry, the photo editor could not start, so your edits can't run now. Its owner has "
         "been told; they stay queued and run when it is back."
+    ),
+    # Choice in every turn: variations, stronger / subtler, best-of-N (issue 15)
+    Key.VARIATIONS_QUEUED: "Making {count} variations of “{instruction}”. You are #{position} in line.",
+    Key.VARIATIONS_DONE: (
+        "{count} variations of “{instruction}”. Tap Use 1 to Use {count} to keep one; until then "
+        "your next instruction edits candidate {leader}."
+    ),
+    Key.VARIATIONS_SOME_FAILED: "{failed} of them failed; the others are here.",
+    Key.VARIATIONS_CANDIDATE: "{number}. seed {seed}",
+    Key.VARIATIONS_PICKED: "Using candidate {number} of “{instruction}” (seed {seed}).",
+    Key.VARIATIONS_EDITS_CANDIDATE: (
+        "This edits candidate {number} of your variations (tap Use on another to choose it)."
+    ),
+    Key.BEST_OF_DONE: "Best of {count} candidates (score {score}); the others are in /history.",
+    Key.BEST_OF_QUEUED: "On it: “{instruction}”, best of {count}. You are #{position} in line.",
+    Key.TUNED_QUEUED: (
+        "On it: “{instruction}” {direction}: text guidance {guidance_scale}, image guidance "
+        "{image_guidance_scale}. You are #{position} in line."
+    ),
+    Key.EDIT_DONE_TUNED: (
+        "“{instruction}” (seed {seed}; text guidance {guidance_scale}, image guidance "
+        "{image_guidance_scale})"
+    ),
+    Key.HISTORY_LINE_CANDIDATE: "   also candidate {index}: seed {seed}{score}",
+    Key.HISTORY_SCORE: ", score {score}",
+    Key.SETTINGS_CANDIDATES: (
+        "Best of {candidates}: each instruction makes {candidates} candidates and keeps the "
+        "best-scored one (it counts as {candidates} edits)."
+    ),
+    Key.BUTTON_VARIATIONS: "🔀 Variations",
+    Key.BUTTON_STRONGER: "➕ Stronger",
+    Key.BUTTON_SUBTLER: "➖ Subtler",
+    Key.BUTTON_USE: "Use {number}",
+    Key.ERROR_QUOTA_TOO_SMALL: (
+        "That costs {cost} edits and you have {left} left today. They refill in {wait}."
+    ),
+    Key.ERROR_SET_NOT_CURRENT: (
+        "Those variations were undone or replaced, so I can't use that one. Tap Variations "
+        "again, or branch from it by replying to it."
+    ),
+    Key.ERROR_NOT_A_CANDIDATE: "That picture is not one of a set of variations.",
+    Key.ERROR_AT_STRONGEST: (
+        "Already at the strongest setting (text guidance {guidance_scale}, image guidance "
+        "{image_guidance_scale})."
+    ),
+    Key.ERROR_AT_SUBTLEST: (
+        "Already at the subtlest setting (text guidance {guidance_scale}, image guidance "
+        "{image_guidance_scale})."
     ),
 }
 

@@ -40,7 +40,12 @@ ALIASES: dict[str, str] = {
     "seed_mode": "seed_mode",
     "seed": "seed",
     "resolution": "resolution",
+    "candidates": "candidates",
+    "best_of": "candidates",
 }
+
+MAX_CANDIDATES = 4
+"""Best-of-N runs at most this many candidates per instruction (one micro-batch)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +58,8 @@ class Preferences:
     resolution: int
     seed_mode: SeedMode = "random"
     seed: int = 0
+    candidates: int = 1
+    """Best-of-N: candidates per instruction; the best-scored one is kept (1 = off)."""
 
     @classmethod
     def load(cls, stored: Mapping[str, Any], defaults: EditParams) -> Preferences:
@@ -129,6 +136,8 @@ def _validate(field_name: str, value: Any) -> Any:
                 name="resolution", allowed=Phrase(Key.ALLOWED_ONE_OF, {"choices": allowed})
             )
         return resolution
+    if field_name == "candidates":
+        return _number("candidates", value, int, 1, MAX_CANDIDATES)
     if field_name == "seed_mode":
         if str(value).lower() not in ("random", "fixed"):
             raise InvalidSetting(name="seed mode", allowed=Phrase(Key.OPTION_SEED_MODE))

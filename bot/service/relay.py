@@ -13,9 +13,10 @@ from dataclasses import dataclass
 from bot.service.media import Previews
 from bot.service.messages import Key
 from bot.service.replies import Action, Reply, ReplyKind, UpdateListener
-from bot.work.jobs import JobDone, JobEvent, JobPreview, JobProgress, JobStarted
+from bot.service.sets import done_reply, set_reply, tuning_of
+from bot.work.jobs import JobDone, JobEvent, JobFailed, JobPreview, JobProgress, JobStarted
 from editor.finishing.spec import Finish
-from storage import lifecycle, limits
+from storage import lifecycle, limits, tree
 from storage.database import Database
 from storage.models import Conversation, Version
 from storage.types import Actor
@@ -25,56 +26,31 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class Owner:
-    """What the relay remembers about a queued version to report on it without a query."""
+    """What the relay remembers about a queued version to report on it without a query.
+
+    `set_id` names the candidate set it belongs to (its results go out together); `tuned` the
+    guidance of a stronger or subtler edit (its caption shows them).
+    """
 
     actor: Actor
     instruction: str
     seed: int | None
     finish: Finish | None = None
-
-
-FINISH_DONE_KEYS = {
-    "upscale": Key.FINISH_DONE_UPSCALE,
-    "cutout": Key.FINISH_DONE_CUTOUT,
-    "white": Key.FINISH_DONE_WHITE,
-}
-
-
-def done_reply(
-    version_id: int, instruction: str, seed: int | None, finish: Finish | None = None
-) -> Reply:
-    if finish is not None:
-        return finish_reply(version_id, finish)
-    return Reply(
-        key=Key.EDIT_DONE,
-        args={"instruction": instruction, "seed": seed},
-        version_id=version_id,
-        kind=ReplyKind.RESULT,
-        actions=(Action.UNDO, Action.REGENERATE, Action.FULL_RESOLUTION, Action.UPSCALE),
-    )
-
-
-def finish_reply(version_id: int, finish: Finish) -> Reply:
-    """A finished upscale, cut-out or white background; a cut-out goes out as its PNG file
-    (a chat photo would lose the transparency)."""
-    actions: tuple[Action, ...] = (Action.UNDO, Action.FULL_RESOLUTION)
-    if finish.operation != "upscale":
-        actions = (*actions, Action.UPSCALE)
-    return Reply(
-        key=FINISH_DONE_KEYS[finish.operation],
-        args={"scale": finish.scale, "operation": finish.label()},
-        version_id=version_id,
-        kind=ReplyKind.RESULT,
-        actions=actions,
-        document=finish.operation == "cutout",
-    )
+    set_id: int | None = None
+    tuned: tuple[float, float] | None = None
 
 
 def result_reply(version: Version) -> Reply:
     """The reply for a finished version: its result, or why it failed."""
     if version.is_done:
         seed = (version.params or {}).get("seed")
-        return done_reply(version.id, version.instruction or "", seed, version.finishing())
+        return done_reply(
+            version.id,
+            version.instruction or "",
+            seed,
+            tuning_of(version),
+            version.finishing(),
+        )
     return Reply(
         key=version.error_key or Key.ERROR_EDIT_FAILED,
         args={"instruction": version.instruction or ""},
@@ -92,6 +68,7 @@ class Relay:
         self.previews = previews
         self._listeners: dict[str, list[UpdateListener]] = {}
         self._owners: dict[int, Owner] = {}
+        self._sets_told: set[int] = set()
 
     def subscribe(self, platform: str, listener: UpdateListener) -> None:
         self._listeners.setdefault(platform, []).append(listener)
@@ -108,9 +85,14 @@ class Relay:
     async def redeliver(self, platform: str) -> int:
         async with self.database.read() as session:
             rows = await lifecycle.undelivered(session, platform)
+        sets: set[int] = set()
         for version, conversation in rows:
             actor = Actor(conversation.platform, conversation.chat_id, conversation.user_id)
-            await self.publish(actor, result_reply(version))
+            if version.set_id is None:
+                await self.publish(actor, result_reply(version))
+            elif version.set_id not in sets:  # a set goes out as one reply, once
+                sets.add(version.set_id)
+                await self._tell_set(actor, version.set_id, again=True)
         return len(rows)
 
     async def mark_delivered(self, version_id: int) -> None:
@@ -124,6 +106,11 @@ class Relay:
         owner = await self._owner(event.version_id)
         if owner is None:
             return
+        if isinstance(event, JobProgress | JobPreview) and owner.set_id not in (
+            None,
+            event.version_id,
+        ):
+            return  # a set reports once, under its first candidate (they run together)
         if isinstance(event, JobProgress):
             await self.publish(owner.actor, _step_reply(event, owner, ReplyKind.PROGRESS))
             return
@@ -135,9 +122,17 @@ class Relay:
             return
         self._owners.pop(event.version_id, None)
         self.previews.drop((event.version_id,))
+        if owner.set_id is not None:
+            if isinstance(event, JobFailed) and not event.refunded:
+                async with self.database.write() as session:
+                    await limits.refund(session, owner.actor.platform, owner.actor.user_id)
+            await self._tell_set(owner.actor, owner.set_id)
+            return
         if isinstance(event, JobDone):
             # Everything the reply needs is known since submit: no query on the result path.
-            reply = done_reply(event.version_id, owner.instruction, owner.seed, owner.finish)
+            reply = done_reply(
+                event.version_id, owner.instruction, owner.seed, owner.tuned, owner.finish
+            )
             await self.publish(owner.actor, reply)
             return
         async with self.database.write() as session:
@@ -164,6 +159,8 @@ class Relay:
             version.instruction or "",
             (version.params or {}).get("seed"),
             version.finishing(),
+            version.set_id,
+            tuning_of(version),
         )
         self._owners[version_id] = owner
         return owner
@@ -176,6 +173,21 @@ class Relay:
         for actor in sorted(actors, key=str):
             await self.publish(actor, reply)
         return len(actors)
+
+    async def _tell_set(self, actor: Actor, set_id: int, *, again: bool = False) -> None:
+        """Once every candidate of a set has finished, its one reply (variations or best-of).
+
+        Candidates finishing in one batch each report; only the first report after the last
+        one finished publishes (`again`: the start-up sweep, after a restart, may repeat it).
+        """
+        if set_id in self._sets_told and not again:
+            return
+        async with self.database.read() as session:
+            reply = set_reply(await tree.candidates_of(session, set_id))
+        if reply is None or (set_id in self._sets_told and not again):
+            return
+        self._sets_told.add(set_id)
+        await self.publish(actor, reply)
 
     async def publish(self, actor: Actor, reply: Reply) -> None:
         """Tell every listener of the actor's platform; one failing listener stops no other."""

@@ -12,6 +12,19 @@ def history_lines(reply: Reply) -> list[str]:
     lines = []
     for number, entry in enumerate(reply.history, start=1):
         params = entry.params or {}
+        score = (
+            render(Key.HISTORY_SCORE, {"score": f"{entry.score:.3f}"})
+            if entry.score is not None
+            else ""
+        )
+        if entry.candidate is not None:  # another candidate of a set on the path
+            lines.append(
+                render(
+                    Key.HISTORY_LINE_CANDIDATE,
+                    {"index": entry.candidate, "seed": params.get("seed"), "score": score},
+                )
+            )
+            continue
         if entry.instruction is None:
             line = render(Key.HISTORY_LINE_PHOTO, {"number": number})
         elif entry.status == "done":
@@ -24,5 +37,5 @@ def history_lines(reply: Reply) -> list[str]:
                 Key.HISTORY_LINE_PENDING,
                 {"number": number, "instruction": entry.instruction, "status": entry.status},
             )
-        lines.append(line + (render(Key.HISTORY_HEAD) if entry.is_head else ""))
+        lines.append(line + score + (render(Key.HISTORY_HEAD) if entry.is_head else ""))
     return lines

@@ -30,6 +30,11 @@ class Action(enum.StrEnum):
     CANCEL = "cancel"
     FORGET_CONFIRM = "forget_confirm"
     UPSCALE = "upscale"
+    VARIATIONS = "variations"
+    STRONGER = "stronger"
+    SUBTLER = "subtler"
+    USE = "use"
+    """Pick one candidate of a set ("Use 3"); its button names that candidate's version."""
 
 
 BUTTON_LABELS: Mapping[Action, Key] = {
@@ -40,6 +45,10 @@ BUTTON_LABELS: Mapping[Action, Key] = {
     Action.CANCEL: Key.BUTTON_CANCEL,
     Action.FORGET_CONFIRM: Key.BUTTON_FORGET_CONFIRM,
     Action.UPSCALE: Key.BUTTON_UPSCALE,
+    Action.VARIATIONS: Key.BUTTON_VARIATIONS,
+    Action.STRONGER: Key.BUTTON_STRONGER,
+    Action.SUBTLER: Key.BUTTON_SUBTLER,
+    Action.USE: Key.BUTTON_USE,
 }
 """The catalogue key of each action's button label."""
 
@@ -75,6 +84,8 @@ class ReplyKind(enum.StrEnum):
     """A region was set (`/keep`, `/only`): `picture` previews its mask over the photo."""
     FAILED = "failed"
     """A queued edit failed or was skipped; the conversation stays usable."""
+    VARIATIONS = "variations"
+    """A finished set of variations: `candidates` to show together, each with a Use button."""
     ERROR = "error"
     """A refusal: nothing changed."""
 
@@ -88,6 +99,21 @@ class HistoryEntry:
     params: Mapping[str, Any] | None
     status: str
     is_head: bool
+    score: float | None = None
+    candidate: int | None = None
+    """Set for the other candidates of a set on the path (siblings, reachable by branching):
+    the candidate's number in its set."""
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """One picture of a set of variations: its version, its number (1..N) and what it shows."""
+
+    version_id: int
+    number: int
+    seed: int | None
+    score: float | None = None
+    done: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +140,7 @@ class Reply:
             `/language es` is already in Spanish); None: the event's.
         picture: a JPEG the reply carries itself (a region's mask preview), not a version's.
         document: send the lossless file rather than a chat photo (a cut-out's transparency).
+        candidates: for variations replies, the pictures to show together (pick buttons).
     """
 
     key: str
@@ -127,6 +154,7 @@ class Reply:
     locale: str | None = None
     picture: bytes | None = None
     document: bool = False
+    candidates: tuple[Candidate, ...] = ()
 
     @property
     def show_image(self) -> bool:

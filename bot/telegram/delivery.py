@@ -266,10 +266,14 @@ class Delivery(EventDelivery):
         """The result photo (or failure text) replaces the status message."""
         assert reply.version_id is not None
         status = self._status.pop(reply.version_id, None)
+        for candidate in reply.candidates:  # a best-of result's status names its set
+            status = self._status.pop(candidate.version_id, None) or status
         chat_id = int(actor.chat_id)
         reply_to = status.reply_to if status is not None else None
         try:
-            if reply.show_image:
+            if reply.kind is ReplyKind.VARIATIONS:
+                await self._send_candidates(chat_id, reply_to, actor, reply)
+            elif reply.show_image:
                 await self._send_version(chat_id, reply_to, actor, reply)
             else:
                 markup = keyboards.for_actions(reply.actions, reply.version_id, actor.user_id)
@@ -292,6 +296,43 @@ class Delivery(EventDelivery):
         if status is not None:
             await self.safely(self.bot.delete_message(status.chat_id, status.message_id))
         return True
+
+    async def _send_candidates(
+        self, chat_id: int, reply_to: int | None, actor: Actor, reply: Reply
+    ) -> None:
+        """A set of variations: one media group of the pictures, then the "Use n" buttons.
+
+        Telegram puts no buttons on a media group, so they follow in a message of their own
+        (named by version, they keep working after a restart). Raises what Telegram refuses.
+        """
+        media = []
+        for candidate in reply.candidates:
+            data = await self.service.image(actor, candidate.version_id)
+            caption = render(
+                Key.VARIATIONS_CANDIDATE, {"number": candidate.number, "seed": candidate.seed}
+            )
+            media.append(
+                InputMediaPhoto(
+                    data, caption=caption, filename=f"pix2chat-{candidate.version_id}.jpg"
+                )
+            )
+        await self.safely(self.bot.send_chat_action(chat_id, ChatAction.UPLOAD_PHOTO))
+        if len(media) >= 2:
+            await self.bot.send_media_group(
+                chat_id, media, reply_to_message_id=reply_to, allow_sending_without_reply=True
+            )
+        elif media:
+            await self.bot.send_photo(
+                chat_id,
+                media[0].media,
+                reply_to_message_id=reply_to,
+                allow_sending_without_reply=True,
+            )
+        await self.bot.send_message(
+            chat_id,
+            reply.text(),
+            reply_markup=keyboards.for_candidates(reply.candidates, actor.user_id),
+        )
 
     async def _open_status(
         self, chat_id: int, chat_type: str, reply_to: int | None, actor: Actor, reply: Reply

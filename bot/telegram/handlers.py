@@ -131,6 +131,21 @@ async def regenerate(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None
     await _answer(update, context, await _ctx(context).service.regenerate(_actor(update)))
 
 
+async def variations(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """/variations: four candidates of the last edit, to pick one from."""
+    await _answer(update, context, await _ctx(context).service.variations(_actor(update)))
+
+
+async def stronger(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """/stronger: the last edit again, applied more strongly."""
+    await _answer(update, context, await _ctx(context).service.stronger(_actor(update)))
+
+
+async def subtler(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """/subtler: the last edit again, applied more gently."""
+    await _answer(update, context, await _ctx(context).service.subtler(_actor(update)))
+
+
 async def history(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """/history: the chain of instructions and the versions as an album."""
     await _answer(update, context, await _ctx(context).service.history(_actor(update)))
@@ -419,6 +434,14 @@ async def _button_reply(ctx: TelegramContext, actor: Actor, press: keyboards.But
             return await service.cancel(actor)
         case Action.UPSCALE.value:
             return await service.upscale(actor, None, version)
+        case Action.VARIATIONS.value:
+            return await service.variations(actor, version)
+        case Action.STRONGER.value:
+            return await service.stronger(actor, version)
+        case Action.SUBTLER.value:
+            return await service.subtler(actor, version)
+        case Action.USE.value:
+            return await service.pick(actor, press.version_id)
         case Action.FORGET_CONFIRM.value:
             return await service.forget(actor)
         case keyboards.FORGET_NO:

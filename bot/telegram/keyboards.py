@@ -14,9 +14,19 @@ from typing import Any
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Message
 
 from bot.service.messages import Key, render
-from bot.service.replies import Action, label_key
+from bot.service.replies import Action, Candidate, label_key
 
-RESULT_ACTIONS = (Action.UNDO, Action.REGENERATE, Action.FULL_RESOLUTION)
+RESULT_ACTIONS = (
+    Action.UNDO,
+    Action.REGENERATE,
+    Action.FULL_RESOLUTION,
+    Action.VARIATIONS,
+    Action.STRONGER,
+    Action.SUBTLER,
+    Action.UPSCALE,
+)
+ROW_WIDTH = 3
+"""Buttons per row when a reply offers more than four."""
 FORGET_NO = "forget_no"
 SETTING = "set"
 DEFAULTS = "defaults"
@@ -28,6 +38,7 @@ SETTING_CHOICES: tuple[tuple[str, str, Sequence[Any]], ...] = (
     ("image_guidance_scale", "image {}", (1.0, 1.5, 2.0, 3.0)),
     ("seed_mode", "seed {}", ("random", "fixed")),
     ("resolution", "{} px", (384, 512, 768)),
+    ("candidates", "best of {}", (1, 2, 3, 4)),
 )
 
 
@@ -66,11 +77,30 @@ def for_actions(
             callback_data=encode(action.value, version_id or 0, owner_id),
         )
         for action in actions
-        if action in (*RESULT_ACTIONS, Action.REDO, Action.CANCEL, Action.UPSCALE)
+        if action in (*RESULT_ACTIONS, Action.REDO, Action.CANCEL)
     ]
     if not buttons:
         return None
+    if len(buttons) > 4:
+        return InlineKeyboardMarkup(
+            [buttons[i : i + ROW_WIDTH] for i in range(0, len(buttons), ROW_WIDTH)]
+        )
     return InlineKeyboardMarkup([buttons[:2], buttons[2:]] if len(buttons) > 2 else [buttons])
+
+
+def for_candidates(candidates: Sequence[Candidate], owner_id: str) -> InlineKeyboardMarkup:
+    """ "Use 1" .. "Use 4" under a set of variations: each names its candidate's version."""
+    return InlineKeyboardMarkup(
+        [
+            [
+                InlineKeyboardButton(
+                    render(label_key(Action.USE), {"number": candidate.number}),
+                    callback_data=encode(Action.USE.value, candidate.version_id, owner_id),
+                )
+                for candidate in candidates
+            ]
+        ]
+    )
 
 
 def forget_confirmation(owner_id: str) -> InlineKeyboardMarkup:
@@ -120,6 +150,7 @@ _SHORT_NAMES = {
     "image_guidance_scale": "image_guidance",
     "seed_mode": "seed_mode",
     "resolution": "resolution",
+    "candidates": "candidates",
 }
 
 

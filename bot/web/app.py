@@ -67,6 +67,10 @@ PAGE_MESSAGES = (
     Key.BUTTON_CANCEL,
     Key.PAGE_BRANCH_HINT,
     Key.BUTTON_UPSCALE,
+    Key.BUTTON_VARIATIONS,
+    Key.BUTTON_STRONGER,
+    Key.BUTTON_SUBTLER,
+    Key.BUTTON_USE,
 )
 """Catalogue texts the page shows on its own (everything else comes with the replies)."""
 PAGE_TEXTS = (
@@ -283,6 +287,32 @@ def create_app(ctx: WebContext) -> ASGIApp:
         reply = await ctx.service.upscale(_actor(request), str(scale) if scale else None, version)
         return _reply(reply)
 
+    async def variations(request: Request) -> Response:
+        """Four candidates of the version's instruction (the newest edit's by default)."""
+        body = await read_json(request)
+        version = optional_id(body.get("version_id"))
+        return _reply(await ctx.service.variations(_actor(request), version))
+
+    async def stronger(request: Request) -> Response:
+        """The version's instruction again, one step stronger."""
+        body = await read_json(request)
+        version = optional_id(body.get("version_id"))
+        return _reply(await ctx.service.stronger(_actor(request), version))
+
+    async def subtler(request: Request) -> Response:
+        """The version's instruction again, one step subtler."""
+        body = await read_json(request)
+        version = optional_id(body.get("version_id"))
+        return _reply(await ctx.service.subtler(_actor(request), version))
+
+    async def pick(request: Request) -> Response:
+        """ "Use n": that candidate of a set becomes the current version."""
+        body = await read_json(request)
+        version = optional_id(body.get("version_id"))
+        if version is None:
+            raise Refused(message_json(Key.WEB_BAD_REQUEST), 400)
+        return _reply(await ctx.service.pick(_actor(request), version))
+
     async def reset(request: Request) -> Response:
         """Start over from the original photo."""
         return _reply(await ctx.service.reset(_actor(request)))
@@ -370,6 +400,10 @@ def create_app(ctx: WebContext) -> ASGIApp:
         Route("/api/redo", localized(redo), methods=post),
         Route("/api/regenerate", localized(regenerate), methods=post),
         Route("/api/upscale", localized(upscale), methods=post),
+        Route("/api/variations", localized(variations), methods=post),
+        Route("/api/stronger", localized(stronger), methods=post),
+        Route("/api/subtler", localized(subtler), methods=post),
+        Route("/api/pick", localized(pick), methods=post),
         Route("/api/reset", localized(reset), methods=post),
         Route("/api/cancel", localized(cancel), methods=post),
         Route("/api/forget", localized(forget), methods=post),

@@ -28,6 +28,11 @@ STATUS_BY_KEY: dict[str, int] = {
     Key.ERROR_TOO_MANY_PENDING: 429,
     Key.ERROR_QUEUE_FULL: 503,
     Key.ERROR_UPSCALE_AT_CAP: 409,
+    Key.ERROR_QUOTA_TOO_SMALL: 429,
+    Key.ERROR_SET_NOT_CURRENT: 409,
+    Key.ERROR_NOT_A_CANDIDATE: 409,
+    Key.ERROR_AT_STRONGEST: 409,
+    Key.ERROR_AT_SUBTLEST: 409,
     Key.WEB_NO_SESSION: 401,
     Key.WEB_LOGIN_NEEDED: 401,
     Key.WEB_WRONG_PASSWORD: 401,
@@ -72,6 +77,21 @@ def reply_json(reply: Reply) -> dict[str, Any]:
         body["image"] = "data:image/jpeg;base64," + base64.b64encode(reply.picture).decode("ascii")
     if reply.settings is not None:
         body["settings"] = dict(reply.settings)
+    if reply.candidates:
+        body["candidates"] = [
+            {
+                "version_id": candidate.version_id,
+                "number": candidate.number,
+                "seed": candidate.seed,
+                "score": candidate.score,
+                "image": image_url(candidate.version_id),
+                "caption": render(
+                    Key.VARIATIONS_CANDIDATE, {"number": candidate.number, "seed": candidate.seed}
+                ),
+                "use": render(Key.BUTTON_USE, {"number": candidate.number}),
+            }
+            for candidate in reply.candidates
+        ]
     if reply.history:
         lines = history_lines(reply)
         body["history"] = [
@@ -82,6 +102,8 @@ def reply_json(reply: Reply) -> dict[str, Any]:
                 "params": dict(entry.params or {}),
                 "status": entry.status,
                 "is_head": entry.is_head,
+                "score": entry.score,
+                "candidate": entry.candidate,
                 "text": line,
                 "caption": render(
                     Key.EDIT_DONE,

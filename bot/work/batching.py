@@ -27,11 +27,13 @@ from bot.work.metrics import Metrics
 from editor.base import Editor, EditRequest, PreviewCallback, ProgressCallback
 from editor.develop import confine
 from editor.develop import develop as develop_onto
+from editor.errors import ModelLoadError
 from editor.finishing.finisher import Finisher
 from editor.finishing.spec import Finish
 from editor.images import encode_png, encode_preview_jpeg, fit_to_resolution, fitted_size
 from editor.params import EditParams
 from editor.regions import KEEP, ONLY, Region, RegionMask
+from editor.scoring import CandidateScorer
 from editor.segment import Segmenter, coverage
 from storage.images import ImageStore
 
@@ -60,6 +62,8 @@ class Work:
     finish: Finish | None = None
     queued_at: datetime | None = None
     """When the edit was queued (its version's `created_at`), for the queue-wait metric."""
+    scored: bool = False
+    """A candidate of a set: the scorer ranks it among its siblings."""
 
     def signature(self) -> tuple[object, ...]:
         if self.finish is not None:  # runs alone
@@ -81,6 +85,7 @@ class Output:
     size: tuple[int, int]
     raw_sha: str | None = None
     masks: tuple[RegionMask, ...] = ()
+    score: float | None = None
 
     @property
     def shas(self) -> list[str]:
@@ -115,6 +120,7 @@ def compute_batch(
     develop: bool = True,
     segmenter: Segmenter | None = None,
     finisher: Finisher | None = None,
+    scorer: CandidateScorer | None = None,
 ) -> list[Output]:
     """Decode parents, run one pipeline call, store results losslessly (model thread).
 
@@ -126,6 +132,7 @@ def compute_batch(
     are stored as PNGs and named in the output.
     With `preview`, the editor's previews (if it makes any) reach it as JPEGs named by version.
     Finishing operations (upscale, cut-out, white) run through `finisher` instead, one by one.
+    With `scorer`, candidates of a set (`Work.scored`) get their score (`candidate_scores`).
     """
     if works and works[0].finish is not None:
         return [compute_finish(finisher, images, work, progress) for work in works]
@@ -149,13 +156,21 @@ def compute_batch(
         for work in works
     ]
     results = editor.edit_batch(requests, progress, on_preview)
+    scores = candidate_scores(scorer, works, requests, results) if scorer is not None else {}
     outputs = []
     for work, request, result in zip(works, requests, results, strict=True):
         raw = result.convert("RGB")
+        score = scores.get(work.version_id)
         if not develop:
             image, masks = _confined(segmenter, images, work, request.image, request.image, raw)
             outputs.append(
-                Output(work.version_id, images.put(encode_png(image)), image.size, masks=masks)
+                Output(
+                    work.version_id,
+                    images.put(encode_png(image)),
+                    image.size,
+                    masks=masks,
+                    score=score,
+                )
             )
             continue
         # Decoded again rather than kept from above: one full-size parent in memory at a time.
@@ -169,6 +184,7 @@ def compute_batch(
                 image.size,
                 raw_sha=images.put(encode_png(raw)),
                 masks=masks,
+                score=score,
             )
         )
     return outputs
@@ -223,6 +239,36 @@ def compute_finish(
     result = finisher.run(work.finish, parent).image
     progress(1, 1)
     return Output(work.version_id, images.put(encode_png(result)), result.size)
+
+
+def candidate_scores(
+    scorer: CandidateScorer,
+    works: Sequence[Work],
+    requests: Sequence[EditRequest],
+    results: Sequence[Image.Image],
+) -> dict[int, float]:
+    """Scores of the scored works by version id, ranked among candidates of the same parent and
+    instruction (model thread). A scorer that fails leaves them unranked: the edits stand."""
+    groups: dict[tuple[str, str], list[int]] = {}
+    for index, work in enumerate(works):
+        if work.scored:
+            groups.setdefault((work.parent_sha, work.instruction), []).append(index)
+    scores: dict[int, float] = {}
+    for (_, instruction), indexes in groups.items():
+        try:
+            values = scorer.score(
+                requests[indexes[0]].image,
+                [results[index].convert("RGB") for index in indexes],
+                instruction,
+            )
+        except ModelLoadError as error:  # not configured or not reachable: one line, no trace
+            log.warning("candidates stay unranked: %s", str(error).splitlines()[0])
+            continue
+        except Exception:
+            log.exception("the candidate scorer failed; candidates stay unranked")
+            continue
+        scores.update({works[i].version_id: v for i, v in zip(indexes, values, strict=True)})
+    return scores
 
 
 def _decode(images: ImageStore, sha: str) -> Image.Image:
@@ -309,6 +355,7 @@ class BatchEngine(Generic[ItemT]):
         on_preview: PreviewReport | None = None,
         develop: bool = True,
         segmenter: Segmenter | None = None,
+        scorer: CandidateScorer | None = None,
         name: str = "pix2chat-batcher",
         finisher: Finisher | None = None,
         metrics: Metrics | None = None,
@@ -326,6 +373,7 @@ class BatchEngine(Generic[ItemT]):
         self.develop = develop
         self.segmenter = segmenter
         self.finisher = finisher
+        self.scorer = scorer
         self.name = name
         self.metrics = metrics or Metrics()
         self.batch_sizes: list[int] = []
@@ -465,6 +513,7 @@ class BatchEngine(Generic[ItemT]):
                 develop=self.develop,
                 segmenter=self.segmenter,
                 finisher=self.finisher,
+                scorer=self.scorer,
             )
         finally:
             spent = time.perf_counter() - started

@@ -6,6 +6,12 @@ job waits until its parent edit has finished. Batching on top: the first runnabl
 picks the batch signature and the next users' first jobs with the same signature join, up to
 `max_batch`.
 
+A candidate set (variations, best-of-N: jobs sharing a `set_id`) is one unit of its user's turn
+that counts as N units of work: it runs together in one batch (split only when `max_batch` is
+smaller than N), it joins a batch another user leads only if all of it fits, and its user then
+goes to the back of the line like anybody served. So a user asking for variations back to back
+pushes another user's single edit back by at most one batch.
+
 The embedded scheduler keeps its line here (`FairLine`). Scaled out, procrastinate keeps the
 line in PostgreSQL and the same rule is expressed in its terms (see bot/work/pgqueue.py): every
 job of a user carries the lock `user:<platform>:<id>` (procrastinate runs one job per lock at a
@@ -62,6 +68,7 @@ class FairLine:
         self._awaiting_parent: dict[int, set[str]] = {}  # pending parent id -> users waiting
         self._running_users: set[str] = set()
         self._running_ids: set[int] = set()
+        self._started_sets: set[int] = set()  # sets split over batches: the rest runs freely
 
     def __contains__(self, version_id: object) -> bool:
         """Queued or running."""
@@ -133,26 +140,32 @@ class FairLine:
         batch: list[Job] = []
         signature: Hashable | None = None
         for user_key in self._line:
-            job = self._first_runnable(user_key)
-            if job is None:
+            unit = self._runnable_unit(user_key)
+            if not unit:
                 continue
+            room = max_batch - len(batch)
             if signature is None:
-                signature = self.signature(job)
-            elif self.signature(job) != signature:
-                continue
-            batch.append(job)
-            if len(batch) == max_batch:
+                signature = self.signature(unit[0])
+                unit = unit[:room]  # a set larger than a batch leads with what fits
+            elif self.signature(unit[0]) != signature or len(unit) > room:
+                continue  # a set joins only whole; it leads the next batch instead
+            batch.extend(unit)
+            if len(batch) >= max_batch:
                 break
         return batch
 
     def take(self, batch: Sequence[Job]) -> None:
         """Remove a batch from the line; its users go to the back."""
         for job in batch:
-            self._queues[job.user_key].popleft()
-            self._line.remove(job.user_key)
+            queue = self._queues[job.user_key]
+            queue.remove(job)
+            if job.user_key in self._line:
+                self._line.remove(job.user_key)
             self._line.append(job.user_key)
             self._served.add(job.user_key)
             self._running_users.add(job.user_key)
+            if job.set_id is not None:
+                self._started_sets.add(job.set_id)
             self._running_ids.add(job.version_id)
 
     def finish(self, batch: Sequence[Job]) -> None:
@@ -169,6 +182,22 @@ class FairLine:
             self._served.discard(user_key)
             if user_key in self._line:
                 self._line.remove(user_key)
+
+    def _runnable_unit(self, user_key: str) -> list[Job]:
+        """A user's next unit of work: the first runnable job, with the rest of its set."""
+        first = self._first_runnable(user_key)
+        if first is None:
+            return []
+        if first.set_id is None:
+            return [first]
+        unit = []
+        for job in self._queues[user_key]:
+            if job.set_id != first.set_id or job.parent_size is None:
+                break
+            unit.append(job)
+        if len(unit) < first.set_size and first.set_id not in self._started_sets:
+            return []  # the rest of the set is still being queued: it runs as one batch
+        return unit
 
     def _first_runnable(self, user_key: str) -> Job | None:
         """A user's oldest job, if the user has nothing running and its parent is finished."""

@@ -33,6 +33,11 @@ class Job:
         instruction: the edit instruction.
         params: every generation parameter including the seed.
         finish: a finishing operation (upscale, cut-out, white) instead of an edit.
+        set_id: the candidate set (variations, best-of-N) it belongs to: the set runs as one
+            unit of its user's turn, counting as many units of work as it has candidates.
+        scored: the candidate scorer ranks its result.
+        set_size: how many candidates of its set are queued together (the embedded line waits
+            for all of them before the set runs, so they share one batch).
     """
 
     version_id: int
@@ -42,6 +47,9 @@ class Job:
     instruction: str
     params: EditParams
     finish: Finish | None = None
+    set_id: int | None = None
+    scored: bool = False
+    set_size: int = 1
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,6 +16,7 @@ from bot.work.batching import BatchEngine, BatchProgress, ModelThread, Output, W
 from bot.work.metrics import Metrics
 from editor.base import Editor
 from editor.finishing.finisher import Finisher
+from editor.scoring import CandidateScorer
 from editor.segment import Segmenter
 from storage.images import ImageStore
 
@@ -53,6 +54,7 @@ class MicroBatcher:
         segmenter: Segmenter | None = None,
         finisher: Finisher | None = None,
         metrics: Metrics | None = None,
+        scorer: CandidateScorer | None = None,
     ) -> None:
         self.on_start = on_start
         self._waiting: list[_Waiting] = []
@@ -68,6 +70,7 @@ class MicroBatcher:
             segmenter=segmenter,
             finisher=finisher,
             metrics=metrics,
+            scorer=scorer,
         )
         self.max_batch = max_batch
         self.batch_sizes = self.engine.batch_sizes

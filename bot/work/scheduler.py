@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+from collections import Counter
 from datetime import datetime
 from types import TracebackType
 
@@ -38,6 +39,7 @@ from bot.work.warmup import Warmup
 from editor.base import Editor
 from editor.finishing.finisher import Finisher
 from editor.regions import Region
+from editor.scoring import CandidateScorer
 from editor.segment import Segmenter
 from storage import lifecycle, regions, tree
 from storage.database import Database, outage
@@ -78,6 +80,7 @@ class EmbeddedScheduler:
         finisher: Finisher | None = None,
         metrics: Metrics | None = None,
         load_in_background: bool = False,
+        scorer: CandidateScorer | None = None,
     ) -> None:
         if max_batch < 1:
             raise ValueError("max_batch must be at least 1")
@@ -108,6 +111,7 @@ class EmbeddedScheduler:
             on_preview=self._preview,
             develop=develop,
             segmenter=segmenter,
+            scorer=scorer,
             name="pix2chat-scheduler",
             finisher=finisher,
             metrics=self.metrics,
@@ -187,6 +191,9 @@ class EmbeddedScheduler:
                 )
             failed_ids = {v.id for v in failed}
             parent_ids = {v.parent_id for v, _ in rows if v.parent_id is not None}
+            set_sizes = Counter(
+                v.set_id for v, _ in rows if v.set_id is not None and v.id not in failed_ids
+            )
             sizes = await lifecycle.done_sizes(session, parent_ids)
             jobs = [
                 Job(
@@ -197,6 +204,9 @@ class EmbeddedScheduler:
                     instruction=version.instruction or "",
                     params=version.edit_params(),
                     finish=version.finishing(),
+                    set_id=version.set_id,
+                    scored=version.set_id is not None,
+                    set_size=set_sizes[version.set_id] if version.set_id is not None else 1,
                 )
                 for version, conversation in rows
                 if version.id not in failed_ids and version.parent_id is not None
@@ -245,6 +255,11 @@ class EmbeddedScheduler:
     def model_thread(self) -> ModelThread:
         """The thread the model runs in (the segmenter runs there too, see RegionMasker)."""
         return self._model
+
+    @property
+    def batch_sizes(self) -> list[int]:
+        """The size of every batch run so far, in order (for benchmarks)."""
+        return self._engine.batch_sizes
 
     @property
     def model_thread_s(self) -> float:
@@ -378,7 +393,7 @@ class EmbeddedScheduler:
                 done = await lifecycle.mark_done_many(
                     session,
                     [
-                        lifecycle.Result(o.version_id, o.image_sha, o.size, o.raw_sha)
+                        lifecycle.Result(o.version_id, o.image_sha, o.size, o.raw_sha, o.score)
                         for o in outputs
                     ],
                 )
@@ -443,4 +458,5 @@ def _work(
         regions=constraints,
         finish=job.finish,
         queued_at=queued_at,
+        scored=job.scored,
     )

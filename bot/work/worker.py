@@ -54,6 +54,7 @@ from bot.work.outages import (
 from bot.work.pgpool import SteadyPool
 from editor.base import Editor
 from editor.finishing.finisher import Finisher
+from editor.scoring import CandidateScorer
 from editor.segment import Segmenter
 from storage import lifecycle, limits, regions, tree
 from storage.database import Database, brief, outage
@@ -108,6 +109,7 @@ class GpuWorker:
         segmenter: Segmenter | None = None,
         finisher: Finisher | None = None,
         metrics: Metrics | None = None,
+        scorer: CandidateScorer | None = None,
     ) -> None:
         if database.is_sqlite:
             raise ValueError("`pix2chat worker` needs PostgreSQL (PIX2CHAT_DATABASE_URL)")
@@ -118,6 +120,7 @@ class GpuWorker:
         self.options = options or WorkerOptions()
         self.finisher = finisher
         self.metrics = metrics or Metrics()
+        self.scorer = scorer
         self.name = self.options.name or f"{socket.gethostname()}-{os.getpid()}"
         self._batcher: MicroBatcher | None = None
         self._last_progress: dict[int, float] = {}
@@ -164,6 +167,7 @@ class GpuWorker:
                 segmenter=self.segmenter,
                 finisher=self.finisher,
                 metrics=self.metrics,
+                scorer=self.scorer,
             )
             async with app.open_async(), batcher:
                 self._batcher = batcher
@@ -263,6 +267,7 @@ class GpuWorker:
                 regions=constraints.get(version_id, ()),
                 finish=version.finishing(),
                 queued_at=version.created_at,
+                scored=version.set_id is not None,
             )
 
     async def _record(self, output: Output, seconds: float) -> None:
@@ -274,7 +279,11 @@ class GpuWorker:
                     session,
                     [
                         lifecycle.Result(
-                            output.version_id, output.image_sha, output.size, output.raw_sha
+                            output.version_id,
+                            output.image_sha,
+                            output.size,
+                            output.raw_sha,
+                            output.score,
                         )
                     ],
                 )

@@ -24,6 +24,10 @@ from diffusers.utils import convert_state_dict_to_diffusers
 from peft import LoraConfig
 from peft.utils import get_peft_model_state_dict
 from transformers import (
+    CLIPConfig,
+    CLIPImageProcessor,
+    CLIPModel,
+    CLIPProcessor,
     CLIPSegConfig,
     CLIPSegForImageSegmentation,
     CLIPSegProcessor,
@@ -192,4 +196,29 @@ def build_tiny_clipseg(path: Path, seed: int = 3) -> Path:
     )
     model.save_pretrained(path)
     CLIPSegProcessor(image_processor=images, tokenizer=tokenizer).save_pretrained(path)
+    return path
+
+
+def build_tiny_clip(path: Path, seed: int = 3) -> Path:
+    """Save a random-weight CLIP (two-layer text and vision towers, 32x32 images) with its
+    processor to `path`, loadable like `openai/clip-vit-large-patch14` by the scorer."""
+    torch.manual_seed(seed)
+    with tempfile.TemporaryDirectory() as folder:
+        tokenizer = build_byte_tokenizer(Path(folder))
+    text = tiny_text_config(tokenizer).to_dict()
+    vision = {
+        "hidden_size": 32,
+        "intermediate_size": 37,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "image_size": 32,
+        "patch_size": 8,
+    }
+    model = CLIPModel(CLIPConfig(text_config=text, vision_config=vision, projection_dim=16))
+    model.save_pretrained(path)
+    processor = CLIPProcessor(
+        image_processor=CLIPImageProcessor(size={"shortest_edge": 32}, crop_size=32),
+        tokenizer=tokenizer,
+    )
+    processor.save_pretrained(path)
     return path

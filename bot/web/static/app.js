@@ -151,12 +151,39 @@ function resultMessage(reply) {
     });
     node.append(img);
   }
+  if (reply.kind === "variations" && reply.candidates) {
+    node.append(candidateGrid(reply.candidates));
+    node.append(element("p", "caption", reply.text));
+    return node;
+  }
   node.append(element("p", "caption", reply.text));
   if (reply.actions && reply.actions.length) {
     node.append(actionButtons(reply.actions, reply.version_id, reply.full));
   }
   if (reply.is_error) node.setAttribute("role", "alert");
   return node;
+}
+
+function candidateGrid(candidates) {
+  // A set of variations: a 2x2 grid, each picture with its own "Use n" button.
+  const grid = element("div", "grid");
+  for (const candidate of candidates) {
+    const cell = element("figure", "candidate");
+    const img = element("img", "result");
+    img.src = candidate.image;
+    img.alt = candidate.caption;
+    cell.append(img);
+    cell.append(element("figcaption", "", candidate.caption));
+    const use = element("button", "", candidate.use);
+    use.type = "button";
+    use.dataset.action = "use";
+    use.dataset.version = candidate.version_id;
+    use.addEventListener("click", () => act("use", candidate.version_id));
+    cell.append(use);
+    grid.append(cell);
+  }
+  followImages(grid);
+  return grid;
 }
 
 function pendingMessage(versionId, text) {
@@ -204,7 +231,8 @@ function showReply(reply) {
 function renderThread(history) {
   $("thread").replaceChildren();
   page.pending.clear();
-  const entries = history.history || [];
+  // Other candidates of a set are siblings (in /history), not steps of the thread.
+  const entries = (history.history || []).filter((entry) => !entry.candidate);
   if (!entries.length) {
     textMessage(say("web.welcome"));
     return;
@@ -222,7 +250,7 @@ function renderThread(history) {
           text: entry.caption,
           image: entry.image,
           full: entry.image.replace(/\/image$/, "/full"),
-          actions: ["undo", "regenerate", "full"],
+          actions: ["undo", "regenerate", "full", "variations", "stronger", "subtler"],
         }),
       );
     } else {
@@ -236,7 +264,9 @@ function renderThread(history) {
 function renderStrip(history) {
   const strip = $("strip");
   strip.replaceChildren();
-  const done = (history.history || []).filter((entry) => entry.status === "done");
+  const done = (history.history || []).filter(
+    (entry) => entry.status === "done" && !entry.candidate,
+  );
   strip.hidden = done.length === 0;
   done.forEach((entry, index) => {
     if (index > 0) strip.append(element("span", "arrow", "›"));
@@ -381,6 +411,10 @@ async function act(action, versionId) {
     regenerate: ["/api/regenerate", { version_id: versionId }],
     upscale: ["/api/upscale", { version_id: versionId }],
     cancel: ["/api/cancel", {}],
+    variations: ["/api/variations", { version_id: versionId }],
+    stronger: ["/api/stronger", { version_id: versionId }],
+    subtler: ["/api/subtler", { version_id: versionId }],
+    use: ["/api/pick", { version_id: versionId }],
   };
   const [path, json] = paths[action];
   const { data } = await api(path, { method: "POST", json });

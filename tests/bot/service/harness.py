@@ -31,6 +31,7 @@ from editor.finishing.finisher import Finisher
 from editor.finishing.provenance import Provenance
 from editor.images import ImageLimits
 from editor.params import EditParams
+from editor.scoring import CandidateScorer
 from editor.segment import Segmenter
 from editor.testing.doubles import GatedEditor
 from storage.database import Database
@@ -183,6 +184,7 @@ async def running_service(
     segmenter: Segmenter | None = None,
     finisher: Finisher | None = None,
     provenance: Provenance | None = None,
+    scorer: CandidateScorer | None = None,
 ) -> AsyncIterator[Harness]:
     """The service wired like `bot.app.build`, with knobs; `start=False` leaves jobs queued.
 
@@ -200,6 +202,7 @@ async def running_service(
             develop=develop,
             segmenter=segmenter,
             finisher=finisher,
+            scorer=scorer,
         )
         masker = None
         if segmenter is not None:

@@ -175,7 +175,15 @@ async def test_photo_instructions_undo_redo_regenerate_buttons_and_restart(
         night = await result_of(api, ALICE, ALICE, "make it night")
         status = await api.wait_for("sendMessage", lambda p: "On it" in p["text"], since=since)
         assert "make it night" in (night.caption or "") and "seed" in (night.caption or "")
-        assert set(buttons(night)) == {"↩ Undo", "🎲 Regenerate", "⬇ Full resolution", "🔍 Upscale"}
+        assert set(buttons(night)) == {
+            "↩ Undo",
+            "🎲 Regenerate",
+            "⬇ Full resolution",
+            "🔀 Variations",
+            "➕ Stronger",
+            "➖ Subtler",
+            "🔍 Upscale",
+        }
         night_image = decode(api.photo_bytes(night))
         assert night_image.size == (320, 240)  # the model works at 256; developed onto the photo
         # The status message is replaced by the result.

@@ -502,6 +502,7 @@ async def test_settings_get_update_invalid_and_reset(tmp_path: Path) -> None:
             "seed_mode": "fixed",
             "seed": 1234,
             "resolution": 384,
+            "candidates": 1,
         }
 
         bad = await client.post("/api/settings", json={"name": "resolution", "value": 300})
