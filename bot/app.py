@@ -65,6 +65,8 @@ def make_editor(settings: Settings) -> Editor:
     Raises:
         ModelLoadError: the speed settings are invalid (the message names the settings).
     """
+    from editor.families.editor import open_editor
+    from editor.families.pool import ModelPool
     from editor.pix2pix import DiffusersEditor
     from editor.speed import SpeedOptions, parse_ints, parse_sizes
 
@@ -93,14 +95,39 @@ def make_editor(settings: Settings) -> Editor:
             settings.max_batch,
             max(speed.compile_batch_sizes),
         )
-    return DiffusersEditor(
-        settings.model,
-        lora=settings.lora,
-        device=settings.device,
-        safety_checker=settings.safety_checker,
-        dtype=settings.dtype,
-        speed=speed,
-    )
+
+    def pix2pix(model: str, lora: str | None) -> Editor:
+        return DiffusersEditor(
+            model,
+            lora=lora,
+            device=settings.device,
+            safety_checker=settings.safety_checker,
+            dtype=settings.dtype,
+            speed=speed,
+        )
+
+    def one(model: str, lora: str | None) -> Editor:
+        return open_editor(
+            model,
+            lora=lora,
+            device=settings.device,
+            dtype=settings.dtype,
+            offload=settings.offload,
+            pix2pix=lambda: pix2pix(model, lora),
+        )
+
+    try:
+        choices = settings.model_choices()
+    except ValueError as error:
+        raise ModelLoadError(str(error)) from error
+    if not choices:
+        return one(settings.model, settings.lora)
+    default = settings.default_model_name()
+    editors = {
+        name: one(model, settings.lora if name == default else None)
+        for name, model in choices.items()
+    }
+    return ModelPool(editors, default, memory_gb=settings.gpu_memory_gb)
 
 
 def with_setting_hint(error: ModelLoadError | OptionError, separator: str = "\n") -> str:
