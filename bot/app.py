@@ -241,6 +241,7 @@ async def build(settings: Settings, editor: Editor | None = None) -> AsyncIterat
                 max_bytes=settings.max_upload_bytes, max_pixels=settings.max_image_pixels
             ),
             max_stored_pixels=settings.max_stored_pixels,
+            models=tuple(settings.model_choices()),
         )
         await stack.enter_async_context(scheduler)
         yield Components(settings, database, images, editor, scheduler, service)

@@ -184,6 +184,7 @@ class Settings(BaseSettings):
             guidance_scale=self.default_guidance_scale,
             image_guidance_scale=self.default_image_guidance_scale,
             resolution=self.default_resolution,
+            model=self.default_model_name(),
         )
 
     def has_frontend(self) -> bool:

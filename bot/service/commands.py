@@ -11,13 +11,20 @@ from bot.service.messages import Key
 from bot.service.preferences import Preferences
 from bot.service.replies import Action, HistoryEntry, Reply, ReplyKind, replies_to_errors
 from bot.work.jobs import JobQueue
+from editor.errors import UserError
 from editor.params import EditParams
 from storage import lifecycle, limits, tree
 from storage.database import Database
-from storage.errors import EditAlreadyRunning, NoImageYet, NothingToCancel
+from storage.errors import EditAlreadyRunning, InvalidSetting, NoImageYet, NothingToCancel
 from storage.images import ImageStore
 from storage.models import Version
 from storage.types import Actor
+
+
+class ModelChoiceUnavailable(UserError):
+    """This deployment serves one model (PIX2CHAT_MODELS is unset): there is none to pick."""
+
+    key = Key.ERROR_ONE_MODEL
 
 
 class Commands:
@@ -30,12 +37,15 @@ class Commands:
         queue: JobQueue,
         previews: Previews,
         defaults: EditParams,
+        models: tuple[str, ...] = (),
     ) -> None:
         self.database = database
         self.images = images
         self.queue = queue
         self.previews = previews
         self.defaults = defaults
+        self.models = models
+        """PIX2CHAT_MODELS names users may pick (empty: one model, nothing to pick)."""
 
     # ----- navigation --------------------------------------------------------------------------
 
@@ -117,6 +127,7 @@ class Commands:
         async with self.database.write() as session:
             conversation = await tree.get_or_create_conversation(session, actor)
             prefs = Preferences.load(conversation.settings, self.defaults).with_value(name, value)
+            check_model_choice(prefs.model, self.defaults.model, self.models)
             await tree.update_settings(session, conversation, _changed(prefs, self.defaults))
         return _settings_reply(Key.SETTINGS_UPDATED, prefs, name=name, value=value)
 
@@ -126,6 +137,22 @@ class Commands:
             conversation = await tree.get_or_create_conversation(session, actor)
             await tree.update_settings(session, conversation, {})
         return _settings_reply(Key.SETTINGS_RESET, Preferences.load({}, self.defaults))
+
+    @replies_to_errors
+    async def model_choices(self, actor: Actor) -> Reply:
+        """The model this user edits with and the ones they may pick (/model)."""
+        async with self.database.read() as session:
+            conversation = await tree.find_conversation(session, actor)
+            stored = conversation.settings if conversation else {}
+        current = Preferences.load(stored, self.defaults).model
+        if not self.models:
+            raise ModelChoiceUnavailable(model=current or "the default")
+        return Reply(
+            key=Key.MODEL_LIST,
+            args={"model": current, "models": ", ".join(self.models)},
+            kind=ReplyKind.SETTINGS,
+            settings=Preferences.load(stored, self.defaults).to_dict(),
+        )
 
     # ----- queue -------------------------------------------------------------------------------
 
@@ -178,6 +205,16 @@ class Commands:
         for sha in unreferenced:
             self.images.delete(sha)
         return Reply(key=Key.FORGET_DONE, args={"count": len(unreferenced)})
+
+
+def check_model_choice(model: str, default: str, models: tuple[str, ...]) -> None:
+    """A user may pick one of the configured models; with one model there is nothing to pick."""
+    if model == default:
+        return
+    if not models:
+        raise ModelChoiceUnavailable(model="the default")
+    if model not in models:
+        raise InvalidSetting(name="model", allowed=f"one of {', '.join(models)}")
 
 
 def _version_reply(key: Key, version: Version) -> Reply:

@@ -45,6 +45,7 @@ class ConversationService:
         image_limits: ImageLimits | None = None,
         max_stored_pixels: int = DEFAULT_MAX_STORED_PIXELS,
         clock: Callable[[], float] = time.time,
+        models: tuple[str, ...] = (),
     ) -> None:
         self.database = database
         self.images = images
@@ -59,7 +60,7 @@ class ConversationService:
         self.media = Media(database, images, self.image_limits, self.previews, max_stored_pixels)
         gate = Gatekeeper(queue, tokens, self.admission, clock)
         self.edits = Edits(database, queue, gate, self.media, self.relay, self.defaults)
-        self.commands = Commands(database, images, queue, self.previews, self.defaults)
+        self.commands = Commands(database, images, queue, self.previews, self.defaults, models)
         queue.subscribe(self.relay.on_job_event)
 
     # ----- subscriptions ---------------------------------------------------------------------
@@ -127,6 +128,10 @@ class ConversationService:
     async def update_setting(self, actor: Actor, name: str, value: Any) -> Reply:
         """Change one setting (validated) for the next edits."""
         return await self.commands.update_setting(actor, name, value)
+
+    async def model_choices(self, actor: Actor) -> Reply:
+        """/model without a name: the user's model and the ones to pick from."""
+        return await self.commands.model_choices(actor)
 
     async def reset_settings(self, actor: Actor) -> Reply:
         """Back to the server defaults."""

@@ -103,6 +103,10 @@ class Key(enum.StrEnum):
     ERROR_UNAVAILABLE = "error.unavailable"
     ERROR_STORAGE_FULL = "error.storage_full"
 
+    # Model families and /model (issue 19)
+    MODEL_LIST = "model.list"
+    ERROR_ONE_MODEL = "error.one_model"
+
 
 ENGLISH: dict[str, str] = {
     # Conversation
@@ -219,6 +223,9 @@ ENGLISH: dict[str, str] = {
     Key.ERROR_PARENT_FAILED: "Skipped “{instruction}”: the edit before it failed.",
     Key.ERROR_UNAVAILABLE: "The service is briefly unavailable; please try again in a moment.",
     Key.ERROR_STORAGE_FULL: "I can't save anything right now (my storage is full). Please try again later.",
+    # Model families and /model (issue 19)
+    Key.MODEL_LIST: "You edit with {model}. Models here: {models}. Switch with /model <name>.",
+    Key.ERROR_ONE_MODEL: "This bot has one model ({model}), so there is no other to pick.",
 }
 
 CATALOGUES: dict[str, dict[str, str]] = {"en": ENGLISH}

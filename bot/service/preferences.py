@@ -40,7 +40,10 @@ ALIASES: dict[str, str] = {
     "seed_mode": "seed_mode",
     "seed": "seed",
     "resolution": "resolution",
+    "model": "model",
 }
+
+MODEL_NAME_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789._-")
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +56,7 @@ class Preferences:
     resolution: int
     seed_mode: SeedMode = "random"
     seed: int = 0
+    model: str = ""  # a PIX2CHAT_MODELS name; "" = the deployment's only model
 
     @classmethod
     def load(cls, stored: Mapping[str, Any], defaults: EditParams) -> Preferences:
@@ -62,6 +66,7 @@ class Preferences:
             guidance_scale=defaults.guidance_scale,
             image_guidance_scale=defaults.image_guidance_scale,
             resolution=defaults.resolution,
+            model=defaults.model,
         )
         for name, value in stored.items():
             try:
@@ -92,6 +97,7 @@ class Preferences:
             image_guidance_scale=self.image_guidance_scale,
             seed=seed,
             resolution=self.resolution,
+            model=self.model,
         )
 
 
@@ -125,6 +131,11 @@ def _validate(field_name: str, value: Any) -> Any:
         if resolution not in RESOLUTIONS:
             raise InvalidSetting(name="resolution", allowed=f"one of {allowed}")
         return resolution
+    if field_name == "model":
+        name = str(value).strip().lower()
+        if not name or len(name) > 64 or not set(name) <= MODEL_NAME_CHARACTERS:
+            raise InvalidSetting(name="model", allowed="a model name from /model")
+        return name
     if field_name == "seed_mode":
         if str(value).lower() not in ("random", "fixed"):
             raise InvalidSetting(name="seed mode", allowed="random or fixed")

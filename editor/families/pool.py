@@ -18,17 +18,14 @@ from typing import Any, Protocol
 from PIL import Image
 
 from editor.base import Editor, EditRequest, PreviewCallback, ProgressCallback
-from editor.errors import UserError
 
 log = logging.getLogger(__name__)
 
 GB = 1024**3
 
 
-class UnknownModel(UserError):
-    """The edit names a model this deployment does not serve (any more)."""
-
-    key = "error.model_unknown"
+class UnknownModel(LookupError):
+    """The edit names a model this deployment does not serve (any more): it fails."""
 
 
 class Unloadable(Protocol):
@@ -91,7 +88,7 @@ class ModelPool:
             raise ValueError(f"A batch must use one model, but got {sorted(names)}.")
         (name,) = names
         if name not in self.editors:
-            raise UnknownModel(model=name, models=", ".join(self.editors))
+            raise UnknownModel(f"no model {name!r} here; models: {', '.join(self.editors)}")
         editor = self._use(name)
         return editor.edit_batch(requests, progress, preview)
 

@@ -39,7 +39,7 @@ def test_an_unsupported_pipeline_names_the_supported_families(tmp_path: Path) ->
 
 
 def test_a_folder_without_an_index_is_a_load_error(tmp_path: Path) -> None:
-    with pytest.raises(ModelLoadError, match="model_index.json"):
+    with pytest.raises(ModelLoadError, match=r"model_index\.json"):
         read_family(str(tmp_path))
 
 
