@@ -85,7 +85,11 @@ class Preferences:
         return replace(self, **{field_name: _validate(field_name, value)})
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The choices; `model` only where the deployment has several to pick from."""
+        data = asdict(self)
+        if not self.model:
+            del data["model"]
+        return data
 
     def params(self, seed: int | None = None) -> EditParams:
         """Parameters for the next edit: a fresh seed unless the user fixed one."""

@@ -15,8 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from diffusers import AutoencoderKL, EulerAncestralDiscreteScheduler, UNet2DConditionModel
+from diffusers import EulerAncestralDiscreteScheduler
+from diffusers.models.autoencoders.autoencoder_kl import AutoencoderKL
 from diffusers.models.transformers.transformer_flux import FluxTransformer2DModel
+from diffusers.models.unets.unet_2d_condition import UNet2DConditionModel
 from diffusers.pipelines.flux.pipeline_flux_kontext import FluxKontextPipeline
 from diffusers.pipelines.stable_diffusion_xl.pipeline_stable_diffusion_xl_instruct_pix2pix import (
     StableDiffusionXLInstructPix2PixPipeline,
@@ -43,6 +45,11 @@ from editor.tokenizer import build_byte_tokenizer
 
 T5_MAX_LENGTH = 64
 """The tiny T5 reads this many tokens (Kontext's real one reads 512): keeps tests fast."""
+
+
+T5_SPECIAL_IDS: dict[str, Any] = {"pad_token_id": 0, "eos_token_id": 1, "decoder_start_token_id": 0}
+"""<pad>, </s> as `t5_tokenizer` numbers them (typed loosely: transformers 5's T5Config
+signature no longer lists the decoder start id, which the saved config still carries)."""
 
 
 def clip_tokenizer() -> CLIPTokenizer:
@@ -88,16 +95,17 @@ def build_tiny_sdxl_pix2pix(path: Path, seed: int = 0, *, cosxl: bool = False) -
     scheduler = EulerAncestralDiscreteScheduler(
         beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear"
     )
-    pipe = StableDiffusionXLInstructPix2PixPipeline(
-        vae=vae,
-        text_encoder=text_encoder,
-        text_encoder_2=text_encoder_2,
-        tokenizer=tokenizer,
-        tokenizer_2=tokenizer_2,
-        unet=unet,
-        scheduler=scheduler,
-        add_watermarker=False,
-    )
+    # A dict because diffusers' annotations reject what its docs allow (any scheduler).
+    components: dict[str, Any] = {
+        "vae": vae,
+        "text_encoder": text_encoder,
+        "text_encoder_2": text_encoder_2,
+        "tokenizer": tokenizer,
+        "tokenizer_2": tokenizer_2,
+        "unet": unet,
+        "scheduler": scheduler,
+    }
+    pipe = StableDiffusionXLInstructPix2PixPipeline(**components, add_watermarker=False)
     pipe.save_pretrained(path)
     if cosxl:
         index = json.loads((path / "model_index.json").read_text("utf-8"))
@@ -139,9 +147,7 @@ def build_tiny_flux_kontext(path: Path, seed: int = 0) -> Path:
             num_layers=1,
             num_heads=4,
             relative_attention_num_buckets=8,
-            pad_token_id=0,
-            eos_token_id=1,
-            decoder_start_token_id=0,
+            **T5_SPECIAL_IDS,
         )
     )
     components: dict[str, Any] = {
