@@ -120,9 +120,26 @@ def make_editor(settings: Settings) -> Editor:
         choices = settings.model_choices()
     except ValueError as error:
         raise ModelLoadError(str(error)) from error
+    if settings.worker_model is not None and settings.worker_model not in choices:
+        raise ModelLoadError(
+            f"No model {settings.worker_model!r} in PIX2CHAT_MODELS; "
+            f"models: {', '.join(choices) or 'none (PIX2CHAT_MODELS is unset)'}.",
+            option="worker_model",
+            value=settings.worker_model,
+        )
     if not choices:
         return one(settings.model, settings.lora)
     default = settings.default_model_name()
+    if settings.worker_model is not None:  # a worker for one model's queue loads that one
+        if settings.worker_model not in choices:
+            raise ModelLoadError(
+                f"No model {settings.worker_model!r} in PIX2CHAT_MODELS; "
+                f"models: {', '.join(choices)}.",
+                option="worker_model",
+                value=settings.worker_model,
+            )
+        name = settings.worker_model
+        return one(choices[name], settings.lora if name == default else None)
     editors = {
         name: one(model, settings.lora if name == default else None)
         for name, model in choices.items()
@@ -258,7 +275,17 @@ def worker_options(settings: Settings) -> WorkerOptions:
         stalled_timeout_s=settings.stalled_timeout_s,
         shutdown_timeout_s=settings.worker_shutdown_timeout_s,
         develop=settings.develop,
+        queues=worker_queues(settings),
     )
+
+
+def worker_queues(settings: Settings) -> tuple[str, ...]:
+    """`worker --model`'s queue, else every configured model's, else the one queue."""
+    from bot.work.pgqueue import QUEUE, queue_for
+
+    if settings.worker_model is not None:
+        return (queue_for(settings.worker_model),)
+    return tuple(queue_for(name) for name in settings.model_choices()) or (QUEUE,)
 
 
 NEEDS_POSTGRES_EXTRA = (

@@ -71,6 +71,10 @@ def worker(
     concurrency: Annotated[
         int | None, typer.Option(min=1, help="Jobs at once = largest batch.")
     ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(help="Serve only this PIX2CHAT_MODELS name's queue (default: every model)."),
+    ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
     null_editor: Annotated[bool, typer.Option(hidden=True)] = False,
     step_delay_ms: Annotated[int, typer.Option(hidden=True, min=0)] = 0,
@@ -82,6 +86,8 @@ def worker(
         updates["worker_gpu"] = gpu
     if concurrency is not None:
         updates["worker_concurrency"] = concurrency
+    if model is not None:
+        updates["worker_model"] = model
     settings = settings.model_copy(update=updates)
     _configure_logging(verbose)
     from bot.commands.worker import run_worker

@@ -63,6 +63,10 @@ class Settings(BaseSettings):
     gpu_memory_gb: float | None = Field(
         default=None, gt=0, description="loaded models' weights stay under this (LRU unloads)"
     )
+    worker_model: str | None = Field(
+        default=None,
+        description="`pix2chat worker --model`: serve this PIX2CHAT_MODELS name's queue only",
+    )
     offload: bool = Field(
         default=False, description="model CPU offload for the families beside IP2P (slower)"
     )
