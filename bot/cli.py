@@ -294,8 +294,26 @@ def bench_model(
     json_out: Annotated[
         Path | None, typer.Option("--json", help="Also write the figures as JSON here.")
     ] = None,
+    family: Annotated[
+        str | None,
+        typer.Option(
+            help="A model family (instruct-pix2pix, sdxl-instruct-pix2pix, flux-kontext): "
+            "parameters, FLOPs per step and memory per option of its full-size architecture, "
+            "and its tiny pipeline's seconds per edit. Other options are ignored."
+        ),
+    ] = None,
 ) -> None:
     """Seconds per edit, edits/s, UNet step, VAE, memory and TFLOP/s of the real architecture."""
+    if family is not None:
+        from bot.commands.bench_family import bench_family_command
+        from editor.errors import ModelLoadError
+
+        try:
+            bench_family_command(family, runs)
+        except ModelLoadError as error:
+            typer.secho(str(error), fg="red", err=True)
+            raise typer.Exit(2) from None
+        return
     from bot.commands.bench_model import bench_model_command, parse_config
 
     try:

@@ -23,6 +23,8 @@ from transformers import (
     T5EncoderModel,
 )
 
+from editor.architecture import SD15_UNET_CONFIG, SD15_VAE_CONFIG
+
 SDXL_IP2P_UNET: dict[str, Any] = {
     "sample_size": 128,
     "in_channels": 8,  # 4 noisy latent + 4 encoded input image channels
@@ -73,12 +75,22 @@ T5_XXL: dict[str, Any] = {
     "feed_forward_proj": "gated-gelu",
 }
 
-DENOISER = {"sdxl-instruct-pix2pix": "unet", "flux-kontext": "transformer"}
+DENOISER = {
+    "instruct-pix2pix": "unet",
+    "sdxl-instruct-pix2pix": "unet",
+    "flux-kontext": "transformer",
+}
 
 
 def components(family: str) -> dict[str, torch.nn.Module]:
     """The family's modules at full size on the meta device (no memory)."""
     with torch.device("meta"):
+        if family == "instruct-pix2pix":
+            return {
+                "unet": UNet2DConditionModel(**SD15_UNET_CONFIG),
+                "vae": AutoencoderKL(**SD15_VAE_CONFIG),
+                "text_encoder": CLIPTextModel(CLIPTextConfig(**CLIP_L)),
+            }
         if family == "sdxl-instruct-pix2pix":
             return {
                 "unet": UNet2DConditionModel(**SDXL_IP2P_UNET),
@@ -103,14 +115,20 @@ def parameter_counts(modules: dict[str, torch.nn.Module]) -> dict[str, int]:
 def flops_per_step(family: str, denoiser: torch.nn.Module, side: int = 1024) -> int:
     """FLOPs of one denoising step for one image of side x side pixels.
 
-    SDXL InstructPix2Pix runs its UNet on three branches (text+image, image, neither) each
+    Both InstructPix2Pix families run their UNet on three branches (text+image, image, neither) each
     step; Kontext is guidance-distilled (one pass) over the noisy and the input image tokens.
     """
     latent = side // 8
     with torch.device("meta"):
-        if family == "sdxl-instruct-pix2pix":
-            batch = 3
+        if family == "instruct-pix2pix":
             inputs: dict[str, Any] = {
+                "sample": torch.empty(3, 8, latent, latent),
+                "timestep": torch.ones(1),
+                "encoder_hidden_states": torch.empty(3, 77, 768),
+            }
+        elif family == "sdxl-instruct-pix2pix":
+            batch = 3
+            inputs = {
                 "sample": torch.empty(batch, 8, latent, latent),
                 "timestep": torch.ones(1),
                 "encoder_hidden_states": torch.empty(batch, 77, 2048),
