@@ -259,9 +259,24 @@ async def build(settings: Settings, editor: Editor | None = None) -> AsyncIterat
             ),
             max_stored_pixels=settings.max_stored_pixels,
             models=tuple(settings.model_choices()),
+            no_image_guidance=_without_image_guidance(editor),
         )
         await stack.enter_async_context(scheduler)
         yield Components(settings, database, images, editor, scheduler, service)
+
+
+def _without_image_guidance(editor: Editor) -> frozenset[str]:
+    """Models ("" for a lone editor) whose family has no image guidance (/settings hides it).
+
+    By attribute, so that doubles and InstructPix2Pix (no `family`: it has image guidance)
+    need no import of the model code here.
+    """
+    editors: dict[str, Editor] = getattr(editor, "editors", None) or {"": editor}
+    return frozenset(
+        name
+        for name, one in editors.items()
+        if getattr(getattr(one, "family", None), "image_guidance", True) is False
+    )
 
 
 def worker_options(settings: Settings) -> WorkerOptions:

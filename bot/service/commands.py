@@ -8,7 +8,7 @@ from typing import Any
 from bot.service.lookup import started_conversation
 from bot.service.media import Previews
 from bot.service.messages import Key
-from bot.service.preferences import Preferences
+from bot.service.preferences import ALIASES, Preferences
 from bot.service.replies import Action, HistoryEntry, Reply, ReplyKind, replies_to_errors
 from bot.work.jobs import JobQueue
 from editor.errors import UserError
@@ -27,6 +27,12 @@ class ModelChoiceUnavailable(UserError):
     key = Key.ERROR_ONE_MODEL
 
 
+class NoImageGuidance(UserError):
+    """The user's model (FLUX.1 Kontext) has no image guidance to set."""
+
+    key = Key.ERROR_NO_IMAGE_GUIDANCE
+
+
 class Commands:
     """Everything a user asks of the conversation besides photos and instructions."""
 
@@ -38,6 +44,7 @@ class Commands:
         previews: Previews,
         defaults: EditParams,
         models: tuple[str, ...] = (),
+        no_image_guidance: frozenset[str] = frozenset(),
     ) -> None:
         self.database = database
         self.images = images
@@ -46,6 +53,8 @@ class Commands:
         self.defaults = defaults
         self.models = models
         """PIX2CHAT_MODELS names users may pick (empty: one model, nothing to pick)."""
+        self.no_image_guidance = no_image_guidance
+        """Models ("" for the only one) whose family has no image guidance: hidden for them."""
 
     # ----- navigation --------------------------------------------------------------------------
 
@@ -120,7 +129,10 @@ class Commands:
         async with self.database.read() as session:
             conversation = await tree.find_conversation(session, actor)
             stored = conversation.settings if conversation else {}
-        return _settings_reply(Key.SETTINGS_SHOW, Preferences.load(stored, self.defaults))
+        prefs = Preferences.load(stored, self.defaults)
+        hidden = prefs.model in self.no_image_guidance
+        key = Key.SETTINGS_SHOW_NO_IMAGE_GUIDANCE if hidden else Key.SETTINGS_SHOW
+        return _settings_reply(key, prefs, hidden)
 
     @replies_to_errors
     async def update_setting(self, actor: Actor, name: str, value: Any) -> Reply:
@@ -128,15 +140,20 @@ class Commands:
             conversation = await tree.get_or_create_conversation(session, actor)
             prefs = Preferences.load(conversation.settings, self.defaults).with_value(name, value)
             check_model_choice(prefs.model, self.defaults.model, self.models)
+            hidden = prefs.model in self.no_image_guidance
+            if hidden and _field(name) == "image_guidance_scale":
+                raise NoImageGuidance(model=prefs.model or "this bot's model")
             await tree.update_settings(session, conversation, _changed(prefs, self.defaults))
-        return _settings_reply(Key.SETTINGS_UPDATED, prefs, name=name, value=value)
+        return _settings_reply(Key.SETTINGS_UPDATED, prefs, hidden, name=name, value=value)
 
     @replies_to_errors
     async def reset_settings(self, actor: Actor) -> Reply:
         async with self.database.write() as session:
             conversation = await tree.get_or_create_conversation(session, actor)
             await tree.update_settings(session, conversation, {})
-        return _settings_reply(Key.SETTINGS_RESET, Preferences.load({}, self.defaults))
+        prefs = Preferences.load({}, self.defaults)
+        hidden = prefs.model in self.no_image_guidance
+        return _settings_reply(Key.SETTINGS_RESET, prefs, hidden)
 
     @replies_to_errors
     async def model_choices(self, actor: Actor) -> Reply:
@@ -230,12 +247,21 @@ def _version_reply(key: Key, version: Version) -> Reply:
     )
 
 
-def _settings_reply(key: Key, prefs: Preferences, **extra: Any) -> Reply:
+def _field(name: str) -> str | None:
+    return ALIASES.get(name.strip().lower().replace(" ", "_"))
+
+
+def _settings_reply(
+    key: Key, prefs: Preferences, hide_image_guidance: bool = False, **extra: Any
+) -> Reply:
+    """The settings; without image guidance where the user's model has none."""
     values = prefs.to_dict()
+    if hide_image_guidance:
+        values.pop("image_guidance_scale")
     seed_text = "random" if prefs.seed_mode == "random" else f"fixed at {prefs.seed}"
     return Reply(
         key=key,
-        args={**values, "seed_text": seed_text, **extra},
+        args={**prefs.to_dict(), "seed_text": seed_text, **extra},
         kind=ReplyKind.SETTINGS,
         settings=values,
     )

@@ -46,6 +46,7 @@ class ConversationService:
         max_stored_pixels: int = DEFAULT_MAX_STORED_PIXELS,
         clock: Callable[[], float] = time.time,
         models: tuple[str, ...] = (),
+        no_image_guidance: frozenset[str] = frozenset(),
     ) -> None:
         self.database = database
         self.images = images
@@ -60,7 +61,9 @@ class ConversationService:
         self.media = Media(database, images, self.image_limits, self.previews, max_stored_pixels)
         gate = Gatekeeper(queue, tokens, self.admission, clock)
         self.edits = Edits(database, queue, gate, self.media, self.relay, self.defaults)
-        self.commands = Commands(database, images, queue, self.previews, self.defaults, models)
+        self.commands = Commands(
+            database, images, queue, self.previews, self.defaults, models, no_image_guidance
+        )
         queue.subscribe(self.relay.on_job_event)
 
     # ----- subscriptions ---------------------------------------------------------------------

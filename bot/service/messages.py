@@ -105,7 +105,9 @@ class Key(enum.StrEnum):
 
     # Model families and /model (issue 19)
     MODEL_LIST = "model.list"
+    SETTINGS_SHOW_NO_IMAGE_GUIDANCE = "settings.show_no_image_guidance"
     ERROR_ONE_MODEL = "error.one_model"
+    ERROR_NO_IMAGE_GUIDANCE = "error.no_image_guidance"
 
 
 ENGLISH: dict[str, str] = {
@@ -226,6 +228,14 @@ ENGLISH: dict[str, str] = {
     # Model families and /model (issue 19)
     Key.MODEL_LIST: "You edit with {model}. Models here: {models}. Switch with /model <name>.",
     Key.ERROR_ONE_MODEL: "This bot has one model ({model}), so there is no other to pick.",
+    Key.SETTINGS_SHOW_NO_IMAGE_GUIDANCE: (
+        "Settings: steps {num_inference_steps}, text guidance {guidance_scale}, "
+        "seed {seed_text}, resolution {resolution} px."
+    ),
+    Key.ERROR_NO_IMAGE_GUIDANCE: (
+        "Your model ({model}) has no image guidance: it keeps to your photo by itself. "
+        "Steps, text guidance and resolution still apply."
+    ),
 }
 
 CATALOGUES: dict[str, dict[str, str]] = {"en": ENGLISH}

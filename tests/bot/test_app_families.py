@@ -133,3 +133,27 @@ async def test_two_models_share_the_embedded_worker_least_recently_used_unloaded
         "kontext",
         "ip2p",
     ]
+
+
+async def test_kontext_users_have_no_image_guidance_in_settings(
+    tiny_model_dir: Path, tiny_kontext_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    settings = _settings(tmp_path, models=f"ip2p={tiny_model_dir},kontext={tiny_kontext_dir}")
+    async with build(settings) as components:
+        service = components.service
+        shown = await service.settings(ALICE)
+        assert shown.settings is not None and "image_guidance_scale" in shown.settings
+        assert not (await service.update_setting(ALICE, "image_guidance", "2")).is_error
+
+        await service.update_setting(ALICE, "model", "kontext")
+        shown = await service.settings(ALICE)
+        assert shown.settings is not None and "image_guidance_scale" not in shown.settings
+        assert "image guidance" not in shown.text()
+        asked = await service.update_setting(ALICE, "image guidance", "3")
+        assert asked.is_error and "kontext" in asked.text() and "no image guidance" in asked.text()
+        # Still usable: other settings change, and switching back shows it again.
+        assert not (await service.update_setting(ALICE, "steps", "4")).is_error
+        await service.update_setting(ALICE, "model", "ip2p")
+        back = await service.settings(ALICE)
+        assert back.settings is not None and back.settings["image_guidance_scale"] == 2.0
