@@ -9,6 +9,7 @@ import pytest
 from editor.testing.tiny_families import (
     build_tiny_family_lora,
     build_tiny_flux_kontext,
+    build_tiny_qwen_image_edit,
     build_tiny_sdxl_pix2pix,
 )
 
@@ -24,9 +25,20 @@ def tiny_kontext_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def tiny_family_dirs(tiny_sdxl_dir: Path, tiny_kontext_dir: Path) -> dict[str, Path]:
+def tiny_qwen_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_qwen_image_edit(tmp_path_factory.mktemp("tiny-qwen-edit"))
+
+
+@pytest.fixture(scope="session")
+def tiny_family_dirs(
+    tiny_sdxl_dir: Path, tiny_kontext_dir: Path, tiny_qwen_dir: Path
+) -> dict[str, Path]:
     """Family name -> saved tiny pipeline folder, for tests run once per family."""
-    return {"sdxl-instruct-pix2pix": tiny_sdxl_dir, "flux-kontext": tiny_kontext_dir}
+    return {
+        "sdxl-instruct-pix2pix": tiny_sdxl_dir,
+        "flux-kontext": tiny_kontext_dir,
+        "qwen-image-edit": tiny_qwen_dir,
+    }
 
 
 @pytest.fixture(scope="session")

@@ -63,12 +63,17 @@ def tiny_seconds_per_edit(family: str, runs: int) -> float:
     from editor.params import EditParams
     from editor.pix2pix import DiffusersEditor
     from editor.testing.tiny import build_tiny_pipeline
-    from editor.testing.tiny_families import build_tiny_flux_kontext, build_tiny_sdxl_pix2pix
+    from editor.testing.tiny_families import (
+        build_tiny_flux_kontext,
+        build_tiny_qwen_image_edit,
+        build_tiny_sdxl_pix2pix,
+    )
 
     builders = {
         "instruct-pix2pix": build_tiny_pipeline,
         "sdxl-instruct-pix2pix": build_tiny_sdxl_pix2pix,
         "flux-kontext": build_tiny_flux_kontext,
+        "qwen-image-edit": build_tiny_qwen_image_edit,
     }
     with tempfile.TemporaryDirectory() as folder:
         model = str(builders[family](Path(folder) / family))

@@ -25,6 +25,9 @@ class FamilyAdapter(Protocol):
     def load(self, model: str, torch_dtype: torch.dtype) -> Any:
         """`from_pretrained` of the family's pipeline class (raises on failure)."""
 
+    def instruction_limit(self, tokenizer_max: int) -> int:
+        """Instruction tokens the family reads, given its tokenizer's `model_max_length`."""
+
     def multiple(self, pipe: Any) -> int:
         """Both sides of the working image must be multiples of this many pixels."""
 

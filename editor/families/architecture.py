@@ -12,13 +12,17 @@ from typing import Any
 
 import torch
 from diffusers.models.autoencoders.autoencoder_kl import AutoencoderKL
+from diffusers.models.autoencoders.autoencoder_kl_qwenimage import AutoencoderKLQwenImage
 from diffusers.models.transformers.transformer_flux import FluxTransformer2DModel
+from diffusers.models.transformers.transformer_qwenimage import QwenImageTransformer2DModel
 from diffusers.models.unets.unet_2d_condition import UNet2DConditionModel
 from torch.utils.flop_counter import FlopCounterMode
 from transformers import (
     CLIPTextConfig,
     CLIPTextModel,
     CLIPTextModelWithProjection,
+    Qwen2_5_VLConfig,
+    Qwen2_5_VLForConditionalGeneration,
     T5Config,
     T5EncoderModel,
 )
@@ -75,7 +79,30 @@ T5_XXL: dict[str, Any] = {
     "feed_forward_proj": "gated-gelu",
 }
 
+QWEN25_VL_7B: dict[str, Any] = {
+    "text_config": {
+        "hidden_size": 3584,
+        "intermediate_size": 18944,
+        "num_hidden_layers": 28,
+        "num_attention_heads": 28,
+        "num_key_value_heads": 4,
+        "vocab_size": 152064,
+        "tie_word_embeddings": False,
+    },
+    "vision_config": {
+        "depth": 32,
+        "hidden_size": 1280,
+        "intermediate_size": 3420,
+        "num_heads": 16,
+        "out_hidden_size": 3584,
+        "window_size": 112,
+        "fullatt_block_indexes": [7, 15, 23, 31],
+    },
+}
+"""Qwen2.5-VL-7B-Instruct, Qwen-Image-Edit's text encoder."""
+
 DENOISER = {
+    "qwen-image-edit": "transformer",
     "instruct-pix2pix": "unet",
     "sdxl-instruct-pix2pix": "unet",
     "flux-kontext": "transformer",
@@ -105,6 +132,14 @@ def components(family: str) -> dict[str, torch.nn.Module]:
                 "text_encoder": CLIPTextModel(CLIPTextConfig(**CLIP_L)),
                 "text_encoder_2": T5EncoderModel(T5Config(**T5_XXL)),
             }
+        if family == "qwen-image-edit":
+            return {
+                "transformer": QwenImageTransformer2DModel(),
+                "vae": AutoencoderKLQwenImage(),
+                "text_encoder": Qwen2_5_VLForConditionalGeneration(
+                    Qwen2_5_VLConfig(**QWEN25_VL_7B)
+                ),
+            }
     raise ValueError(f"no full-size architecture for {family!r}")
 
 
@@ -116,7 +151,8 @@ def flops_per_step(family: str, denoiser: torch.nn.Module, side: int = 1024) -> 
     """FLOPs of one denoising step for one image of side x side pixels.
 
     Both InstructPix2Pix families run their UNet on three branches (text+image, image, neither) each
-    step; Kontext is guidance-distilled (one pass) over the noisy and the input image tokens.
+    step; Kontext is guidance-distilled (one pass) over the noisy and the input image tokens;
+    Qwen-Image-Edit makes two passes (true CFG), counted as a batch of two.
     """
     latent = side // 8
     with torch.device("meta"):
@@ -136,6 +172,15 @@ def flops_per_step(family: str, denoiser: torch.nn.Module, side: int = 1024) -> 
                     "text_embeds": torch.empty(batch, 1280),
                     "time_ids": torch.empty(batch, 6),
                 },
+            }
+        elif family == "qwen-image-edit":
+            side_tokens = latent // 2
+            inputs = {
+                "hidden_states": torch.empty(2, side_tokens**2 * 2, 64),
+                "encoder_hidden_states": torch.empty(2, 512, 3584),
+                "encoder_hidden_states_mask": torch.ones(2, 512, dtype=torch.long),
+                "timestep": torch.ones(2),
+                "img_shapes": [[(1, side_tokens, side_tokens)] * 2] * 2,
             }
         else:
             tokens = (latent // 2) ** 2 * 2  # 2x2 patches of the noisy and the input latents

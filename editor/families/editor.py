@@ -20,10 +20,12 @@ from transformers import AutoTokenizer
 from editor.base import Editor, EditRequest, PreviewCallback, ProgressCallback
 from editor.errors import ModelLoadError
 from editor.families.adapter import FamilyAdapter
-from editor.families.flux_kontext import MAX_SEQUENCE_LENGTH, FluxKontextAdapter
+from editor.families.flux_kontext import FluxKontextAdapter
+from editor.families.qwen_image_edit import QwenImageEditAdapter
 from editor.families.registry import (
     FLUX_KONTEXT,
     INSTRUCT_PIX2PIX,
+    QWEN_IMAGE_EDIT,
     SDXL_INSTRUCT_PIX2PIX,
     Family,
     family_of,
@@ -42,6 +44,8 @@ def adapter_for(family: Family) -> FamilyAdapter:
         return SdxlPix2PixAdapter()
     if family == FLUX_KONTEXT:
         return FluxKontextAdapter()
+    if family == QWEN_IMAGE_EDIT:
+        return QwenImageEditAdapter()
     raise ValueError(f"{family.name} has its own editor")
 
 
@@ -145,10 +149,7 @@ class FamilyEditor:
                     value=self.model,
                 ) from exc
             limit = int(self._counter.model_max_length)
-            if subfolder == "tokenizer_2":  # T5: an end marker only
-                self.max_instruction_tokens = min(limit, MAX_SEQUENCE_LENGTH) - 1
-            else:  # CLIP: start and end markers
-                self.max_instruction_tokens = limit - 2
+            self.max_instruction_tokens = self.adapter.instruction_limit(limit)
         ids = self._counter(instruction, add_special_tokens=False, truncation=False).input_ids
         return len(ids)
 

@@ -35,6 +35,9 @@ class FluxKontextAdapter:
     def load(self, model: str, torch_dtype: torch.dtype) -> Any:
         return FluxKontextPipeline.from_pretrained(model, dtype=torch_dtype)
 
+    def instruction_limit(self, tokenizer_max: int) -> int:
+        return min(tokenizer_max, MAX_SEQUENCE_LENGTH) - 1  # T5: an end marker
+
     def multiple(self, pipe: Any) -> int:
         return int(pipe.vae_scale_factor) * 2
 

@@ -27,6 +27,11 @@ FULL_SIZE_PARAMETERS: dict[str, dict[str, int]] = {
         "text_encoder": 123_060_480,
         "text_encoder_2": 4_762_310_656,
     },
+    "qwen-image-edit": {
+        "transformer": 20_430_401_088,
+        "vae": 126_892_531,
+        "text_encoder": 8_292_166_656,
+    },
 }
 
 MEMORY_OPTIONS: dict[str, str] = {
@@ -38,7 +43,13 @@ MEMORY_OPTIONS: dict[str, str] = {
 }
 """The options estimated; int8 and nf4 need torchao or bitsandbytes and are not settings yet."""
 
-QUANTIZED = ("unet", "transformer", "text_encoder_2")
+
+def _quantized(family_parameters: dict[str, int], name: str) -> bool:
+    """Under int8/nf4: the denoiser, the second text encoder (CLIP-bigG, T5) and a first one
+    over a billion parameters (Qwen2.5-VL)."""
+    return name in ("unet", "transformer", "text_encoder_2") or (
+        name == "text_encoder" and family_parameters[name] > 1_000_000_000
+    )
 
 
 def estimate_bytes(parameters: dict[str, int], option: str) -> int:
@@ -54,7 +65,7 @@ def estimate_bytes(parameters: dict[str, int], option: str) -> int:
         raise ValueError(f"unknown memory option {option!r}; options: {', '.join(MEMORY_OPTIONS)}")
     return int(
         sum(
-            count * (per_parameter if name in QUANTIZED else 2)
+            count * (per_parameter if _quantized(parameters, name) else 2)
             for name, count in parameters.items()
         )
     )

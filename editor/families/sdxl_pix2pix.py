@@ -36,6 +36,9 @@ class SdxlPix2PixAdapter:
             model, dtype=torch_dtype, add_watermarker=False, is_cosxl_edit=cosxl
         )
 
+    def instruction_limit(self, tokenizer_max: int) -> int:
+        return tokenizer_max - 2  # CLIP: start and end markers
+
     def multiple(self, pipe: Any) -> int:
         return int(pipe.vae_scale_factor)
 

@@ -1,10 +1,10 @@
-"""Tiny random-weight SDXL InstructPix2Pix and FLUX.1 Kontext pipelines, built offline.
+"""Tiny random-weight SDXL InstructPix2Pix, FLUX.1 Kontext and Qwen-Image-Edit pipelines.
 
 Like editor/testing/tiny.py for IP2P: real diffusers classes (UNet with SDXL's added
 conditioning, Flux transformer, VAEs, CLIP and T5 text encoders) a few channels wide, saved
 with `save_pretrained` so tests load them through the production loader. Tokenizers come from
 the tokenizers library with no download: CLIP's byte-level one (editor/tokenizer.py) and a
-T5 unigram vocabulary of single characters.
+T5 unigram vocabulary of single characters, Qwen2's byte-level BPE without merges.
 """
 
 from __future__ import annotations
@@ -17,9 +17,12 @@ from typing import Any
 import torch
 from diffusers import EulerAncestralDiscreteScheduler
 from diffusers.models.autoencoders.autoencoder_kl import AutoencoderKL
+from diffusers.models.autoencoders.autoencoder_kl_qwenimage import AutoencoderKLQwenImage
 from diffusers.models.transformers.transformer_flux import FluxTransformer2DModel
+from diffusers.models.transformers.transformer_qwenimage import QwenImageTransformer2DModel
 from diffusers.models.unets.unet_2d_condition import UNet2DConditionModel
 from diffusers.pipelines.flux.pipeline_flux_kontext import FluxKontextPipeline
+from diffusers.pipelines.qwenimage.pipeline_qwenimage_edit import QwenImageEditPipeline
 from diffusers.pipelines.stable_diffusion_xl.pipeline_stable_diffusion_xl_instruct_pix2pix import (
     StableDiffusionXLInstructPix2PixPipeline,
 )
@@ -34,6 +37,12 @@ from transformers import (
     CLIPTextModel,
     CLIPTextModelWithProjection,
     CLIPTokenizer,
+    Qwen2_5_VLConfig,
+    Qwen2_5_VLForConditionalGeneration,
+    Qwen2Tokenizer,
+    Qwen2VLImageProcessor,
+    Qwen2VLProcessor,
+    Qwen2VLVideoProcessor,
     T5Config,
     T5EncoderModel,
     T5Tokenizer,
@@ -41,7 +50,7 @@ from transformers import (
 
 from editor.lora import LORA_TARGET_MODULES
 from editor.testing.tiny import tiny_text_config
-from editor.tokenizer import build_byte_tokenizer
+from editor.tokenizer import build_byte_tokenizer, bytes_to_unicode
 
 T5_MAX_LENGTH = 64
 """The tiny T5 reads this many tokens (Kontext's real one reads 512): keeps tests fast."""
@@ -163,6 +172,96 @@ def build_tiny_flux_kontext(path: Path, seed: int = 0) -> Path:
     return path
 
 
+QWEN_SPECIAL_TOKENS = (
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|vision_start|>",
+    "<|vision_end|>",
+    "<|image_pad|>",
+    "<|video_pad|>",
+)
+"""The chat and vision markers Qwen-Image-Edit's prompt template and Qwen2-VL's processor use."""
+
+
+def qwen_tokenizer() -> Qwen2Tokenizer:
+    """Qwen2's tokenizer class over byte-level single characters (no merges), plus markers."""
+    vocab = {character: i for i, character in enumerate(bytes_to_unicode().values())}
+    vocab["<|endoftext|>"] = len(vocab)
+    tokenizer = Qwen2Tokenizer(vocab=vocab, merges=[])
+    tokenizer.add_special_tokens({"additional_special_tokens": list(QWEN_SPECIAL_TOKENS)})
+    return tokenizer
+
+
+def build_tiny_qwen_image_edit(path: Path, seed: int = 0) -> Path:
+    """Save a random Qwen-Image-Edit pipeline: one-block transformer, tiny Qwen2.5-VL encoder.
+
+    The VAE keeps the real 8x downscale: the pipeline encodes every input at about 1 MP (its
+    own rule), which a 2x VAE would turn into tens of thousands of tokens.
+    """
+    torch.manual_seed(seed)
+    tokenizer = qwen_tokenizer()
+    ids = {token: int(tokenizer.convert_tokens_to_ids(token)) for token in QWEN_SPECIAL_TOKENS}  # type: ignore[arg-type]
+    processor = Qwen2VLProcessor(
+        image_processor=Qwen2VLImageProcessor(min_pixels=16 * 16, max_pixels=64 * 64),
+        tokenizer=tokenizer,
+        video_processor=Qwen2VLVideoProcessor(),
+    )
+    config = Qwen2_5_VLConfig(
+        text_config={
+            "vocab_size": len(tokenizer),
+            "hidden_size": 32,
+            "intermediate_size": 37,
+            "num_hidden_layers": 1,
+            "num_attention_heads": 4,
+            "num_key_value_heads": 2,
+            "max_position_embeddings": 1024,
+            "rope_scaling": {"type": "mrope", "mrope_section": [1, 1, 2], "rope_type": "default"},
+            "bos_token_id": None,
+            "eos_token_id": ids["<|im_end|>"],
+        },
+        vision_config={
+            "depth": 1,
+            "hidden_size": 32,
+            "intermediate_size": 37,
+            "num_heads": 4,
+            "out_hidden_size": 32,
+            "fullatt_block_indexes": [0],
+            "window_size": 28,
+        },
+        image_token_id=ids["<|image_pad|>"],
+        video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"],
+        vision_end_token_id=ids["<|vision_end|>"],
+    )
+    components: dict[str, Any] = {
+        "scheduler": FlowMatchEulerDiscreteScheduler(),
+        "vae": AutoencoderKLQwenImage(
+            base_dim=4,
+            z_dim=4,
+            dim_mult=[1, 1, 1, 1],
+            num_res_blocks=1,
+            temperal_downsample=[False, False, False],
+            latents_mean=[0.0] * 4,
+            latents_std=[1.0] * 4,
+        ),
+        "text_encoder": Qwen2_5_VLForConditionalGeneration(config),
+        "tokenizer": tokenizer,
+        "processor": processor,
+        "transformer": QwenImageTransformer2DModel(
+            patch_size=2,
+            in_channels=16,  # the VAE's 4 channels in 2x2 patches
+            out_channels=4,
+            num_layers=1,
+            attention_head_dim=16,
+            num_attention_heads=2,
+            joint_attention_dim=32,
+            axes_dims_rope=(4, 6, 6),
+        ),
+    }
+    QwenImageEditPipeline(**components).save_pretrained(path)
+    return path
+
+
 def _tiny_vae(**config: Any) -> AutoencoderKL:
     blocks = len(config["block_out_channels"])
     return AutoencoderKL(
@@ -182,6 +281,13 @@ def build_tiny_family_lora(pipeline_dir: Path, out_dir: Path, seed: int = 1) -> 
     config = LoraConfig(
         r=4, lora_alpha=4, target_modules=LORA_TARGET_MODULES, init_lora_weights=False
     )
+    if index["_class_name"] == "QwenImageEditPipeline":
+        qwen = QwenImageTransformer2DModel.from_pretrained(pipeline_dir, subfolder="transformer")
+        qwen.add_adapter(config)
+        QwenImageEditPipeline.save_lora_weights(
+            out_dir, transformer_lora_layers=get_peft_model_state_dict(qwen)
+        )
+        return out_dir
     if index["_class_name"] == "FluxKontextPipeline":
         transformer = FluxTransformer2DModel.from_pretrained(pipeline_dir, subfolder="transformer")
         transformer.add_adapter(config)

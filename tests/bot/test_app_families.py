@@ -45,7 +45,7 @@ def test_the_model_folder_picks_the_editor(
 def test_an_unsupported_model_is_an_error_naming_the_families(tmp_path: Path) -> None:
     folder = tmp_path / "qwen"
     folder.mkdir()
-    (folder / "model_index.json").write_text('{"_class_name": "QwenImageEditPipeline"}')
+    (folder / "model_index.json").write_text('{"_class_name": "QwenImageEditPlusPipeline"}')
 
     with pytest.raises(ModelLoadError, match="flux-kontext"):
         make_editor(_settings(tmp_path, model=str(folder)))
@@ -157,3 +157,20 @@ async def test_kontext_users_have_no_image_guidance_in_settings(
         await service.update_setting(ALICE, "model", "ip2p")
         back = await service.settings(ALICE)
         assert back.settings is not None and back.settings["image_guidance_scale"] == 2.0
+
+
+async def test_a_qwen_image_edit_runs_end_to_end_through_the_service(
+    tiny_qwen_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    recorder = Recorder(timeout_s=180.0)
+    async with build(_settings(tmp_path, model=str(tiny_qwen_dir))) as components:
+        assert isinstance(components.editor, FamilyEditor)
+        assert components.editor.family.name == "qwen-image-edit"
+        components.service.subscribe(ALICE.platform, recorder)
+        await components.service.receive_image(ALICE, photo((80, 60)))
+        version = await _edit(components, recorder, ALICE, "make it night")
+        assert version.raw_image_sha is not None
+        raw = Image.open(io.BytesIO(components.images.get(version.raw_image_sha)))
+    assert (version.width, version.height) == (80, 60)
+    assert raw.size == fitted_size((80, 60), 256)

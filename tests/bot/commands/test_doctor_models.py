@@ -40,7 +40,9 @@ def test_one_model_without_a_gpu_is_not_measured(tiny_sdxl_dir: Path, tmp_path: 
 def test_an_unsupported_family_fails_naming_the_supported_ones(tmp_path: Path) -> None:
     folder = tmp_path / "qwen"
     folder.mkdir()
-    (folder / "model_index.json").write_text(json.dumps({"_class_name": "QwenImageEditPipeline"}))
+    (folder / "model_index.json").write_text(
+        json.dumps({"_class_name": "QwenImageEditPlusPipeline"})
+    )
 
     check = check_models(_settings(tmp_path, model=str(folder)))
 

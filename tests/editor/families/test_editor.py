@@ -20,7 +20,7 @@ from editor.families.registry import read_family
 from editor.params import EditParams
 from editor.pix2pix import DiffusersEditor
 
-FAMILIES = ["sdxl-instruct-pix2pix", "flux-kontext"]
+FAMILIES = ["sdxl-instruct-pix2pix", "flux-kontext", "qwen-image-edit"]
 PARAMS = EditParams(num_inference_steps=2, guidance_scale=3.0, image_guidance_scale=1.5, seed=7)
 
 
@@ -87,7 +87,7 @@ def test_text_guidance_reaches_the_pipeline(editors: dict[str, FamilyEditor], fa
     assert _differ(_edit(editor), _edit(editor, stronger)) > 0
 
 
-def test_image_guidance_reaches_sdxl_and_kontext_has_none(
+def test_image_guidance_reaches_sdxl_and_kontext_and_qwen_have_none(
     editors: dict[str, FamilyEditor],
 ) -> None:
     other = EditParams(**{**PARAMS.to_dict(), "image_guidance_scale": 4.0})
@@ -99,7 +99,8 @@ def test_image_guidance_reaches_sdxl_and_kontext_has_none(
         > 0
     )
     assert editors["sdxl-instruct-pix2pix"].family.image_guidance
-    assert not editors["flux-kontext"].family.image_guidance
+    for family in ("flux-kontext", "qwen-image-edit"):
+        assert not editors[family].family.image_guidance
     assert _differ(_edit(editors["flux-kontext"]), _edit(editors["flux-kontext"], other)) == 0
 
 
@@ -123,7 +124,8 @@ def test_tokens_are_counted_with_the_familys_own_tokenizer(
     editor = _editor(tiny_family_dirs[family])  # not loaded: the tokenizer alone
 
     assert editor.count_tokens("make it red") > 0
-    expected = 63 if family == "flux-kontext" else 75  # T5 64 - end; CLIP 77 - start/end
+    # T5: 64 - end marker; Qwen: 512 (its pipeline's limit); CLIP: 77 - start/end markers
+    expected = {"flux-kontext": 63, "qwen-image-edit": 512}.get(family, 75)
     assert editor.max_instruction_tokens == expected
     assert editor.describe()["device"] == "cpu (not loaded)"
 

@@ -51,7 +51,7 @@ def test_settings_name_their_memory_option() -> None:
 
 
 def test_bench_with_an_unknown_family_lists_the_supported_ones() -> None:
-    result = CliRunner().invoke(cli, ["bench", "model", "--family", "qwen-image-edit"])
+    result = CliRunner().invoke(cli, ["bench", "model", "--family", "hidream-e1"])
 
     assert result.exit_code == 2
     assert "flux-kontext" in result.output
