@@ -82,6 +82,8 @@ def make_editor(settings: Settings) -> Editor:
     Raises:
         ModelLoadError: the speed settings are invalid (the message names the settings).
     """
+    from editor.families.editor import open_editor
+    from editor.families.pool import ModelPool
     from editor.pix2pix import DiffusersEditor
     from editor.speed import SpeedOptions, parse_ints, parse_sizes
 
@@ -110,14 +112,56 @@ def make_editor(settings: Settings) -> Editor:
             settings.max_batch,
             max(speed.compile_batch_sizes),
         )
-    return DiffusersEditor(
-        settings.model,
-        lora=settings.lora,
-        device=settings.device,
-        safety_checker=settings.safety_checker,
-        dtype=settings.dtype,
-        speed=speed,
-    )
+
+    def pix2pix(model: str, lora: str | None) -> Editor:
+        return DiffusersEditor(
+            model,
+            lora=lora,
+            device=settings.device,
+            safety_checker=settings.safety_checker,
+            dtype=settings.dtype,
+            speed=speed,
+        )
+
+    def one(model: str, lora: str | None) -> Editor:
+        return open_editor(
+            model,
+            lora=lora,
+            device=settings.device,
+            dtype=settings.dtype,
+            offload=settings.offload,
+            pix2pix=lambda: pix2pix(model, lora),
+        )
+
+    try:
+        choices = settings.model_choices()
+    except ValueError as error:
+        raise ModelLoadError(str(error)) from error
+    if settings.worker_model is not None and settings.worker_model not in choices:
+        raise ModelLoadError(
+            f"No model {settings.worker_model!r} in PIX2CHAT_MODELS; "
+            f"models: {', '.join(choices) or 'none (PIX2CHAT_MODELS is unset)'}.",
+            option="worker_model",
+            value=settings.worker_model,
+        )
+    if not choices:
+        return one(settings.model, settings.lora)
+    default = settings.default_model_name()
+    if settings.worker_model is not None:  # a worker for one model's queue loads that one
+        if settings.worker_model not in choices:
+            raise ModelLoadError(
+                f"No model {settings.worker_model!r} in PIX2CHAT_MODELS; "
+                f"models: {', '.join(choices)}.",
+                option="worker_model",
+                value=settings.worker_model,
+            )
+        name = settings.worker_model
+        return one(choices[name], settings.lora if name == default else None)
+    editors = {
+        name: one(model, settings.lora if name == default else None)
+        for name, model in choices.items()
+    }
+    return ModelPool(editors, default, memory_gb=settings.gpu_memory_gb)
 
 
 def make_segmenter(settings: Settings) -> Segmenter:
@@ -305,6 +349,8 @@ async def build(
             access=AccessPolicy.of(settings.access, settings.admins, settings.refusal_silence_s),
             metrics=metrics,
             warmup=warmup if warm_start else None,
+            models=tuple(settings.model_choices()),
+            no_image_guidance=_without_image_guidance(editor),
         )
         await stack.enter_async_context(scheduler)
         metrics_port = None
@@ -336,6 +382,20 @@ def make_scorer(settings: Settings) -> CandidateScorer | None:
     return ClipScorer(settings.scorer_model.strip(), device=settings.device)
 
 
+def _without_image_guidance(editor: Editor) -> frozenset[str]:
+    """Models ("" for a lone editor) whose family has no image guidance (/settings hides it).
+
+    By attribute, so that doubles and InstructPix2Pix (no `family`: it has image guidance)
+    need no import of the model code here.
+    """
+    editors: dict[str, Editor] = getattr(editor, "editors", None) or {"": editor}
+    return frozenset(
+        name
+        for name, one in editors.items()
+        if getattr(getattr(one, "family", None), "image_guidance", True) is False
+    )
+
+
 def worker_options(settings: Settings) -> WorkerOptions:
     from bot.work.worker import WorkerOptions
 
@@ -347,7 +407,17 @@ def worker_options(settings: Settings) -> WorkerOptions:
         stalled_timeout_s=settings.stalled_timeout_s,
         shutdown_timeout_s=settings.worker_shutdown_timeout_s,
         develop=settings.develop,
+        queues=worker_queues(settings),
     )
+
+
+def worker_queues(settings: Settings) -> tuple[str, ...]:
+    """`worker --model`'s queue, else every configured model's, else the one queue."""
+    from bot.work.pgqueue import QUEUE, queue_for
+
+    if settings.worker_model is not None:
+        return (queue_for(settings.worker_model),)
+    return tuple(queue_for(name) for name in settings.model_choices()) or (QUEUE,)
 
 
 NEEDS_POSTGRES_EXTRA = (

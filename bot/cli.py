@@ -69,6 +69,10 @@ def worker(
     concurrency: Annotated[
         int | None, typer.Option(min=1, help="Jobs at once = largest batch.")
     ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(help="Serve only this PIX2CHAT_MODELS name's queue (default: every model)."),
+    ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
     null_editor: Annotated[bool, typer.Option(hidden=True)] = False,
     step_delay_ms: Annotated[int, typer.Option(hidden=True, min=0)] = 0,
@@ -80,6 +84,8 @@ def worker(
         updates["worker_gpu"] = gpu
     if concurrency is not None:
         updates["worker_concurrency"] = concurrency
+    if model is not None:
+        updates["worker_model"] = model
     settings = settings.model_copy(update=updates)
     _configure_logging(verbose, settings.log_format)
     from bot.commands.worker import run_worker
@@ -363,8 +369,26 @@ def bench_model(
     json_out: Annotated[
         Path | None, typer.Option("--json", help="Also write the figures as JSON here.")
     ] = None,
+    family: Annotated[
+        str | None,
+        typer.Option(
+            help="A model family (instruct-pix2pix, sdxl-instruct-pix2pix, flux-kontext): "
+            "parameters, FLOPs per step and memory per option of its full-size architecture, "
+            "and its tiny pipeline's seconds per edit. Other options are ignored."
+        ),
+    ] = None,
 ) -> None:
     """Seconds per edit, edits/s, UNet step, VAE, memory and TFLOP/s of the real architecture."""
+    if family is not None:
+        from bot.commands.bench_family import bench_family_command
+        from editor.errors import ModelLoadError
+
+        try:
+            bench_family_command(family, runs)
+        except ModelLoadError as error:
+            typer.secho(str(error), fg="red", err=True)
+            raise typer.Exit(2) from None
+        return
     from bot.commands.bench_model import bench_model_command, parse_config
 
     try:

@@ -54,6 +54,23 @@ class Settings(BaseSettings):
     device: Literal["auto", "cuda", "mps", "cpu"] = "auto"
     safety_checker: bool = False
 
+    # Model families and several models (issue 19); see docs/ARCHITECTURE.md "Model families"
+    models: str | None = Field(
+        default=None,
+        description="name=hub id or folder, comma list; users pick with /model; "
+        "PIX2CHAT_MODEL (or the first) is the default",
+    )
+    gpu_memory_gb: float | None = Field(
+        default=None, gt=0, description="loaded models' weights stay under this (LRU unloads)"
+    )
+    worker_model: str | None = Field(
+        default=None,
+        description="`pix2chat worker --model`: serve this PIX2CHAT_MODELS name's queue only",
+    )
+    offload: bool = Field(
+        default=False, description="model CPU offload for the families beside IP2P (slower)"
+    )
+
     # Defaults for new conversations (users may change theirs with /settings)
     default_steps: int = 20
     default_guidance_scale: float = 7.5
@@ -212,6 +229,18 @@ class Settings(BaseSettings):
             return [int(part) for part in parts.split(",") if part]
         return value
 
+    def model_choices(self) -> dict[str, str]:
+        """PIX2CHAT_MODELS as name -> hub id or folder (empty: one model, PIX2CHAT_MODEL)."""
+        return parse_models(self.models or "")
+
+    def default_model_name(self) -> str:
+        """The model of users who chose none: PIX2CHAT_MODEL's entry, else the first one."""
+        choices = self.model_choices()
+        for name, model in choices.items():
+            if self.model in (name, model):
+                return name
+        return next(iter(choices), "")
+
     def resolved_database_url(self) -> str:
         """The configured URL, or a SQLite file inside the data folder."""
         if self.database_url:
@@ -224,6 +253,7 @@ class Settings(BaseSettings):
             guidance_scale=self.default_guidance_scale,
             image_guidance_scale=self.default_image_guidance_scale,
             resolution=self.default_resolution,
+            model=self.default_model_name(),
         )
 
     def c2pa_paths(self) -> tuple[Path, Path]:
@@ -233,3 +263,27 @@ class Settings(BaseSettings):
 
     def has_frontend(self) -> bool:
         return self.telegram_token is not None or self.discord_token is not None
+
+
+MODEL_NAME_CHARACTERS = set("abcdefghijklmnopqrstuvwxyz0123456789._-")
+
+
+def parse_models(value: str) -> dict[str, str]:
+    """`ip2p=timbrooks/instruct-pix2pix, kontext=/models/kontext` as an ordered dict.
+
+    Raises:
+        ValueError: an entry without `=`, a name outside a-z 0-9 . _ -, or a name twice.
+    """
+    choices: dict[str, str] = {}
+    for entry in (part.strip() for part in value.split(",")):
+        if not entry:
+            continue
+        name, separator, model = (text.strip() for text in entry.partition("="))
+        if not separator or not name or not model:
+            raise ValueError(f"PIX2CHAT_MODELS entry {entry!r} is not name=hub id or folder")
+        if not set(name) <= MODEL_NAME_CHARACTERS:
+            raise ValueError(f"PIX2CHAT_MODELS name {name!r}: use only a-z, 0-9, '.', '_', '-'")
+        if name in choices:
+            raise ValueError(f"PIX2CHAT_MODELS names {name!r} twice")
+        choices[name] = model
+    return choices

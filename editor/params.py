@@ -22,6 +22,8 @@ class EditParams:
         image_guidance_scale: image guidance; higher stays closer to the input.
         seed: seed of the per-sample torch generator.
         resolution: long side in pixels the input is fitted to (both sides multiples of 8).
+        model: name of the model that edits (PIX2CHAT_MODELS); "" is the deployment's only or
+            default model. Recorded with every version, left out of the stored dict when "".
     """
 
     num_inference_steps: int = 20
@@ -29,13 +31,17 @@ class EditParams:
     image_guidance_scale: float = 1.5
     seed: int = 0
     resolution: int = 512
+    model: str = ""
 
     def batch_key(self) -> tuple[int, float, float]:
         """Jobs with equal keys (and equal image size) can share one pipeline call."""
         return (self.num_inference_steps, self.guidance_scale, self.image_guidance_scale)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        if not self.model:
+            del data["model"]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> EditParams:

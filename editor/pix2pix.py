@@ -158,6 +158,13 @@ class DiffusersEditor:
                 self._pipe = None  # not half-loaded: a retry of `load` starts over
                 raise
 
+    def unload(self) -> None:
+        """Drop the weights (the model pool's LRU, editor/families/pool.py); `load` starts over."""
+        self._pipe = None
+        self._preview = None
+        self._compiled = CompiledModules()
+        free_memory(self._device_type)
+
     def count_tokens(self, instruction: str) -> int:
         """Tokens the text encoder would see, without start/end markers and without truncating.
 

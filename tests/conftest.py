@@ -9,6 +9,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 pytest_plugins = [
     "tests.fixtures_model",
+    "tests.fixtures_families",
     "tests.fixtures_finetune",
     "tests.fixtures_db",
     "tests.fixtures_queue",

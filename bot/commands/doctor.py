@@ -46,6 +46,7 @@ def run_checks(settings: Settings, only: Collection[str] | None = None) -> list[
         check_device,
         check_model,
         check_lora,
+        check_models,
         check_database,
         check_data_dir,
         check_frontends,
@@ -109,6 +110,57 @@ def check_model(settings: Settings) -> Check:
         return check
     detail = f"{check.detail}; pix2chat run (pid {running['pid']}): {running['detail']}"
     return Check(check.name, check.ok and running.get("state") != "failed", detail)
+
+
+def check_models(settings: Settings) -> Check:
+    """Each configured model's family and the GPU memory its weights need (issue 19).
+
+    Fails when a model is of a family pix2chat does not serve, or when the largest one alone
+    does not fit the GPU (PIX2CHAT_GPU_MEMORY_GB, else the CUDA device's memory); several
+    that do not fit together are fine, the model pool unloads the least recently used.
+    """
+    from editor.errors import ModelLoadError
+    from editor.families.memory import FULL_SIZE_PARAMETERS, GB, estimate_bytes, option_of
+    from editor.families.registry import read_family
+    from editor.loading import select_device
+
+    choices = settings.model_choices() or {"default": settings.model}
+    try:
+        device = select_device(settings.device)
+    except ModelLoadError:
+        device = "cpu"
+    option = option_of(settings.dtype, device, settings.offload)
+    needs: dict[str, float] = {}
+    parts = []
+    for name, model in choices.items():
+        try:
+            family = read_family(model).name
+        except ModelLoadError as error:
+            if "Supported families" in str(error):
+                return Check("models", False, str(error))
+            parts.append(f"{name}: family unknown until {model} is downloaded")
+            continue
+        needs[name] = estimate_bytes(FULL_SIZE_PARAMETERS[family], option) / GB
+        parts.append(f"{name}: {family}, ~{needs[name]:.1f} GB ({option})")
+    budget = settings.gpu_memory_gb
+    if budget is None and device == "cuda":
+        import torch
+
+        budget = torch.cuda.get_device_properties(0).total_memory / GB
+    detail = "; ".join(parts)
+    if budget is None or not needs:
+        return Check("models", True, detail + "; no GPU memory to check against")
+    largest = max(needs, key=lambda name: needs[name])
+    if needs[largest] > budget:
+        return Check(
+            "models",
+            False,
+            f"{detail}; {largest} needs ~{needs[largest]:.1f} GB of {budget:.0f} GB: set "
+            "PIX2CHAT_OFFLOAD=true or PIX2CHAT_DTYPE=bfloat16, or serve it on a bigger GPU "
+            "(`pix2chat worker --model`)",
+        )
+    together = "all fit at once" if sum(needs.values()) <= budget else "LRU swaps them"
+    return Check("models", True, f"{detail}; {budget:.0f} GB: {together}")
 
 
 def check_lora(settings: Settings) -> Check:

@@ -302,6 +302,17 @@ def _register_commands(client: Pix2ChatClient) -> None:
     async def cancel(interaction: discord.Interaction) -> None:
         await simple(interaction, service.cancel)
 
+    @tree.command(name="model", description=described(Key.COMMAND_MODEL))
+    @app_commands.describe(name=described(Key.OPTION_MODEL))
+    async def model(interaction: discord.Interaction, name: str | None = None) -> None:
+        await interaction.response.defer(thinking=True, ephemeral=True)
+        actor = actor_of(interaction)
+        if name:
+            reply = await service.update_setting(actor, "model", name)
+        else:
+            reply = await service.model_choices(actor)
+        await respond(interaction, reply)
+
     @tree.command(name="status", description=described(Key.COMMAND_STATUS))
     async def status(interaction: discord.Interaction) -> None:
         await simple(interaction, service.status)

@@ -8,7 +8,7 @@ from typing import Any
 from bot.service.lookup import started_conversation
 from bot.service.media import Previews
 from bot.service.messages import Key, Phrase
-from bot.service.preferences import Preferences
+from bot.service.preferences import ALIASES, Preferences
 from bot.service.replies import (
     Action,
     HistoryEntry,
@@ -18,13 +18,26 @@ from bot.service.replies import (
     replies_to_errors,
 )
 from bot.work.jobs import JobQueue
+from editor.errors import UserError
 from editor.params import EditParams
 from storage import lifecycle, limits, tree
 from storage.database import Database
-from storage.errors import EditAlreadyRunning, NoImageYet, NothingToCancel
+from storage.errors import EditAlreadyRunning, InvalidSetting, NoImageYet, NothingToCancel
 from storage.images import ImageStore
 from storage.models import Version
 from storage.types import Actor
+
+
+class ModelChoiceUnavailable(UserError):
+    """This deployment serves one model (PIX2CHAT_MODELS is unset): there is none to pick."""
+
+    key = Key.ERROR_ONE_MODEL
+
+
+class NoImageGuidance(UserError):
+    """The user's model (FLUX.1 Kontext) has no image guidance to set."""
+
+    key = Key.ERROR_NO_IMAGE_GUIDANCE
 
 
 class Commands:
@@ -37,12 +50,18 @@ class Commands:
         queue: JobQueue,
         previews: Previews,
         defaults: EditParams,
+        models: tuple[str, ...] = (),
+        no_image_guidance: frozenset[str] = frozenset(),
     ) -> None:
         self.database = database
         self.images = images
         self.queue = queue
         self.previews = previews
         self.defaults = defaults
+        self.models = models
+        """PIX2CHAT_MODELS names users may pick (empty: one model, nothing to pick)."""
+        self.no_image_guidance = no_image_guidance
+        """Models ("" for the only one) whose family has no image guidance: hidden for them."""
 
     # ----- navigation --------------------------------------------------------------------------
 
@@ -135,22 +154,47 @@ class Commands:
         async with self.database.read() as session:
             conversation = await tree.find_conversation(session, actor)
             stored = conversation.settings if conversation else {}
-        return _settings_reply(Key.SETTINGS_SHOW, Preferences.load(stored, self.defaults))
+        prefs = Preferences.load(stored, self.defaults)
+        hidden = prefs.model in self.no_image_guidance
+        key = Key.SETTINGS_SHOW_NO_IMAGE_GUIDANCE if hidden else Key.SETTINGS_SHOW
+        return _settings_reply(key, prefs, hidden)
 
     @replies_to_errors
     async def update_setting(self, actor: Actor, name: str, value: Any) -> Reply:
         async with self.database.write() as session:
             conversation = await tree.get_or_create_conversation(session, actor)
             prefs = Preferences.load(conversation.settings, self.defaults).with_value(name, value)
+            check_model_choice(prefs.model, self.defaults.model, self.models)
+            hidden = prefs.model in self.no_image_guidance
+            if hidden and _field(name) == "image_guidance_scale":
+                raise NoImageGuidance(model=prefs.model or "this bot's model")
             await tree.update_settings(session, conversation, _changed(prefs, self.defaults))
-        return _settings_reply(Key.SETTINGS_UPDATED, prefs, name=name, value=value)
+        return _settings_reply(Key.SETTINGS_UPDATED, prefs, hidden, name=name, value=value)
 
     @replies_to_errors
     async def reset_settings(self, actor: Actor) -> Reply:
         async with self.database.write() as session:
             conversation = await tree.get_or_create_conversation(session, actor)
             await tree.update_settings(session, conversation, {})
-        return _settings_reply(Key.SETTINGS_RESET, Preferences.load({}, self.defaults))
+        prefs = Preferences.load({}, self.defaults)
+        hidden = prefs.model in self.no_image_guidance
+        return _settings_reply(Key.SETTINGS_RESET, prefs, hidden)
+
+    @replies_to_errors
+    async def model_choices(self, actor: Actor) -> Reply:
+        """The model this user edits with and the ones they may pick (/model)."""
+        async with self.database.read() as session:
+            conversation = await tree.find_conversation(session, actor)
+            stored = conversation.settings if conversation else {}
+        current = Preferences.load(stored, self.defaults).model
+        if not self.models:
+            raise ModelChoiceUnavailable(model=current or "the default")
+        return Reply(
+            key=Key.MODEL_LIST,
+            args={"model": current, "models": ", ".join(self.models)},
+            kind=ReplyKind.SETTINGS,
+            settings=Preferences.load(stored, self.defaults).to_dict(),
+        )
 
     # ----- queue -------------------------------------------------------------------------------
 
@@ -205,6 +249,16 @@ class Commands:
         return Reply(key=Key.FORGET_DONE, args={"count": len(unreferenced)})
 
 
+def check_model_choice(model: str, default: str, models: tuple[str, ...]) -> None:
+    """A user may pick one of the configured models; with one model there is nothing to pick."""
+    if model == default:
+        return
+    if not models:
+        raise ModelChoiceUnavailable(model="the default")
+    if model not in models:
+        raise InvalidSetting(name="model", allowed=f"one of {', '.join(models)}")
+
+
 def _version_reply(key: Key, version: Version) -> Reply:
     """The conversation moved to `version`: show it, with what can be done from there."""
     return Reply(
@@ -218,8 +272,17 @@ def _version_reply(key: Key, version: Version) -> Reply:
     )
 
 
-def _settings_reply(key: Key, prefs: Preferences, **extra: Any) -> Reply:
+def _field(name: str) -> str | None:
+    return ALIASES.get(name.strip().lower().replace(" ", "_"))
+
+
+def _settings_reply(
+    key: Key, prefs: Preferences, hide_image_guidance: bool = False, **extra: Any
+) -> Reply:
+    """The settings; without image guidance where the user's model has none."""
     values = prefs.to_dict()
+    if hide_image_guidance:
+        values.pop("image_guidance_scale")
     seed_text = (
         Phrase(Key.SETTINGS_SEED_RANDOM)
         if prefs.seed_mode == "random"
@@ -232,7 +295,7 @@ def _settings_reply(key: Key, prefs: Preferences, **extra: Any) -> Reply:
     )
     return Reply(
         key=key,
-        args={**values, "seed_text": seed_text, **extra},
+        args={**prefs.to_dict(), "seed_text": seed_text, **extra},
         kind=ReplyKind.SETTINGS,
         settings=values,
         notes=notes,

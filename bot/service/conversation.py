@@ -70,6 +70,8 @@ class ConversationService:
         access: AccessPolicy | None = None,
         metrics: Metrics | None = None,
         warmup: Warmup | None = None,
+        models: tuple[str, ...] = (),
+        no_image_guidance: frozenset[str] = frozenset(),
     ) -> None:
         self.database = database
         self.images = images
@@ -94,7 +96,9 @@ class ConversationService:
         """Frontends ask it before they download anything (bot/service/access.py)."""
         self.admin = Admin(database, self.access, clock)
         """The admin commands (bot/service/admin.py)."""
-        self.commands = Commands(database, images, queue, self.previews, self.defaults)
+        self.commands = Commands(
+            database, images, queue, self.previews, self.defaults, models, no_image_guidance
+        )
         self.languages = Languages(database)
         self.regions = Regions(database, masker)
         self.choices = Choices(database, gate, self.edits)
@@ -212,6 +216,10 @@ class ConversationService:
     async def update_setting(self, actor: Actor, name: str, value: Any) -> Reply:
         """Change one setting (validated) for the next edits."""
         return await self.commands.update_setting(actor, name, value)
+
+    async def model_choices(self, actor: Actor) -> Reply:
+        """/model without a name: the user's model and the ones to pick from."""
+        return await self.commands.model_choices(actor)
 
     async def reset_settings(self, actor: Actor) -> Reply:
         """Back to the server defaults."""

@@ -165,6 +165,8 @@ class Key(enum.StrEnum):
     COMMAND_VARIATIONS = "command.variations"
     COMMAND_STRONGER = "command.stronger"
     COMMAND_SUBTLER = "command.subtler"
+    COMMAND_MODEL = "command.model"
+    OPTION_MODEL = "option.model"
     OPTION_KEEP_REGION = "option.keep_region"
     OPTION_ONLY_REGION = "option.only_region"
     OPTION_IMAGE = "option.image"
@@ -264,6 +266,12 @@ class Key(enum.StrEnum):
     ERROR_NOT_A_CANDIDATE = "error.not_a_candidate"
     ERROR_AT_STRONGEST = "error.at_strongest"
     ERROR_AT_SUBTLEST = "error.at_subtlest"
+
+    # Model families and /model (issue 19)
+    MODEL_LIST = "model.list"
+    SETTINGS_SHOW_NO_IMAGE_GUIDANCE = "settings.show_no_image_guidance"
+    ERROR_ONE_MODEL = "error.one_model"
+    ERROR_NO_IMAGE_GUIDANCE = "error.no_image_guidance"
 
 
 @dataclass(frozen=True, slots=True)
@@ -495,6 +503,8 @@ ENGLISH: dict[str, str | Plural] = {
     Key.COMMAND_VARIATIONS: "Four versions of the last edit to pick from",
     Key.COMMAND_STRONGER: "The last edit, applied more strongly",
     Key.COMMAND_SUBTLER: "The last edit, applied more gently",
+    Key.COMMAND_MODEL: "List the edit models, or pick one",
+    Key.OPTION_MODEL: "The model to edit with (leave empty to list them)",
     Key.OPTION_KEEP_REGION: "What to keep, e.g. “the logo”; “off” to stop keeping it",
     Key.OPTION_ONLY_REGION: "What may change, e.g. “the background”; “off” to stop",
     Key.OPTION_IMAGE: "The photo to edit",
@@ -646,6 +656,17 @@ ENGLISH: dict[str, str | Plural] = {
     Key.ERROR_AT_SUBTLEST: (
         "Already at the subtlest setting (text guidance {guidance_scale}, image guidance "
         "{image_guidance_scale})."
+    ),
+    # Model families and /model (issue 19)
+    Key.MODEL_LIST: "You edit with {model}. Models here: {models}. Switch with /model <name>.",
+    Key.ERROR_ONE_MODEL: "This bot has one model ({model}), so there is no other to pick.",
+    Key.SETTINGS_SHOW_NO_IMAGE_GUIDANCE: (
+        "Settings: steps {num_inference_steps}, text guidance {guidance_scale}, "
+        "seed {seed_text}, resolution {resolution} px."
+    ),
+    Key.ERROR_NO_IMAGE_GUIDANCE: (
+        "Your model ({model}) has no image guidance: it keeps to your photo by itself. "
+        "Steps, text guidance and resolution still apply."
     ),
 }
 

@@ -42,10 +42,12 @@ ALIASES: dict[str, str] = {
     "resolution": "resolution",
     "candidates": "candidates",
     "best_of": "candidates",
+    "model": "model",
 }
 
 MAX_CANDIDATES = 4
 """Best-of-N runs at most this many candidates per instruction (one micro-batch)."""
+MODEL_NAME_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789._-")
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +62,7 @@ class Preferences:
     seed: int = 0
     candidates: int = 1
     """Best-of-N: candidates per instruction; the best-scored one is kept (1 = off)."""
+    model: str = ""  # a PIX2CHAT_MODELS name; "" = the deployment's only model
 
     @classmethod
     def load(cls, stored: Mapping[str, Any], defaults: EditParams) -> Preferences:
@@ -69,6 +72,7 @@ class Preferences:
             guidance_scale=defaults.guidance_scale,
             image_guidance_scale=defaults.image_guidance_scale,
             resolution=defaults.resolution,
+            model=defaults.model,
         )
         for name, value in stored.items():
             try:
@@ -87,7 +91,11 @@ class Preferences:
         return replace(self, **{field_name: _validate(field_name, value)})
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The choices; `model` only where the deployment has several to pick from."""
+        data = asdict(self)
+        if not self.model:
+            del data["model"]
+        return data
 
     def params(self, seed: int | None = None) -> EditParams:
         """Parameters for the next edit: a fresh seed unless the user fixed one."""
@@ -99,6 +107,7 @@ class Preferences:
             image_guidance_scale=self.image_guidance_scale,
             seed=seed,
             resolution=self.resolution,
+            model=self.model,
         )
 
 
@@ -138,6 +147,11 @@ def _validate(field_name: str, value: Any) -> Any:
         return resolution
     if field_name == "candidates":
         return _number("candidates", value, int, 1, MAX_CANDIDATES)
+    if field_name == "model":
+        name = str(value).strip().lower()
+        if not name or len(name) > 64 or not set(name) <= MODEL_NAME_CHARACTERS:
+            raise InvalidSetting(name="model", allowed="a model name from /model")
+        return name
     if field_name == "seed_mode":
         if str(value).lower() not in ("random", "fixed"):
             raise InvalidSetting(name="seed mode", allowed=Phrase(Key.OPTION_SEED_MODE))

@@ -169,6 +169,17 @@ async def settings(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     await _answer(update, context, reply)
 
 
+async def model(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """/model [name]: the models to pick from, or switch to one (stored per user)."""
+    service, actor = _ctx(context).service, _actor(update)
+    args = context.args or []
+    if args:
+        reply = await service.update_setting(actor, "model", args[0])
+    else:
+        reply = await service.model_choices(actor)
+    await _answer(update, context, reply)
+
+
 async def cancel(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """/cancel: drop the newest queued edit."""
     await _answer(update, context, await _ctx(context).service.cancel(_actor(update)))

@@ -123,6 +123,8 @@ def settings(current: Mapping[str, Any], owner_id: str) -> InlineKeyboardMarkup:
     """One row per setting, the current value ticked, plus a defaults button."""
     rows = []
     for name, label, values in SETTING_CHOICES:
+        if name not in current:  # the user's model has no such setting (issue 19)
+            continue
         row = []
         for value in values:
             shown = label.format(f"{value:g}" if isinstance(value, float) else value)

@@ -95,12 +95,12 @@ class Output:
 
 
 def batch_signature(params: EditParams, parent_size: tuple[int, int]) -> tuple[object, ...]:
-    """Samples with equal signatures can share one pipeline call (steps, guidances, size).
+    """Samples with equal signatures can share one pipeline call (steps, guidances, size, model).
 
     The size is the working (fitted) size: parents of different stored sizes that fit to the
     same size batch together.
     """
-    return (*params.batch_key(), fitted_size(parent_size, params.resolution))
+    return (*params.batch_key(), fitted_size(parent_size, params.resolution), params.model)
 
 
 PREVIEW_JPEG_QUALITY = 70

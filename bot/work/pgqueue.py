@@ -41,6 +41,15 @@ def libpq_url(url: str) -> str:
     return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
+def queue_for(model: str) -> str:
+    """The queue of a named model (PIX2CHAT_MODELS), so a worker takes only jobs of the
+    model it loaded (`pix2chat worker --model`); unnamed (one model) jobs use `QUEUE`.
+
+    The user lock is the same on every queue: fairness stays per user across models.
+    """
+    return f"{QUEUE}.{model}" if model else QUEUE
+
+
 def lock_for(user_key: str) -> str:
     return f"user:{user_key}"
 
@@ -60,7 +69,7 @@ async def defer_in(session: AsyncSession, job: Job) -> int:
     job_id = await session.scalar(
         queue_sql.DEFER,
         {
-            "queue": QUEUE,
+            "queue": queue_for(job.params.model),
             "task": TASK,
             "priority": priority,
             "lock": lock,

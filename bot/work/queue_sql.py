@@ -27,15 +27,18 @@ NOTIFY = text(
     "SELECT pg_notify(:channel, payload) FROM unnest(CAST(:payloads AS text[])) AS payload"
 )
 
-# A version's live job ('todo' or 'doing') and how many waiting jobs procrastinate fetches first.
+# Every pix2chat queue: `:queue` and the per-model ones named `:queue.<model>` (pgqueue.queue_for).
+_OURS = "(queue_name = :queue OR starts_with(queue_name, :queue || '.'))"
+
+# A version's live job ('todo' or 'doing') and how many waiting jobs its queue fetches first.
 POSITION = text(
     "WITH mine AS ("
-    "  SELECT id, priority, status FROM procrastinate_jobs"
-    "  WHERE queue_name = :queue AND args @> CAST(:args AS jsonb)"
+    "  SELECT id, priority, status, queue_name FROM procrastinate_jobs"
+    f"  WHERE {_OURS} AND args @> CAST(:args AS jsonb)"
     "    AND status IN ('todo', 'doing')"
     "  ORDER BY id DESC LIMIT 1)"
     " SELECT mine.status, (SELECT count(*) FROM procrastinate_jobs other"
-    "  WHERE other.queue_name = :queue AND other.status = 'todo'"
+    "  WHERE other.queue_name = mine.queue_name AND other.status = 'todo'"
     "    AND (other.priority > mine.priority"
     "         OR (other.priority = mine.priority AND other.id < mine.id))) FROM mine"
 )
@@ -43,7 +46,7 @@ POSITION = text(
 # Cancel the waiting jobs of these versions (procrastinate's function, deleting them).
 CANCEL = text(
     "SELECT procrastinate_cancel_job_v1(id, false, true) FROM procrastinate_jobs"
-    " WHERE queue_name = :queue AND status = 'todo'"
+    f" WHERE {_OURS} AND status = 'todo'"
     "   AND (args->>'version_id')::bigint = ANY(CAST(:ids AS bigint[]))"
 )
 
@@ -69,14 +72,15 @@ ORPHANS = text(
 QUEUE_STATE = text(
     "SELECT"
     " (SELECT count(*) FROM procrastinate_jobs"
-    "   WHERE queue_name = :queue AND status = 'todo'),"
+    f"   WHERE {_OURS} AND status = 'todo'),"
     " (SELECT count(*) FROM procrastinate_jobs"
-    "   WHERE queue_name = :queue AND status = 'doing'),"
+    f"   WHERE {_OURS} AND status = 'doing'),"
     " (SELECT count(*) FROM procrastinate_workers"
     "   WHERE last_heartbeat >= now() - make_interval(secs => :timeout)),"
     " (SELECT count(*) FROM procrastinate_jobs job"
     "   LEFT JOIN procrastinate_workers worker ON worker.id = job.worker_id"
-    "   WHERE job.queue_name = :queue AND job.status = 'doing'"
+    "   WHERE (job.queue_name = :queue OR starts_with(job.queue_name, :queue || '.'))"
+    "     AND job.status = 'doing'"
     "     AND (worker.id IS NULL"
     "          OR worker.last_heartbeat < now() - make_interval(secs => :timeout)))"
 )

@@ -87,6 +87,8 @@ class WorkerOptions:
     outage_timeout_s: float = OUTAGE_TIMEOUT_S
     develop: bool = True
     name: str | None = None
+    queues: tuple[str, ...] = (pgqueue.QUEUE,)
+    """The queues served: one model's (`pix2chat worker --model`), or every configured one."""
 
 
 class GpuWorker:
@@ -192,7 +194,7 @@ class GpuWorker:
 
     async def _procrastinate(self, app: App) -> None:
         await app.run_worker_async(
-            queues=[pgqueue.QUEUE],
+            queues=list(self.options.queues),
             name=self.name,
             concurrency=self.options.concurrency,
             update_heartbeat_interval=self.options.heartbeat_s,
@@ -415,9 +417,13 @@ class GpuWorker:
 
     async def retry_stalled(self, app: App) -> list[int]:
         """One sweep; the ids of the jobs handed back."""
-        stalled = await app.job_manager.get_stalled_jobs(
-            queue=pgqueue.QUEUE, seconds_since_heartbeat=self.options.stalled_timeout_s
-        )
+        stalled = [
+            job
+            for queue in self.options.queues
+            for job in await app.job_manager.get_stalled_jobs(
+                queue=queue, seconds_since_heartbeat=self.options.stalled_timeout_s
+            )
+        ]
         retried = []
         for job in stalled:
             if job.id in self._running_jobs:

@@ -274,7 +274,9 @@ def test_doctor_reports_every_check_and_counts_the_web_chat(
 
     assert completed.returncode == 0, completed.stdout + completed.stderr
     checks = doctor_lines(completed.stdout)
-    assert set(checks) == {"device", "model", "lora", "database", "data", "frontends", "queue"}
+    assert set(checks) == {
+        *("device", "model", "lora", "models", "database", "data", "frontends", "queue")
+    }
     assert checks["queue"] == ("ok", "embedded worker (SQLite: no shared queue)")
     for name in checks:
         assert checks[name][0] == "ok", (name, checks[name])
