@@ -167,6 +167,8 @@ class Key(enum.StrEnum):
     COMMAND_SUBTLER = "command.subtler"
     COMMAND_MODEL = "command.model"
     OPTION_MODEL = "option.model"
+    OPTION_SCALE = "option.scale"
+    OPTION_SQUARE = "option.square"
     OPTION_KEEP_REGION = "option.keep_region"
     OPTION_ONLY_REGION = "option.only_region"
     OPTION_IMAGE = "option.image"
@@ -505,6 +507,8 @@ ENGLISH: dict[str, str | Plural] = {
     Key.COMMAND_SUBTLER: "The last edit, applied more gently",
     Key.COMMAND_MODEL: "List the edit models, or pick one",
     Key.OPTION_MODEL: "The model to edit with (leave empty to list them)",
+    Key.OPTION_SCALE: "2x or 4x (2x if left empty)",
+    Key.OPTION_SQUARE: "A 1:1 canvas, as marketplaces ask",
     Key.OPTION_KEEP_REGION: "What to keep, e.g. “the logo”; “off” to stop keeping it",
     Key.OPTION_ONLY_REGION: "What may change, e.g. “the background”; “off” to stop",
     Key.OPTION_IMAGE: "The photo to edit",
