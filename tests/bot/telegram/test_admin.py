@@ -175,7 +175,7 @@ async def test_a_quota_override_replaces_the_daily_quota(api: FakeBotAPI, tmp_pa
         await next_photo(api, STRANGER, since)
         since = len(api.calls)
         api.send_text(STRANGER, STRANGER, "add snow")
-        assert "You've used today's 1 edits" in await next_text(api, STRANGER, since)
+        assert "You've used today's 1 edit" in await next_text(api, STRANGER, since)
 
         since = len(api.calls)
         api.send_text(ADMIN, ADMIN, f"/quota {STRANGER} 3")
