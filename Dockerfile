@@ -26,7 +26,11 @@ RUN if [ "$WITH_COMPILER" = 1 ]; then \
     fi
 
 WORKDIR /app
-RUN if [ -n "$TORCH_INDEX_URL" ]; then pip install torch --index-url "$TORCH_INDEX_URL"; fi
+# torchvision (spandrel's, for /upscale) only works beside the torch build it was made for, so
+# both come from the same index.
+RUN if [ -n "$TORCH_INDEX_URL" ]; then \
+        pip install torch torchvision --index-url "$TORCH_INDEX_URL"; \
+    fi
 COPY pyproject.toml setup.py README.md ./
 COPY bot ./bot
 COPY editor ./editor
