@@ -22,7 +22,7 @@ class EditParams:
         image_guidance_scale: image guidance; higher stays closer to the input.
         seed: seed of the per-sample torch generator.
         resolution: long side in pixels the input is fitted to (both sides multiples of 8).
-        model: name of the model that edits (PIX2CHAT_MODELS); "" is the deployment's only or
+        model: name of the model that edits (one of the configured models); "" is the deployment's only or
             default model. Recorded with every version, left out of the stored dict when "".
     """
 

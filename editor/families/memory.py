@@ -35,9 +35,9 @@ FULL_SIZE_PARAMETERS: dict[str, dict[str, int]] = {
 }
 
 MEMORY_OPTIONS: dict[str, str] = {
-    "fp32": "float32 weights (PIX2CHAT_DTYPE=float32; CPU default)",
-    "fp16/bf16": "half-precision weights (PIX2CHAT_DTYPE=float16 or bfloat16; CUDA default)",
-    "offload": "bf16 + model CPU offload (PIX2CHAT_OFFLOAD=true): one component on the GPU",
+    "fp32": "float32 weights (dtype float32; CPU default)",
+    "fp16/bf16": "half-precision weights (dtype float16 or bfloat16; CUDA default)",
+    "offload": "bf16 + model CPU offload: one component on the GPU",
     "int8": "8-bit denoiser and largest text encoder (torchao int8wo / bitsandbytes 8-bit)",
     "nf4": "4-bit denoiser and largest text encoder (bitsandbytes nf4)",
 }

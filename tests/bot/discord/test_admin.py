@@ -163,7 +163,7 @@ async def test_ban_unban_quota_and_stats(fake: FakeDiscord, tmp_path: Path) -> N
         unbanned = fake.slash("unban", ADMIN, QUIET, {"user": f"<@!{STRANGER}>"})
         assert "Unbanned" in await response_text(fake, unbanned, "Unbanned")
         quota = fake.slash("instruct", STRANGER, QUIET, {"text": "add snow"})
-        assert "today's 1 edits" in await response_text(fake, quota, "today's")
+        assert "today's 1 edit" in await response_text(fake, quota, "today's")
 
         more = fake.slash("quota", ADMIN, QUIET, {"user": str(STRANGER), "edits": "5"})
         assert await response_text(fake, more, "edits a day") == (

@@ -60,7 +60,12 @@ async def test_arabic_and_spanish_apps_get_their_language(api: FakeBotAPI, tmp_p
             render(Key.BUTTON_UNDO, locale="ar"),
             render(Key.BUTTON_REGENERATE, locale="ar"),
             render(Key.BUTTON_FULL, locale="ar"),
+            render(Key.BUTTON_VARIATIONS, locale="ar"),
+            render(Key.BUTTON_STRONGER, locale="ar"),
+            render(Key.BUTTON_SUBTLER, locale="ar"),
+            render(Key.BUTTON_UPSCALE, locale="ar"),
         }
+        assert "🔀 تنويعات" in buttons(result)  # translated, not the English label
         # bad input in Spanish: an instruction before any photo
         assert await say(api, BOB, BOB, "add snow") == render(Key.ERROR_NO_IMAGE, locale="es")
 
