@@ -214,6 +214,8 @@ async def build(settings: Settings, editor: Editor | None = None) -> AsyncIterat
                 max_bytes=settings.max_upload_bytes, max_pixels=settings.max_image_pixels
             ),
             max_stored_pixels=settings.max_stored_pixels,
+            develop=settings.develop,
+            max_recipe_photos=settings.max_recipe_photos,
         )
         await stack.enter_async_context(scheduler)
         yield Components(settings, database, images, editor, scheduler, service)

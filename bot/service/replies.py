@@ -73,6 +73,14 @@ class ReplyKind(enum.StrEnum):
     """A queued edit failed or was skipped; the conversation stays usable."""
     ERROR = "error"
     """A refusal: nothing changed."""
+    BATCH_STATUS = "batch_status"
+    """A recipe batch's one status line ("7 of 12 photos done"): sent once, then edited in
+    place; `args["run"]` names the batch."""
+    BATCH_RESULT = "batch_result"
+    """A recipe batch finished: `versions` are its results (grouped: albums, attachments, a
+    grid) and `ConversationService.batch_zip` their full-resolution PNGs."""
+    DOCUMENT = "document"
+    """A file to send (`attachment`), e.g. an exported recipe."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +103,14 @@ class Note:
 
 
 @dataclass(frozen=True, slots=True)
+class Attachment:
+    """A file a reply carries (an exported recipe)."""
+
+    filename: str
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
 class Reply:
     """What the service answers; frontends render `text()` and the image of `version_id`.
 
@@ -106,6 +122,8 @@ class Reply:
         history: for history replies, the path root -> head.
         settings: for settings replies, the current values.
         notes: lines `text()` adds after the reply's own (every frontend shows them).
+        versions: for batch results, the result of each photo, in order.
+        attachment: for documents, the file.
     """
 
     key: str
@@ -116,6 +134,8 @@ class Reply:
     history: tuple[HistoryEntry, ...] = ()
     settings: Mapping[str, Any] | None = None
     notes: tuple[Note, ...] = ()
+    versions: tuple[int, ...] = ()
+    attachment: Attachment | None = None
 
     @property
     def show_image(self) -> bool:
