@@ -162,7 +162,9 @@ def _close_images(images: ImageStore) -> None:
 
 
 @asynccontextmanager
-async def build(settings: Settings, editor: Editor | None = None) -> AsyncIterator[Components]:
+async def build(
+    settings: Settings, editor: Editor | None = None, *, admission: Admission | None = None
+) -> AsyncIterator[Components]:
     """Wait for the database and migrate, load the model, resume queued jobs, and yield the running service.
 
     With `PIX2CHAT_WORKER=remote` no model is loaded (only its tokenizer, for admission): edits
@@ -201,7 +203,8 @@ async def build(settings: Settings, editor: Editor | None = None) -> AsyncIterat
             scheduler,
             editor,
             defaults=settings.default_params(),
-            admission=Admission(
+            admission=admission
+            or Admission(
                 max_pending_per_user=settings.max_pending_per_user,
                 queue_cap=settings.queue_cap,
                 rate=LimitPolicy(

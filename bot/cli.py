@@ -20,6 +20,8 @@ app = typer.Typer(
 )
 bench_app = typer.Typer(help="Benchmarks that print figures (see docs/BENCHMARKS.md).")
 app.add_typer(bench_app, name="bench")
+recipe_app = typer.Typer(help="Recipes: a saved chain of edits on a catalogue of photos.")
+app.add_typer(recipe_app, name="recipe")
 
 
 def _settings() -> Settings:
@@ -156,6 +158,29 @@ def edit(
         resolution=resolution,
     )
     status = edit_command(settings, request)
+    if status:
+        raise typer.Exit(status)
+
+
+@recipe_app.command("apply")
+def recipe_apply(
+    recipe: Annotated[Path, typer.Argument(help="Recipe file (JSON, from /recipe export).")],
+    photos: Annotated[list[Path], typer.Argument(help="Photos and folders of photos.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Folder for results.")],
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+    null_editor: Annotated[bool, typer.Option(hidden=True)] = False,
+    step_delay_ms: Annotated[int, typer.Option(hidden=True, min=0)] = 0,
+) -> None:
+    """Apply a recipe to every photo: full-resolution PNGs plus report.csv; reruns resume."""
+    from bot.commands.recipe import apply_command
+
+    if verbose:
+        _configure_logging(verbose)
+    else:  # the progress bar, and only what went wrong
+        logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    status = apply_command(
+        _settings(), recipe, photos, output, null_editor=null_editor, step_delay_ms=step_delay_ms
+    )
     if status:
         raise typer.Exit(status)
 

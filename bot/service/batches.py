@@ -42,6 +42,7 @@ from storage.types import Actor
 
 log = logging.getLogger(__name__)
 
+CANCELLED = "cancelled"
 DEFAULT_MAX_RECIPE_PHOTOS = 20
 """Photos one chat batch takes (PIX2CHAT_MAX_RECIPE_PHOTOS)."""
 
@@ -57,6 +58,18 @@ class Photo:
 
 
 @dataclass(frozen=True, slots=True)
+class StepOutcome:
+    """One step of one photo: for reports (the CLI's CSV)."""
+
+    number: int
+    version_id: int
+    seed: int | None
+    status: str
+    error_key: str | None
+    seconds: float | None
+
+
+@dataclass(frozen=True, slots=True)
 class PhotoOutcome:
     """How far one photo of a run got."""
 
@@ -67,6 +80,7 @@ class PhotoOutcome:
     """1-based step that failed or was cancelled."""
     error_key: str | None = None
     instruction: str = ""
+    steps: tuple[StepOutcome, ...] = ()
 
     @property
     def finished(self) -> bool:
@@ -84,28 +98,48 @@ class _Tracked:
 
 def outcomes(items: Sequence[dict[str, Any]], found: dict[int, Version]) -> list[PhotoOutcome]:
     """Each admitted photo's state, read from its step versions."""
-    result = []
-    for item in items:
-        chain = [found.get(version_id) for version_id in item["versions"]]
-        outcome = PhotoOutcome(item["photo"], None)
-        for step, version in enumerate(chain, start=1):
-            if version is None or version.status in (VersionStatus.FAILED, VersionStatus.CANCELLED):
-                outcome = PhotoOutcome(
-                    item["photo"],
-                    None,
-                    step,
-                    "cancelled"
-                    if version is not None and version.status is VersionStatus.CANCELLED
-                    else (version.error_key if version is not None else None),
-                    version.instruction or "" if version is not None else "",
-                )
-                break
-        else:
-            last = chain[-1] if chain else None
-            if last is not None and last.is_done:
-                outcome = PhotoOutcome(item["photo"], last.id)
-        result.append(outcome)
-    return result
+    return [_outcome(item, found) for item in items]
+
+
+def _outcome(item: dict[str, Any], found: dict[int, Version]) -> PhotoOutcome:
+    chain = [found.get(version_id) for version_id in item["versions"]]
+    steps = tuple(
+        _step(number, version_id, version)
+        for number, (version_id, version) in enumerate(
+            zip(item["versions"], chain, strict=True), start=1
+        )
+    )
+    for number, version in enumerate(chain, start=1):
+        if version is None or version.status in (VersionStatus.FAILED, VersionStatus.CANCELLED):
+            cancelled = version is not None and version.status is VersionStatus.CANCELLED
+            return PhotoOutcome(
+                item["photo"],
+                None,
+                number,
+                CANCELLED if cancelled else (version.error_key if version is not None else None),
+                (version.instruction or "") if version is not None else "",
+                steps,
+            )
+    last = chain[-1] if chain else None
+    if last is not None and last.is_done:
+        return PhotoOutcome(item["photo"], last.id, steps=steps)
+    return PhotoOutcome(item["photo"], None, steps=steps)
+
+
+def _step(number: int, version_id: int, version: Version | None) -> StepOutcome:
+    if version is None:
+        return StepOutcome(number, version_id, None, "forgotten", None, None)
+    seconds = None
+    if version.started_at is not None and version.finished_at is not None:
+        seconds = (version.finished_at - version.started_at).total_seconds()
+    return StepOutcome(
+        number,
+        version_id,
+        (version.params or {}).get("seed"),
+        str(version.status),
+        version.error_key,
+        seconds,
+    )
 
 
 class Batches:
@@ -316,11 +350,12 @@ class Batches:
             await self._report(tracked.run_id)
         return Reply(key=Key.RECIPE_CANCELLED, args={"name": active[0].name, "count": total})
 
-    async def zip_results(self, actor: Actor, run_id: int) -> tuple[str, bytes]:
-        """The finished photos of a batch as full-resolution PNGs in one zip (its owner only).
+    async def run_outcomes(self, actor: Actor, run_id: int) -> list[PhotoOutcome]:
+        """How far each photo of a batch got (its owner only; VersionNotFound otherwise)."""
+        _name, states = await self._owned_run(actor, run_id)
+        return states
 
-        Raises VersionNotFound for another user's batch or one with no results.
-        """
+    async def _owned_run(self, actor: Actor, run_id: int) -> tuple[str, list[PhotoOutcome]]:
         async with self.database.read() as session:
             run = await session.get(RecipeRun, run_id)
             conversation = (
@@ -330,8 +365,15 @@ class Batches:
                 raise VersionNotFound(version_id=run_id)
             items = run.items["photos"]
             found = await recipes.versions(session, [v for i in items for v in i["versions"]])
-            name = run.recipe_name
-        states = [s for s in outcomes(items, found) if s.result_id is not None]
+            return run.recipe_name, outcomes(items, found)
+
+    async def zip_results(self, actor: Actor, run_id: int) -> tuple[str, bytes]:
+        """The finished photos of a batch as full-resolution PNGs in one zip (its owner only).
+
+        Raises VersionNotFound for another user's batch or one with no results.
+        """
+        name, every = await self._owned_run(actor, run_id)
+        states = [state for state in every if state.result_id is not None]
         if not states:
             raise VersionNotFound(version_id=run_id)
         buffer = io.BytesIO()
@@ -374,7 +416,7 @@ def finished_reply(run_id: int, name: str, states: Sequence[PhotoOutcome]) -> Re
     """The batch's grouped result: every finished photo, and which ones failed where."""
     notes = []
     for state in states:
-        if state.error_key == "cancelled":
+        if state.error_key == CANCELLED:
             notes.append(
                 Note(Key.RECIPE_PHOTO_CANCELLED, {"photo": state.label, "step": state.failed_step})
             )

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from bot.service.admission import MAX_INSTRUCTION_CHARS, Admission, Gatekeeper
-from bot.service.batches import DEFAULT_MAX_RECIPE_PHOTOS, Batches, Photo
+from bot.service.batches import DEFAULT_MAX_RECIPE_PHOTOS, Batches, Photo, PhotoOutcome
 from bot.service.commands import Commands
 from bot.service.edits import Edits
 from bot.service.media import DEFAULT_MAX_STORED_PIXELS, Media, Previews
@@ -171,6 +171,10 @@ class ConversationService:
     async def import_recipe(self, actor: Actor, data: bytes) -> Reply:
         """A recipe file sent back: validated and saved under its name."""
         return await self.recipes.import_file(actor, data)
+
+    async def batch_outcomes(self, actor: Actor, run_id: int) -> list[PhotoOutcome]:
+        """How far each photo of a batch got, step by step (its owner only)."""
+        return await self.batches.run_outcomes(actor, run_id)
 
     async def batch_zip(self, actor: Actor, run_id: int) -> tuple[str, bytes]:
         """A finished batch's results as full-resolution PNGs in one zip (file name, bytes)."""
