@@ -113,6 +113,9 @@ class EventDelivery(ABC):
 
     async def _deliver(self, event: tuple[Actor, Reply]) -> None:
         actor, reply = event
+        if reply.kind in (ReplyKind.BATCH_STATUS, ReplyKind.BATCH_RESULT):
+            await self.show_batch(actor, reply)
+            return
         if reply.version_id is None:
             return
         if reply.kind is ReplyKind.PROGRESS:
@@ -150,6 +153,11 @@ class EventDelivery(ABC):
             tries += 1
             if await self._mark_unmarked():
                 log.info("sent results marked delivered after %d retries", tries)
+
+    async def show_batch(self, actor: Actor, reply: Reply) -> None:
+        """A recipe batch's status line or grouped results; frontends that apply recipes
+        override it (the batch's versions are marked delivered by the service)."""
+        log.warning("%s cannot show recipe batch %s", type(self).__name__, reply.args.get("run"))
 
     @abstractmethod
     async def show_progress(self, reply: Reply) -> None:

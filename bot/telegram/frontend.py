@@ -23,7 +23,7 @@ from telegram.ext import (
 
 from bot.app import Components, FrontendError
 from bot.config import Settings
-from bot.telegram import handlers
+from bot.telegram import handlers, recipes
 from bot.telegram.delivery import PLATFORM, Delivery
 from bot.telegram.handlers import BOT_API_DOWNLOAD_LIMIT, TelegramContext
 
@@ -43,6 +43,8 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("cancel", "Cancel the queued edit"),
     ("status", "Where your edit is in the queue"),
     ("forget", "Delete all your images and history"),
+    ("recipe", "Save, show or apply a recipe of edits"),
+    ("recipes", "Your saved recipes"),
 )
 
 COMMAND_HANDLERS = {
@@ -57,6 +59,8 @@ COMMAND_HANDLERS = {
     "cancel": handlers.cancel,
     "status": handlers.status,
     "forget": handlers.forget,
+    "recipe": recipes.recipe,
+    "recipes": recipes.recipes,
 }
 
 
@@ -79,6 +83,12 @@ def build_application(
     )
     for name, callback in COMMAND_HANDLERS.items():
         application.add_handler(CommandHandler(name, callback))
+    # Recipes (issue 17): album items are collected first, /recipe captions applied, recipe
+    # files imported; everything else reaches the handlers below as before.
+    images = filters.PHOTO | filters.Document.IMAGE
+    application.add_handler(MessageHandler(images & recipes.IN_ALBUM, recipes.album_item))
+    application.add_handler(MessageHandler(images & recipes.CAPTIONED, recipes.captioned))
+    application.add_handler(MessageHandler(recipes.RECIPE_FILE, recipes.recipe_file))
     application.add_handler(MessageHandler(filters.PHOTO, handlers.photo))
     application.add_handler(
         MessageHandler(
