@@ -185,6 +185,30 @@ def recipe_apply(
         raise typer.Exit(status)
 
 
+@bench_app.command("recipe")
+def bench_recipe(
+    photos: Annotated[int, typer.Option(min=1, help="Photos in the catalogue.")] = 50,
+    steps: Annotated[int, typer.Option(min=1, max=20, help="Recipe steps.")] = 3,
+    editors: Annotated[str, typer.Option(help="null and/or tiny, comma list.")] = "null,tiny",
+    samples: Annotated[int, typer.Option(min=1, help="Idle single edits timed.")] = 20,
+    size: Annotated[int, typer.Option(min=64, help="Side of each photo.")] = 512,
+    denoising_steps: Annotated[int, typer.Option(min=1, help="Denoising steps per edit.")] = 4,
+    step_delay_ms: Annotated[
+        int, typer.Option(min=0, help="Null editor: time per denoising step.")
+    ] = 0,
+) -> None:
+    """A recipe on a catalogue (photos/s), and another user's single-edit wait meanwhile."""
+    from bot.commands.bench_recipe import run_recipe_benchmark
+
+    chosen = [name.strip() for name in editors.split(",") if name.strip()]
+    if not chosen or any(name not in ("null", "tiny") for name in chosen):
+        typer.secho("--editors takes null and/or tiny", fg="red", err=True)
+        raise typer.Exit(2)
+    run_recipe_benchmark(
+        photos, steps, chosen, samples, size, denoising_steps, step_delay_ms, echo=typer.echo
+    )
+
+
 @bench_app.command("service")
 def bench_service(
     conversations: Annotated[
