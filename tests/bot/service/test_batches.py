@@ -211,3 +211,27 @@ async def test_another_users_edit_waits_at_most_one_batch(sqlite_url: str, tmp_p
         )
         assert bob_call - calls_before <= 1, (bob_call, calls_before)
         await _finished(h, started.args["run"])
+
+
+async def test_a_batch_survives_a_restart(sqlite_url: str, tmp_path: Path) -> None:
+    editor = GatedEditor()
+    async with running_service(sqlite_url, tmp_path / "img", editor=editor) as h:
+        await _save_recipe(h)
+        editor.gate.clear()
+        started = await h.service.apply_recipe(ALICE, "winter", _photos(3))
+        run = started.args["run"]
+    # restarted: the queued steps run, and the batch is reported as one, once
+    async with running_service(sqlite_url, tmp_path / "img") as h:
+        result = await _finished(h, run)
+        assert result.args["succeeded"] == 3 and len(result.versions) == 3
+        await h.service.redeliver("telegram")  # the recipe's own two edits, never the batch's
+        batch = {
+            step.version_id
+            for outcome in await h.service.batch_outcomes(ALICE, run)
+            for step in outcome.steps
+        }
+        assert len(batch) == 6
+        shown = {r.version_id for _, r in h.recorder.replies if r.version_id is not None}
+        assert not batch & shown
+        finished = [r for _, r in h.recorder.replies if r.kind is ReplyKind.BATCH_RESULT]
+        assert len(finished) == 1
