@@ -103,6 +103,11 @@ async def charge(
     row.quota_used += count
 
 
+def quota_exceeded(policy: LimitPolicy, now: float) -> QuotaExceeded:
+    """The refusal for a user whose quota is spent (with when it refills)."""
+    return QuotaExceeded(resets_in_s=_seconds_to_midnight(now), quota=policy.daily_quota)
+
+
 async def remaining(
     session: AsyncSession, platform: str, user_id: str, policy: LimitPolicy, now: float
 ) -> int | None:

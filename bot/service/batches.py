@@ -35,7 +35,7 @@ from bot.work.jobs import Job, JobDone, JobEvent, JobFailed, JobQueue
 from editor.errors import ImageError
 from storage import lifecycle, limits, recipes, tree
 from storage.database import Database
-from storage.errors import QueueFull, QuotaExceeded, VersionNotFound
+from storage.errors import QueueFull, VersionNotFound
 from storage.models import Conversation, RecipeRun, Version, VersionStatus
 from storage.recipe_format import RecipeEmpty
 from storage.types import Actor
@@ -204,9 +204,7 @@ class Batches:
             if left is not None:
                 fit = left // steps
                 if fit == 0:
-                    raise QuotaExceeded(
-                        resets_in_s=limits._seconds_to_midnight(now), quota=policy.daily_quota
-                    )
+                    raise limits.quota_exceeded(policy, now)
                 notes.insert(
                     0, Note(Key.RECIPE_QUOTA_FITS, {"steps": steps, "left": left, "fit": fit})
                 )
