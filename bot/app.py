@@ -277,6 +277,7 @@ async def build(
     *,
     warm_start: bool = False,
     metrics: Metrics | None = None,
+    admission: Admission | None = None,
 ) -> AsyncIterator[Components]:
     """Wait for the database and migrate, load the model, resume queued jobs, and yield the running service.
 
@@ -331,7 +332,8 @@ async def build(
             scheduler,
             editor,
             defaults=settings.default_params(),
-            admission=Admission(
+            admission=admission
+            or Admission(
                 max_pending_per_user=settings.max_pending_per_user,
                 queue_cap=settings.queue_cap,
                 rate=LimitPolicy(
@@ -351,6 +353,8 @@ async def build(
             warmup=warmup if warm_start else None,
             models=tuple(settings.model_choices()),
             no_image_guidance=_without_image_guidance(editor),
+            develop=settings.develop,
+            max_recipe_photos=settings.max_recipe_photos,
         )
         await stack.enter_async_context(scheduler)
         metrics_port = None

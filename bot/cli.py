@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from pathlib import Path
 from typing import Annotated
 
@@ -21,6 +22,8 @@ bench_app = typer.Typer(help="Benchmarks that print figures (see docs/BENCHMARKS
 app.add_typer(bench_app, name="bench")
 i18n_app = typer.Typer(help="The message catalogues (Babel .po files in bot/locale/).")
 app.add_typer(i18n_app, name="i18n")
+recipe_app = typer.Typer(help="Recipes: a saved chain of edits on a catalogue of photos.")
+app.add_typer(recipe_app, name="recipe")
 
 
 def _settings() -> Settings:
@@ -162,6 +165,53 @@ def edit(
     status = edit_command(settings, request)
     if status:
         raise typer.Exit(status)
+
+
+@recipe_app.command("apply")
+def recipe_apply(
+    recipe: Annotated[Path, typer.Argument(help="Recipe file (JSON, from /recipe export).")],
+    photos: Annotated[list[Path], typer.Argument(help="Photos and folders of photos.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Folder for results.")],
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+    null_editor: Annotated[bool, typer.Option(hidden=True)] = False,
+    step_delay_ms: Annotated[int, typer.Option(hidden=True, min=0)] = 0,
+) -> None:
+    """Apply a recipe to every photo: full-resolution PNGs plus report.csv; reruns resume."""
+    from bot.commands.recipe import apply_command
+
+    if verbose:
+        _configure_logging(verbose)
+    else:  # the progress bar, and only what went wrong
+        logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    status = apply_command(
+        _settings(), recipe, photos, output, null_editor=null_editor, step_delay_ms=step_delay_ms
+    )
+    if status:
+        raise typer.Exit(status)
+
+
+@bench_app.command("recipe")
+def bench_recipe(
+    photos: Annotated[int, typer.Option(min=1, help="Photos in the catalogue.")] = 50,
+    steps: Annotated[int, typer.Option(min=1, max=20, help="Recipe steps.")] = 3,
+    editors: Annotated[str, typer.Option(help="null and/or tiny, comma list.")] = "null,tiny",
+    samples: Annotated[int, typer.Option(min=1, help="Idle single edits timed.")] = 20,
+    size: Annotated[int, typer.Option(min=64, help="Side of each photo.")] = 512,
+    denoising_steps: Annotated[int, typer.Option(min=1, help="Denoising steps per edit.")] = 4,
+    step_delay_ms: Annotated[
+        int, typer.Option(min=0, help="Null editor: time per denoising step.")
+    ] = 0,
+) -> None:
+    """A recipe on a catalogue (photos/s), and another user's single-edit wait meanwhile."""
+    from bot.commands.bench_recipe import run_recipe_benchmark
+
+    chosen = [name.strip() for name in editors.split(",") if name.strip()]
+    if not chosen or any(name not in ("null", "tiny") for name in chosen):
+        typer.secho("--editors takes null and/or tiny", fg="red", err=True)
+        raise typer.Exit(2)
+    run_recipe_benchmark(
+        photos, steps, chosen, samples, size, denoising_steps, step_delay_ms, echo=typer.echo
+    )
 
 
 @bench_app.command("service")

@@ -113,6 +113,11 @@ class Settings(BaseSettings):
         description="CLIP hub id or local folder, loaded on first use; empty: candidates unranked",
     )
 
+    # Recipes (issue 17)
+    max_recipe_photos: int = Field(
+        default=20, ge=1, description="photos one chat batch of a recipe takes; more are left out"
+    )
+
     # Web chat (issue 5)
     web_enabled: bool = Field(
         default=False, description="start the web chat even when a bot token is set"

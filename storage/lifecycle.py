@@ -9,6 +9,7 @@ functions; nothing else assigns a status (tests/storage/test_lifecycle.py checks
                   |  +--hand_back----+   (also requeue_interrupted after a crash)
                   |                  +--fail--> failed
                   +--cancel_latest--> cancelled
+                  +--cancel_queued (a recipe batch's remaining steps)--> cancelled
                   +--fail (its own, or its parent's, cascading)--> failed
 
     add_root -> done (a photo is finished from the start)
@@ -367,6 +368,30 @@ async def cancel_latest(session: AsyncSession, conversation: Conversation) -> li
     return cancelled
 
 
+async def cancel_queued(session: AsyncSession, version_ids: Sequence[int]) -> list[Version]:
+    """Cancel the queued versions among `version_ids` (a recipe batch's remaining steps).
+
+    Running ones finish as claimed; finished ones stay as they are. Row-locked and re-checked,
+    like `cancel_latest`, so a claim racing the cancel wins or loses cleanly.
+    """
+    if not version_ids:
+        return []
+    targets = (
+        await session.scalars(
+            select(Version)
+            .where(Version.id.in_(version_ids), Version.status == VersionStatus.QUEUED)
+            .order_by(Version.id)
+            .with_for_update()
+        )
+    ).all()
+    now = utcnow()
+    for item in targets:
+        item.status = VersionStatus.CANCELLED
+        item.finished_at = now
+        item.delivered = True
+    return list(targets)
+
+
 # ----- delivery ------------------------------------------------------------------------------
 
 
@@ -443,6 +468,7 @@ __all__ = [
     "ParentPending",
     "Result",
     "cancel_latest",
+    "cancel_queued",
     "claim",
     "claim_many",
     "done_sizes",

@@ -102,3 +102,33 @@ async def refund(session: AsyncSession, platform: str, user_id: str) -> None:
     if row is not None:
         row.tokens += 1.0
         row.quota_used = max(0, row.quota_used - 1)
+
+
+async def charge(
+    session: AsyncSession, platform: str, user_id: str, policy: LimitPolicy, now: float, count: int
+) -> None:
+    """Count `count` more edits against today's quota (a recipe batch after its first edit,
+    which `consume` took); QuotaExceeded if they do not all fit. Call after `consume`, in the
+    same transaction (the row is locked and exists)."""
+    row = await session.get(UserLimit, (platform, user_id))
+    assert row is not None, "charge follows consume"
+    if policy.daily_quota and row.quota_used + count > policy.daily_quota:
+        raise QuotaExceeded(resets_in_s=_seconds_to_midnight(now), quota=policy.daily_quota)
+    row.quota_used += count
+
+
+def quota_exceeded(policy: LimitPolicy, now: float) -> QuotaExceeded:
+    """The refusal for a user whose quota is spent (with when it refills)."""
+    return QuotaExceeded(resets_in_s=_seconds_to_midnight(now), quota=policy.daily_quota)
+
+
+async def remaining(
+    session: AsyncSession, platform: str, user_id: str, policy: LimitPolicy, now: float
+) -> int | None:
+    """Edits left in today's quota (None: no quota)."""
+    if not policy.daily_quota:
+        return None
+    row = await session.get(UserLimit, (platform, user_id))
+    if row is None or row.quota_day != _day(now):
+        return policy.daily_quota
+    return max(0, policy.daily_quota - row.quota_used)

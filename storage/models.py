@@ -251,3 +251,42 @@ class AccessRule(Base):
     daily_quota: Mapped[int | None] = mapped_column(Integer)
     updated_by: Mapped[str | None] = mapped_column(String(100))
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# ----- recipes (issue 17) ----------------------------------------------------------------------
+
+
+class SavedRecipe(Base):
+    """A user's named recipe on one platform (every chat shares it); `document` is the JSON of
+    storage.recipe_format.Recipe."""
+
+    __tablename__ = "recipes"
+    __table_args__ = (UniqueConstraint("platform", "user_id", "name", name="uq_recipe_name"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    platform: Mapped[str] = mapped_column(String(32))
+    user_id: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(64))
+    document: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class RecipeRun(Base):
+    """One application of a recipe to a batch of photos in a conversation.
+
+    `items` lists the photos in order: {"photo": label, "root": id, "versions": [step ids]}
+    (or {"photo": label, "error": key} for a photo that was refused). Each version's own status
+    says how far the photo got; `finished_at` is set once the batch's results were published.
+    """
+
+    __tablename__ = "recipe_runs"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    conversation_id: Mapped[int] = mapped_column(
+        ForeignKey("conversations.id", ondelete="CASCADE"), index=True
+    )
+    recipe_name: Mapped[str] = mapped_column(String(64))
+    items: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(index=True)

@@ -22,7 +22,15 @@ from storage.migrate import upgrade
 ADMIN_URL = os.environ.get(
     "PIX2CHAT_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
 )
-TABLES = ("versions", "conversations", "user_limits", "user_languages", "access_rules")
+TABLES = (
+    "recipe_runs",
+    "recipes",
+    "versions",
+    "conversations",
+    "user_limits",
+    "user_languages",
+    "access_rules",
+)
 
 
 def _admin_dsn() -> str:

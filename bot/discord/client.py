@@ -14,7 +14,7 @@ import discord
 from discord import app_commands
 
 from bot.config import Settings
-from bot.discord import admin, views
+from bot.discord import admin, recipes, views
 from bot.discord.delivery import DiscordDelivery, actor_for
 from bot.discord.translator import CatalogueTranslator, described
 from bot.service.conversation import ConversationService, error_reply
@@ -53,6 +53,7 @@ class Pix2ChatClient(discord.Client):
         self.max_bytes = settings.max_upload_bytes
         _register_commands(self)
         admin.register_admin_commands(self.tree, service, self.delivery)
+        recipes.register(self.tree, service, self.delivery, self.max_bytes)
 
     async def setup_hook(self) -> None:
         """Register persistent buttons, then sync commands (at once to the test guilds)."""
@@ -79,6 +80,15 @@ class Pix2ChatClient(discord.Client):
                 await self.delivery.answer_message(message, actor, decision.notice)
             return
         text = _without_mention(message.content, self.user)
+        if recipes.wants_recipe(text) or any(
+            recipes.is_recipe_file(a) for a in message.attachments
+        ):
+            words = text.split()[1:] if recipes.wants_recipe(text) else []
+            reply = await recipes.recipe_reply(
+                self.service, actor, words, message.attachments, self.max_bytes
+            )
+            await self.delivery.answer_message(message, actor, reply)
+            return
         images = [a for a in message.attachments if _looks_like_image(a)]
         if message.attachments and not images:
             await self.delivery.answer_message(

@@ -18,6 +18,7 @@ from typing import Any
 import discord
 
 from bot.discord import views
+from bot.discord.batches import DiscordBatches
 from bot.service.conversation import ConversationService
 from bot.service.mailboxes import EventDelivery
 from bot.service.messages import Key, render
@@ -65,6 +66,7 @@ class DiscordDelivery(EventDelivery):
         self.button_class = button_class
         self.clock = clock
         self._status: dict[int, Status] = {}
+        self.batches = DiscordBatches(service, self._safely, self._channel, upload_limit, clock)
 
     def view(self, reply: Reply, actor: Actor) -> discord.ui.View | None:
         if reply.kind is ReplyKind.VARIATIONS:
@@ -77,6 +79,9 @@ class DiscordDelivery(EventDelivery):
         self, interaction: discord.Interaction, actor: Actor, reply: Reply
     ) -> None:
         """Fill the (deferred) interaction response with the service's answer."""
+        if self.batches.handles(reply):
+            await self.batches.answer_interaction(interaction, reply)
+            return
         if reply.kind is ReplyKind.QUEUED and reply.version_id is not None:
             await self._edit_original(
                 interaction, content=reply.text(), view=self.view(reply, actor)
@@ -88,6 +93,9 @@ class DiscordDelivery(EventDelivery):
 
     async def answer_message(self, message: discord.Message, actor: Actor, reply: Reply) -> None:
         """Reply to a user's message (message flow)."""
+        if self.batches.handles(reply):
+            await self.batches.answer_message(message, reply)
+            return
         kwargs = await self._render(actor, reply, upload_limit(message.guild))
         sent = await self._safely(message.reply(mention_author=False, **_files_for_send(kwargs)))
         if sent is not None and reply.kind is ReplyKind.QUEUED and reply.version_id is not None:
@@ -212,6 +220,10 @@ class DiscordDelivery(EventDelivery):
         if status is not None and status.message is not None:
             await self._safely(status.message.delete())
         return True
+
+    async def show_batch(self, actor: Actor, reply: Reply) -> None:
+        """A recipe batch's status, edited in place, or its results and zip."""
+        await self.batches.show(actor, reply)
 
     async def show_progress(self, reply: Reply) -> None:
         assert reply.version_id is not None

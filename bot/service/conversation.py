@@ -13,12 +13,13 @@ and the `Relay` of job events.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from bot.service.access import AccessControl, AccessPolicy
 from bot.service.admin import Admin
 from bot.service.admission import MAX_INSTRUCTION_CHARS, Admission, Gatekeeper
+from bot.service.batches import DEFAULT_MAX_RECIPE_PHOTOS, Batches, Photo, PhotoOutcome
 from bot.service.choices import Choices
 from bot.service.commands import Commands
 from bot.service.edits import Edits
@@ -26,6 +27,7 @@ from bot.service.finishing import Finishing
 from bot.service.languages import Hint, Languages
 from bot.service.media import DEFAULT_MAX_STORED_PIXELS, Media, Previews
 from bot.service.messages import Key
+from bot.service.recipes import RecipeBook
 from bot.service.regions import Regions
 from bot.service.relay import Relay
 from bot.service.replies import (
@@ -45,6 +47,7 @@ from editor.finishing.provenance import Provenance
 from editor.images import ImageLimits
 from editor.params import EditParams
 from editor.regions import KEEP, ONLY
+from storage import recipes as recipe_rows
 from storage.database import Database
 from storage.images import ImageStore
 from storage.types import Actor
@@ -72,6 +75,8 @@ class ConversationService:
         warmup: Warmup | None = None,
         models: tuple[str, ...] = (),
         no_image_guidance: frozenset[str] = frozenset(),
+        develop: bool = True,
+        max_recipe_photos: int = DEFAULT_MAX_RECIPE_PHOTOS,
     ) -> None:
         self.database = database
         self.images = images
@@ -102,6 +107,12 @@ class ConversationService:
         self.languages = Languages(database)
         self.regions = Regions(database, masker)
         self.choices = Choices(database, gate, self.edits)
+        self.recipes = RecipeBook(database, develop=develop)
+        self.batches = Batches(
+            database, queue, gate, self.media, self.recipes, max_photos=max_recipe_photos
+        )
+        self.batches.publish = self.relay.publish
+        self.relay.interceptors.append(self.batches.on_job_event)
         queue.subscribe(self.relay.on_job_event)
 
     # ----- subscriptions ---------------------------------------------------------------------
@@ -116,7 +127,7 @@ class ConversationService:
 
     async def redeliver(self, platform: str) -> int:
         """Re-send results that finished while nobody was there to deliver them (after a crash)."""
-        return await self.relay.redeliver(platform)
+        return await self.relay.redeliver(platform) + await self.batches.redeliver(platform)
 
     async def mark_delivered(self, version_id: int) -> None:
         """A frontend calls this once the result (or failure) reached the chat."""
@@ -226,15 +237,18 @@ class ConversationService:
         return await self.commands.reset_settings(actor)
 
     async def cancel(self, actor: Actor) -> Reply:
-        """Cancel the newest queued edit (and edits queued on top of it)."""
-        return await self.commands.cancel(actor)
+        """Cancel a running recipe batch's remaining steps, else the newest queued edit (and
+        edits queued on top of it)."""
+        return await self.batches.cancel(actor) or await self.commands.cancel(actor)
 
     async def status(self, actor: Actor) -> Reply:
         """Whether edits are waiting or running."""
         return await self.commands.status(actor)
 
     async def forget(self, actor: Actor) -> Reply:
-        """Delete all of this user's versions and images on this platform (every chat)."""
+        """Delete all of this user's versions, images and recipes on this platform."""
+        async with self.database.write() as session:
+            await recipe_rows.forget(session, actor.platform, actor.user_id)
         return await self.commands.forget(actor)
 
     # ----- languages ---------------------------------------------------------------------------
@@ -260,6 +274,28 @@ class ConversationService:
     async def show_regions(self, actor: Actor) -> Reply:
         """`/regions`: the regions set for the next edits."""
         return await self.regions.show(actor)
+
+    # ----- recipes -----------------------------------------------------------------------------
+
+    async def recipe(self, actor: Actor, words: Sequence[str]) -> Reply:
+        """`/recipe save|show|delete|export|list ...` (and `/recipes`: `["list"]`)."""
+        return await self.recipes.command(actor, words)
+
+    async def apply_recipe(self, actor: Actor, name: str, photos: Sequence[Photo]) -> Reply:
+        """Apply a saved recipe to a batch of photos: one new root and chain per photo."""
+        return await self.batches.apply(actor, name, photos)
+
+    async def import_recipe(self, actor: Actor, data: bytes) -> Reply:
+        """A recipe file sent back: validated and saved under its name."""
+        return await self.recipes.import_file(actor, data)
+
+    async def batch_outcomes(self, actor: Actor, run_id: int) -> list[PhotoOutcome]:
+        """How far each photo of a batch got, step by step (its owner only)."""
+        return await self.batches.run_outcomes(actor, run_id)
+
+    async def batch_zip(self, actor: Actor, run_id: int) -> tuple[str, bytes]:
+        """A finished batch's results as full-resolution PNGs in one zip (file name, bytes)."""
+        return await self.batches.zip_results(actor, run_id)
 
     # ----- images ------------------------------------------------------------------------------
 
@@ -287,6 +323,7 @@ __all__ = [
     "Actor",
     "Admission",
     "ConversationService",
+    "Photo",
     "Reply",
     "error_reply",
     "replies_to_errors",

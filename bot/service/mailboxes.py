@@ -114,6 +114,9 @@ class EventDelivery(ABC):
 
     async def _deliver(self, event: tuple[Actor, Reply]) -> None:
         actor, reply = event
+        if reply.kind in (ReplyKind.BATCH_STATUS, ReplyKind.BATCH_RESULT):
+            await self.show_batch(actor, reply)
+            return
         if reply.version_id is None:
             if reply.kind is ReplyKind.ERROR:  # about the service, not one edit
                 await self.send_notice(actor, reply)
@@ -169,6 +172,11 @@ class EventDelivery(ABC):
         """A message about the service for a user with edits waiting (the model failed to
         load); platforms that can post into the chat override this."""
         log.warning("no way to tell %s: %s", actor, reply.text())
+
+    async def show_batch(self, actor: Actor, reply: Reply) -> None:
+        """A recipe batch's status line or grouped results; frontends that apply recipes
+        override it (the batch's versions are marked delivered by the service)."""
+        log.warning("%s cannot show recipe batch %s", type(self).__name__, reply.args.get("run"))
 
     @abstractmethod
     async def show_progress(self, reply: Reply) -> None:

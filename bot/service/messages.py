@@ -169,6 +169,11 @@ class Key(enum.StrEnum):
     OPTION_MODEL = "option.model"
     OPTION_SCALE = "option.scale"
     OPTION_SQUARE = "option.square"
+    COMMAND_RECIPE = "command.recipe"
+    COMMAND_RECIPES = "command.recipes"
+    OPTION_RECIPE_COMMAND = "option.recipe_command"
+    OPTION_RECIPE_PHOTO = "option.recipe_photo"
+    OPTION_RECIPE_FILE = "option.recipe_file"
     OPTION_KEEP_REGION = "option.keep_region"
     OPTION_ONLY_REGION = "option.only_region"
     OPTION_IMAGE = "option.image"
@@ -274,6 +279,40 @@ class Key(enum.StrEnum):
     SETTINGS_SHOW_NO_IMAGE_GUIDANCE = "settings.show_no_image_guidance"
     ERROR_ONE_MODEL = "error.one_model"
     ERROR_NO_IMAGE_GUIDANCE = "error.no_image_guidance"
+    # Recipes (issue 17)
+    RECIPE_SAVED = "recipe.saved"
+    RECIPE_REPLACED = "recipe.replaced"
+    RECIPE_LIST = "recipe.list"
+    RECIPE_LIST_EMPTY = "recipe.list_empty"
+    RECIPE_LIST_LINE = "recipe.list_line"
+    RECIPE_SHOW = "recipe.show"
+    RECIPE_STEP_LINE = "recipe.step_line"
+    RECIPE_STEP_SEED = "recipe.step_seed"
+    RECIPE_STEP_REGION = "recipe.step_region"
+    RECIPE_DELETED = "recipe.deleted"
+    RECIPE_EXPORTED = "recipe.exported"
+    RECIPE_IMPORTED = "recipe.imported"
+    RECIPE_USAGE = "recipe.usage"
+    RECIPE_NEEDS_PHOTOS = "recipe.needs_photos"
+    RECIPE_STARTED = "recipe.started"
+    RECIPE_PROGRESS = "recipe.progress"
+    RECIPE_FINISHED = "recipe.finished"
+    RECIPE_QUOTA_FITS = "recipe.quota_fits"
+    RECIPE_QUOTA_SHORT = "recipe.quota_short"
+    RECIPE_TOO_MANY = "recipe.too_many"
+    RECIPE_NOT_IMAGE = "recipe.not_image"
+    RECIPE_PHOTO_FAILED = "recipe.photo_failed"
+    RECIPE_PHOTO_CANCELLED = "recipe.photo_cancelled"
+    RECIPE_CANCELLED = "recipe.cancelled"
+    RECIPE_ZIP_CAPTION = "recipe.zip_caption"
+    RECIPE_ZIP_TOO_BIG = "recipe.zip_too_big"
+    ERROR_RECIPE_NOT_FOUND = "error.recipe_not_found"
+    ERROR_RECIPE_EMPTY = "error.recipe_empty"
+    ERROR_RECIPE_NOTHING_TO_SAVE = "error.recipe_nothing_to_save"
+    ERROR_RECIPE_INVALID = "error.recipe_invalid"
+    ERROR_RECIPE_TOO_LARGE = "error.recipe_too_large"
+    ERROR_RECIPE_NAME = "error.recipe_name"
+    ERROR_RECIPE_NO_PHOTOS = "error.recipe_no_photos"
 
 
 @dataclass(frozen=True, slots=True)
@@ -509,6 +548,13 @@ ENGLISH: dict[str, str | Plural] = {
     Key.OPTION_MODEL: "The model to edit with (leave empty to list them)",
     Key.OPTION_SCALE: "2x or 4x (2x if left empty)",
     Key.OPTION_SQUARE: "A 1:1 canvas, as marketplaces ask",
+    Key.COMMAND_RECIPE: "Save, show or apply a recipe of edits",
+    Key.COMMAND_RECIPES: "Your saved recipes",
+    Key.OPTION_RECIPE_COMMAND: (
+        "save NAME [exact] | show NAME | delete NAME | export NAME | list | NAME (apply)"
+    ),
+    Key.OPTION_RECIPE_PHOTO: "A photo to apply the recipe to (up to ten)",
+    Key.OPTION_RECIPE_FILE: "A recipe file to import",
     Key.OPTION_KEEP_REGION: "What to keep, e.g. “the logo”; “off” to stop keeping it",
     Key.OPTION_ONLY_REGION: "What may change, e.g. “the background”; “off” to stop",
     Key.OPTION_IMAGE: "The photo to edit",
@@ -672,6 +718,51 @@ ENGLISH: dict[str, str | Plural] = {
         "Your model ({model}) has no image guidance: it keeps to your photo by itself. "
         "Steps, text guidance and resolution still apply."
     ),
+    # Recipes (issue 17)
+    Key.RECIPE_SAVED: "Saved recipe “{name}” ({count} steps{exact}). Apply it: send photos with the caption /recipe {name}.",
+    Key.RECIPE_REPLACED: "Replaced your earlier recipe “{name}” ({count} steps{exact}).",
+    Key.RECIPE_LIST: "Your recipes:",
+    Key.RECIPE_LIST_EMPTY: "You have no recipes yet. Edit a photo, then /recipe save NAME.",
+    Key.RECIPE_LIST_LINE: "• {name}: {count} steps{exact}",
+    Key.RECIPE_SHOW: "Recipe “{name}” ({count} steps{exact}):",
+    Key.RECIPE_STEP_LINE: (
+        "{number}. “{instruction}” (steps {num_inference_steps}, text guidance "
+        "{guidance_scale}, image guidance {image_guidance_scale}, {resolution} px{extra})"
+    ),
+    Key.RECIPE_STEP_SEED: ", seed {seed}",
+    Key.RECIPE_STEP_REGION: ", {kind} “{text}”",
+    Key.RECIPE_DELETED: "Deleted recipe “{name}”.",
+    Key.RECIPE_EXPORTED: "Recipe “{name}”. Send this file back to me (or to another pix2chat) to import it.",
+    Key.RECIPE_IMPORTED: "Imported recipe “{name}” ({count} steps).",
+    Key.RECIPE_USAGE: (
+        "Recipes replay your edits on other photos. /recipe save NAME [exact] saves the edits "
+        "that led to your current result (exact: with their seeds); /recipes lists them; "
+        "/recipe show|delete|export NAME. Apply one: send photos (an album too) with the "
+        "caption /recipe NAME, or reply to a photo with /recipe NAME."
+    ),
+    Key.RECIPE_NEEDS_PHOTOS: "Send photos with the caption /recipe {name}, or reply to a photo with /recipe {name}.",
+    Key.RECIPE_STARTED: (
+        "Applying “{name}” to {photos} photo(s), {steps} step(s) each ({edits} edits). "
+        "{done} of {photos} photos done."
+    ),
+    Key.RECIPE_PROGRESS: "Recipe “{name}”: {done} of {photos} photos done.",
+    Key.RECIPE_FINISHED: "Recipe “{name}” finished: {succeeded} of {photos} photos done.",
+    Key.RECIPE_QUOTA_FITS: "Each photo takes {steps} edit(s) of your daily quota; {left} left, enough for {fit} photo(s).",
+    Key.RECIPE_QUOTA_SHORT: "Today's quota is enough for {fit} photo(s), so I'm taking the first {fit}.",
+    Key.RECIPE_TOO_MANY: "A recipe takes at most {max} photos at once, so I'm taking the first {max}.",
+    Key.RECIPE_NOT_IMAGE: "Skipped {photo}: {reason}",
+    Key.RECIPE_PHOTO_FAILED: "{photo}: step {step} (“{instruction}”) failed: {reason}",
+    Key.RECIPE_PHOTO_CANCELLED: "{photo}: cancelled at step {step}.",
+    Key.RECIPE_CANCELLED: "Stopped recipe “{name}”: {count} remaining step(s) cancelled.",
+    Key.RECIPE_ZIP_CAPTION: "All {count} results of “{name}” at full resolution.",
+    Key.RECIPE_ZIP_TOO_BIG: "The zip of full-resolution results is over this channel's upload limit.",
+    Key.ERROR_RECIPE_NOT_FOUND: "You have no recipe called “{name}”. /recipes lists yours.",
+    Key.ERROR_RECIPE_EMPTY: "Recipe “{name}” has no steps, so there is nothing to replay.",
+    Key.ERROR_RECIPE_NOTHING_TO_SAVE: "Nothing to save yet: edit a photo first, then /recipe save NAME.",
+    Key.ERROR_RECIPE_INVALID: "That is not a recipe I can use ({reason}).",
+    Key.ERROR_RECIPE_TOO_LARGE: "That recipe file is too large (at most {max_kb} kB).",
+    Key.ERROR_RECIPE_NAME: "Recipe names are one word of letters, digits, “_”, “-” or “.” (at most {max_chars} characters).",
+    Key.ERROR_RECIPE_NO_PHOTOS: "There is no photo I can use to apply the recipe to.",
 }
 
 SOURCE_LOCALE = catalogues.SOURCE_LOCALE

@@ -8,6 +8,7 @@ listeners. Results nobody delivered are sent again by `redeliver`.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from bot.service.media import Previews
@@ -69,6 +70,9 @@ class Relay:
         self._listeners: dict[str, list[UpdateListener]] = {}
         self._owners: dict[int, Owner] = {}
         self._sets_told: set[int] = set()
+        self.interceptors: list[Callable[[JobEvent], Awaitable[bool]]] = []
+        """Asked first about every event; one that returns True has handled it (recipe
+        batches report as one, not per step)."""
 
     def subscribe(self, platform: str, listener: UpdateListener) -> None:
         self._listeners.setdefault(platform, []).append(listener)
@@ -103,6 +107,9 @@ class Relay:
         """The scheduler's listener: one event in, at most one reply out."""
         if isinstance(event, JobStarted):
             return
+        for intercept in self.interceptors:
+            if await intercept(event):
+                return
         owner = await self._owner(event.version_id)
         if owner is None:
             return

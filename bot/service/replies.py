@@ -88,6 +88,14 @@ class ReplyKind(enum.StrEnum):
     """A finished set of variations: `candidates` to show together, each with a Use button."""
     ERROR = "error"
     """A refusal: nothing changed."""
+    BATCH_STATUS = "batch_status"
+    """A recipe batch's one status line ("7 of 12 photos done"): sent once, then edited in
+    place; `args["run"]` names the batch."""
+    BATCH_RESULT = "batch_result"
+    """A recipe batch finished: `versions` are its results (grouped: albums, attachments, a
+    grid) and `ConversationService.batch_zip` their full-resolution PNGs."""
+    DOCUMENT = "document"
+    """A file to send (`attachment`), e.g. an exported recipe."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +133,14 @@ class Note:
 
 
 @dataclass(frozen=True, slots=True)
+class Attachment:
+    """A file a reply carries (an exported recipe)."""
+
+    filename: str
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
 class Reply:
     """What the service answers; frontends render `text()` and the image of `version_id`.
 
@@ -141,6 +157,8 @@ class Reply:
         picture: a JPEG the reply carries itself (a region's mask preview), not a version's.
         document: send the lossless file rather than a chat photo (a cut-out's transparency).
         candidates: for variations replies, the pictures to show together (pick buttons).
+        versions: for batch results, the result of each photo, in order.
+        attachment: for documents, the file.
     """
 
     key: str
@@ -155,6 +173,8 @@ class Reply:
     picture: bytes | None = None
     document: bool = False
     candidates: tuple[Candidate, ...] = ()
+    versions: tuple[int, ...] = ()
+    attachment: Attachment | None = None
 
     @property
     def show_image(self) -> bool:

@@ -27,6 +27,7 @@ from bot.service.messages import Key, render
 from bot.service.rendering import history_lines
 from bot.service.replies import Reply, ReplyKind
 from bot.telegram import keyboards
+from bot.telegram.batches import BatchMessages
 from editor.errors import UserError
 from storage.types import Actor
 
@@ -80,6 +81,7 @@ class Delivery(EventDelivery):
         self.bot = bot
         self.clock = clock
         self._status: dict[int, StatusMessage] = {}
+        self.batches = BatchMessages(bot, service, self.safely, self._send_version, clock)
 
     # ----- answers to the user's own actions ---------------------------------------------------
 
@@ -99,6 +101,8 @@ class Delivery(EventDelivery):
                     allow_sending_without_reply=True,
                 )
             )
+        elif reply.kind in (ReplyKind.BATCH_STATUS, ReplyKind.DOCUMENT):
+            await self.batches.answer(chat_id, reply_to, actor, reply)
         elif reply.show_image and reply.version_id is not None:
             await self.send_version(chat_id, reply_to, actor, reply)
         elif reply.kind is ReplyKind.HISTORY:
@@ -353,6 +357,10 @@ class Delivery(EventDelivery):
                 text=text,
                 edited_at=self.clock(),
             )
+
+    async def show_batch(self, actor: Actor, reply: Reply) -> None:
+        """A recipe batch's status line, edited in place, or its albums and zip."""
+        await self.batches.show(actor, reply)
 
     async def show_progress(self, reply: Reply) -> None:
         assert reply.version_id is not None

@@ -26,7 +26,7 @@ from bot.app import Components, FrontendError
 from bot.config import Settings
 from bot.service import catalogues
 from bot.service.messages import SOURCE_LOCALE, Key, render
-from bot.telegram import admin, handlers
+from bot.telegram import admin, handlers, recipes
 from bot.telegram.delivery import PLATFORM, Delivery
 from bot.telegram.handlers import BOT_API_DOWNLOAD_LIMIT, TelegramContext
 
@@ -57,6 +57,8 @@ COMMANDS: tuple[tuple[str, Key], ...] = (
     ("upscale", Key.COMMAND_UPSCALE),
     ("cutout", Key.COMMAND_CUTOUT),
     ("white", Key.COMMAND_WHITE),
+    ("recipe", Key.COMMAND_RECIPE),
+    ("recipes", Key.COMMAND_RECIPES),
 )
 """The command menu: each command's description is a catalogue text, so it is translated."""
 
@@ -83,6 +85,8 @@ COMMAND_HANDLERS = {
     "upscale": handlers.upscale,
     "cutout": handlers.cutout,
     "white": handlers.white,
+    "recipe": recipes.recipe,
+    "recipes": recipes.recipes,
 }
 
 
@@ -110,6 +114,16 @@ def build_application(
         application.add_handler(CommandHandler(name, localized(callback)))
     for name, callback in admin.ADMIN_COMMANDS.items():
         application.add_handler(CommandHandler(name, localized(callback)))
+    # Recipes (issue 17): album items are collected first, /recipe captions applied, recipe
+    # files imported; everything else reaches the handlers below as before.
+    images = filters.PHOTO | filters.Document.IMAGE
+    application.add_handler(
+        MessageHandler(images & recipes.IN_ALBUM, localized(recipes.album_item))
+    )
+    application.add_handler(
+        MessageHandler(images & recipes.CAPTIONED, localized(recipes.captioned))
+    )
+    application.add_handler(MessageHandler(recipes.RECIPE_FILE, localized(recipes.recipe_file)))
     application.add_handler(MessageHandler(filters.PHOTO, localized(handlers.photo)))
     application.add_handler(
         MessageHandler(

@@ -31,6 +31,7 @@ from bot.service.replies import Reply
 from bot.web.bodies import Refused, megabytes, optional_id, read_json, read_limited, request_key
 from bot.web.delivery import WebDelivery
 from bot.web.guard import Guard
+from bot.web.recipes import recipe_routes
 from bot.web.render import message_json, reply_json, status_for
 from bot.web.sessions import COOKIE, COOKIE_MAX_AGE_S, Sessions
 from editor.errors import ImageTooLarge, UserError
@@ -413,6 +414,10 @@ def create_app(ctx: WebContext) -> ASGIApp:
         Route("/api/settings/reset", localized(settings_reset), methods=post),
         Route("/api/versions/{version_id:int}/{kind:str}", localized(version_image)),
         Route("/api/events", localized(events)),
+        *(
+            Route(route.path, localized(route.endpoint), methods=route.methods)
+            for route in recipe_routes(ctx.service, _actor, ctx.max_upload_bytes)
+        ),
         Mount("/static", StaticFiles(directory=STATIC)),
     ]
     app = Starlette(routes=routes, exception_handlers={Refused: refused, 404: not_found})

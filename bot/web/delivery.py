@@ -24,8 +24,9 @@ STREAM_BUFFER = 256
 
 @dataclass(frozen=True, slots=True)
 class StreamEvent:
-    """One server-sent event: `progress`, `preview`, `result`, `failure` or `notice` (about
-    the service, not one edit), with a JSON payload."""
+    """One server-sent event: `progress`, `preview`, `result`, `failure`, `notice` (about
+    the service, not one edit) or `batch` (a recipe batch's status or results), with a JSON
+    payload."""
 
     name: str
     data: Mapping[str, Any]
@@ -61,6 +62,10 @@ class WebDelivery(EventDelivery):
             self._push(actor, StreamEvent("preview", body))
             return
         await super().on_event(actor, reply)
+
+    async def show_batch(self, actor: Actor, reply: Reply) -> None:
+        """A recipe batch's status ("7 of 12 photos done") or its grid of results."""
+        self._push(actor, StreamEvent("batch", reply_json(reply)))
 
     async def show_progress(self, reply: Reply) -> None:
         """Unused: `on_event` pushes progress to the actor's tabs directly."""

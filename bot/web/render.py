@@ -44,6 +44,9 @@ STATUS_BY_KEY: dict[str, int] = {
     Key.REGION_USAGE: 400,
     Key.REGION_TOO_LONG: 400,
     Key.REGION_UNAVAILABLE: 503,
+    Key.ERROR_RECIPE_NOT_FOUND: 404,
+    Key.ERROR_RECIPE_TOO_LARGE: 413,
+    Key.ERROR_RECIPE_NOTHING_TO_SAVE: 409,
 }
 
 
@@ -92,6 +95,19 @@ def reply_json(reply: Reply) -> dict[str, Any]:
             }
             for candidate in reply.candidates
         ]
+    if reply.kind in (ReplyKind.BATCH_STATUS, ReplyKind.BATCH_RESULT):
+        body["run"] = reply.args.get("run")
+        body["versions"] = [
+            {
+                "version_id": version_id,
+                "image": image_url(version_id),
+                "thumbnail": image_url(version_id, "thumbnail"),
+                "full": image_url(version_id, "full"),
+            }
+            for version_id in reply.versions
+        ]
+        if reply.kind is ReplyKind.BATCH_RESULT and reply.versions:
+            body["zip"] = f"/api/batches/{reply.args.get('run')}/zip"
     if reply.history:
         lines = history_lines(reply)
         body["history"] = [

@@ -195,3 +195,21 @@ def test_0004_adds_the_raw_output_column_and_keeps_existing_versions(
         assert tuple(row) == ("a", None)
     finally:
         engine.dispose()
+
+
+def test_0011_adds_recipes_and_runs_and_goes_back(tmp_path: Path) -> None:
+    from alembic import command
+
+    from storage.migrate import alembic_config
+
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    upgrade(url)
+    engine = sqlalchemy.create_engine(url)
+    try:
+        tables = set(sqlalchemy.inspect(engine).get_table_names())
+        assert {"recipes", "recipe_runs"} <= tables
+        command.downgrade(alembic_config(url), "0004")
+        tables = set(sqlalchemy.inspect(engine).get_table_names())
+        assert not {"recipes", "recipe_runs"} & tables
+    finally:
+        engine.dispose()

@@ -508,6 +508,8 @@ function connect() {
   events.addEventListener("result", finished);
   events.addEventListener("failure", finished);
   events.addEventListener("notice", (event) => showReply(JSON.parse(event.data)));
+  // Recipe batches (recipes.js): one status line, then a grid of results.
+  events.addEventListener("batch", (event) => window.pix2chatBatch?.(JSON.parse(event.data)));
   events.addEventListener("error", () => {
     $("connection").textContent = say("web.reconnecting");
   });

@@ -4,6 +4,7 @@ covers is known exactly."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
@@ -14,13 +15,22 @@ from numpy.typing import NDArray
 from PIL import Image
 from sqlalchemy import select
 
+from bot.service.batches import Photo
 from bot.service.replies import ReplyKind
 from editor.base import EditRequest, PreviewCallback, ProgressCallback
 from editor.segment import ClipSegSegmenter
 from editor.testing.doubles import Box, BoxSegmenter, GatedEditor, box_pixels
 from storage.images import ImageMissing
-from storage.models import ConversationRegion, VersionRegion
-from tests.bot.service.harness import ALICE, BOB, Harness, open_image, photo, running_service
+from storage.models import ConversationRegion, RecipeRun, VersionRegion
+from tests.bot.service.harness import (
+    ALICE,
+    BOB,
+    TIMEOUT_S,
+    Harness,
+    open_image,
+    photo,
+    running_service,
+)
 
 SIZE = (320, 240)
 LOGO: Box = (0.25, 0.25, 0.5, 0.5)
@@ -301,3 +311,41 @@ async def test_a_segmenter_that_cannot_load_is_a_plain_refusal(
         assert "PIX2CHAT_SEGMENTER_MODEL" in caplog.text and "no-such-model" in caplog.text
         assert (await h.service.show_regions(ALICE)).key == "region.none"
         await h.edit(ALICE, "make it night")  # the conversation goes on
+
+
+async def test_a_recipe_records_each_steps_regions_and_replays_them_on_new_photos(
+    h: Harness,
+) -> None:
+    await h.upload(ALICE, photo(SIZE))
+    await h.edit(ALICE, "make it night")  # no region yet
+    assert not (await h.service.keep(ALICE, "the logo")).is_error
+    await h.edit(ALICE, "add snow")
+    saved = await h.service.recipe(ALICE, ["save", "winter"])
+    assert saved.key == "recipe.saved", saved
+    shown = (await h.service.recipe(ALICE, ["show", "winter"])).text()
+    assert "the logo" in shown
+
+    # Replayed on a new photo: the second step is made with "keep the logo", masked there.
+    assert not (await h.service.keep(ALICE, "off")).is_error  # what is in force now is no matter
+    new = photo(SIZE, shade=90)
+    started = await h.service.apply_recipe(ALICE, "winter", [Photo("shoe.jpg", new)])
+    assert started.kind is ReplyKind.BATCH_STATUS, started
+    async with h.database.read() as session:
+        run = (await session.scalars(select(RecipeRun))).one()
+    (chain,) = [entry["versions"] for entry in run.items["photos"]]
+    await _batch_result(h)  # a batch reports once, when every photo is done
+    first, second = chain
+    assert await regions_of(h, first) == []
+    (row,) = await regions_of(h, second)
+    assert (row.kind, row.text, row.mask_sha is not None) == ("keep", "the logo", True)
+    parent = pixels(await image_of(h, first))
+    result = pixels(await image_of(h, second))
+    assert np.array_equal(result[inside(LOGO)], parent[inside(LOGO)])  # kept bit for bit
+
+
+async def _batch_result(h: Harness) -> None:
+    async with asyncio.timeout(TIMEOUT_S):
+        while True:
+            if any(reply.kind is ReplyKind.BATCH_RESULT for _, reply in h.recorder.replies):
+                return
+            await asyncio.sleep(0.01)
