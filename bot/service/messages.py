@@ -381,9 +381,11 @@ ENGLISH: dict[str, str | Plural] = {
     Key.HELP: (
         "Send me a photo, then tell me what to change, for example " + EXAMPLES + ". "
         "Each instruction edits the latest result. Commands: /undo, /redo, /regenerate, "
-        "/variations, /stronger, /subtler, /history, /reset, /settings, /cancel, /status, "
-        "/forget, /language, and /keep <what>, /only <what>, /regions to protect or confine a "
-        "part of the photo. Finishing: /upscale [2x|4x], /cutout, /white [square]."
+        "/variations, /stronger, /subtler, /history, /reset, /settings, /model, /cancel, "
+        "/status, /forget, /language, and /keep <what>, /only <what>, /regions to protect or "
+        "confine a part of the photo. Finishing: /upscale [2x|4x], /cutout, /white [square]. "
+        "Recipes: /recipe save <name> records your edits, /recipe <name> with photos replays "
+        "them, /recipes lists them."
     ),
     Key.WELCOME: (
         "Hi! I edit photos by instruction. Send me a photo, then tell me what to change, "
