@@ -171,6 +171,7 @@ class Key(enum.StrEnum):
     OPTION_SQUARE = "option.square"
     COMMAND_RECIPE = "command.recipe"
     COMMAND_RECIPES = "command.recipes"
+    RECIPE_EXACT_SEEDS = "recipe.exact_seeds"
     OPTION_RECIPE_COMMAND = "option.recipe_command"
     OPTION_RECIPE_PHOTO = "option.recipe_photo"
     OPTION_RECIPE_FILE = "option.recipe_file"
@@ -552,6 +553,7 @@ ENGLISH: dict[str, str | Plural] = {
     Key.OPTION_SQUARE: "A 1:1 canvas, as marketplaces ask",
     Key.COMMAND_RECIPE: "Save, show or apply a recipe of edits",
     Key.COMMAND_RECIPES: "Your saved recipes",
+    Key.RECIPE_EXACT_SEEDS: ", exact seeds",
     Key.OPTION_RECIPE_COMMAND: (
         "save NAME [exact] | show NAME | delete NAME | export NAME | list | NAME (apply)"
     ),

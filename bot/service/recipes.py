@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from bot.service.lookup import started_conversation
-from bot.service.messages import Key
+from bot.service.messages import Key, Phrase
 from bot.service.replies import Attachment, Note, Reply, ReplyKind, replies_to_errors
 from editor.regions import Region
 from storage import recipes, regions, tree
@@ -74,7 +74,7 @@ def recipe_args(recipe: Recipe) -> dict[str, object]:
     return {
         "name": recipe.name,
         "count": len(recipe.steps),
-        "exact": ", exact seeds" if recipe.exact else "",
+        "exact": Phrase(Key.RECIPE_EXACT_SEEDS) if recipe.exact else "",
     }
 
 
