@@ -154,7 +154,8 @@ async def test_photo_edits_history_and_restart(settings: Settings) -> None:
             assert params.resolution == RESOLUTION
             assert params.guidance_scale == settings.default_guidance_scale
             assert params.image_guidance_scale == settings.default_image_guidance_scale
-            assert set(entry.params) >= set(EditParams.__dataclass_fields__)
+            # every parameter is recorded (the model name only where several are configured)
+            assert set(entry.params) >= set(EditParams.__dataclass_fields__) - {"model"}
             seeds.append(params.seed)
         assert done.args["seed"] == seeds[0]
 
@@ -233,7 +234,9 @@ async def test_photo_edits_history_and_restart(settings: Settings) -> None:
         assert [e.version_id for e in path] == [root, edit1]
         assert [e.instruction for e in path] == [None, "make it night"]
         assert path[1].params is not None and path[1].params["seed"] == seeds[0]
-        assert (await stored_png(components, edit1))[0] == images[edit1]
-        assert (await stored_png(components, edit2))[0] == images[edit2]
+        # The same pixels (the delivered file's C2PA manifest is signed anew: its bytes differ).
+        for kept in (edit1, edit2):
+            again = (await stored_png(components, kept))[0]
+            assert np.array_equal(pixels(again), pixels(images[kept]))
         reply = await components.service.redo(ALICE)
         assert reply.version_id == sibling, reply

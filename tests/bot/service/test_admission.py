@@ -3,6 +3,7 @@ ownership), on the running service."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from tests.bot.service.harness import (
     ALICE,
     BOB,
     GENEROUS,
+    TIMEOUT_S,
     Harness,
     assert_friendly,
     decompression_bomb,
@@ -54,6 +56,13 @@ class Bad:
 async def _close_gate_and_queue(h: Harness, ids: Ids, actor: Actor, name: str) -> None:
     h.editor.gate.clear()
     ids[name] = await h.queue(actor, "first edit")
+    # Until the scheduler claims it, the edit may turn from queued to running between the
+    # test's before and after snapshots: wait until it is held at the gate.
+    async with asyncio.timeout(TIMEOUT_S):
+        while True:
+            if (await h.version(ids[name])).status == "running":
+                return
+            await asyncio.sleep(0.01)
 
 
 async def _open_gate_and_wait(h: Harness, ids: Ids, name: str) -> None:
