@@ -116,3 +116,10 @@ class AtSubtlest(UserError):
     """Subtler asked when both guidance scales are already at their subtlest."""
 
     key = "error.at_subtlest"
+
+
+class NothingToVary(UserError):
+    """Variations, Stronger or Subtler on a finishing result (an upscale or a cut-out): it has
+    no instruction to run again."""
+
+    key = "error.nothing_to_vary"

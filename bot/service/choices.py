@@ -21,6 +21,7 @@ from storage.errors import (
     AtSubtlest,
     NotACandidate,
     NothingToRegenerate,
+    NothingToVary,
     SetNotCurrent,
     VersionNotReady,
 )
@@ -172,13 +173,10 @@ class Choices:
             )
         else:
             target = await tree.get_version(session, conversation, version_id)
-        if (
-            target is None
-            or target.parent_id is None
-            or target.params is None
-            or target.finishing() is not None  # an upscale or cut-out has no instruction to vary
-        ):
+        if target is None or target.parent_id is None or target.params is None:
             raise NothingToRegenerate()
+        if target.finishing() is not None:
+            raise NothingToVary()
         parent = await tree.get_version(session, conversation, target.parent_id)
         return conversation, target, parent
 

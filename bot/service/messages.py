@@ -274,6 +274,7 @@ class Key(enum.StrEnum):
     ERROR_NOT_A_CANDIDATE = "error.not_a_candidate"
     ERROR_AT_STRONGEST = "error.at_strongest"
     ERROR_AT_SUBTLEST = "error.at_subtlest"
+    ERROR_NOTHING_TO_VARY = "error.nothing_to_vary"
 
     # Model families and /model (issue 19)
     MODEL_LIST = "model.list"
@@ -710,6 +711,10 @@ ENGLISH: dict[str, str | Plural] = {
     Key.ERROR_AT_SUBTLEST: (
         "Already at the subtlest setting (text guidance {guidance_scale}, image guidance "
         "{image_guidance_scale})."
+    ),
+    Key.ERROR_NOTHING_TO_VARY: (
+        "Variations, Stronger and Subtler rerun an instruction; an upscale or a cut-out has none. "
+        "Reply to the edit before it, or send a new instruction."
     ),
     # Model families and /model (issue 19)
     Key.MODEL_LIST: "You edit with {model}. Models here: {models}. Switch with /model <name>.",

@@ -14,6 +14,21 @@ from editor.families.registry import Family
 StepCallback = Callable[[int, int], None]
 """Called with (step, total) after each denoising step, from the model thread."""
 
+StepEnd = Callable[[Any, int, Any, dict[str, Any]], dict[str, Any]]
+"""diffusers' `callback_on_step_end` signature: (pipeline, step index, timestep, kwargs)."""
+
+
+def reporting(on_step: StepCallback) -> StepEnd:
+    """A `callback_on_step_end` that reports (step, total) and changes nothing."""
+
+    def on_step_end(
+        pipeline: Any, step_index: int, _timestep: Any, kwargs: dict[str, Any]
+    ) -> dict[str, Any]:
+        on_step(step_index + 1, pipeline.num_timesteps)
+        return kwargs
+
+    return on_step_end
+
 
 class FamilyAdapter(Protocol):
     """One small adapter per family; `FamilyEditor` does the rest (device, LoRA, sizes)."""

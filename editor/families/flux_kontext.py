@@ -19,7 +19,7 @@ from diffusers.pipelines.flux.pipeline_flux_kontext import FluxKontextPipeline
 from PIL import Image
 
 from editor.base import EditRequest
-from editor.families.adapter import StepCallback
+from editor.families.adapter import StepCallback, reporting
 from editor.families.registry import FLUX_KONTEXT
 
 MAX_SEQUENCE_LENGTH = 512
@@ -52,12 +52,6 @@ class FluxKontextAdapter:
         params = requests[0].params
         width, height = size
 
-        def on_step_end(
-            pipeline: Any, step_index: int, _timestep: Any, kwargs: dict[str, Any]
-        ) -> dict[str, Any]:
-            on_step(step_index + 1, pipeline.num_timesteps)
-            return kwargs
-
         output = pipe(
             image=[request.image for request in requests],
             prompt=[request.instruction for request in requests],
@@ -67,7 +61,7 @@ class FluxKontextAdapter:
             num_inference_steps=params.num_inference_steps,
             guidance_scale=params.guidance_scale,
             generator=generators,
-            callback_on_step_end=on_step_end,
+            callback_on_step_end=reporting(on_step),
             max_sequence_length=min(MAX_SEQUENCE_LENGTH, pipe.tokenizer_2.model_max_length),
             output_type="pil",
             _auto_resize=False,

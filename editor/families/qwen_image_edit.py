@@ -18,7 +18,7 @@ from diffusers.pipelines.qwenimage.pipeline_qwenimage_edit import QwenImageEditP
 from PIL import Image
 
 from editor.base import EditRequest
-from editor.families.adapter import StepCallback
+from editor.families.adapter import StepCallback, reporting
 from editor.families.registry import QWEN_IMAGE_EDIT
 
 MAX_SEQUENCE_LENGTH = 512
@@ -51,12 +51,6 @@ class QwenImageEditAdapter:
         params = requests[0].params
         width, height = size
 
-        def on_step_end(
-            pipeline: Any, step_index: int, _timestep: Any, kwargs: dict[str, Any]
-        ) -> dict[str, Any]:
-            on_step(step_index + 1, pipeline.num_timesteps)
-            return kwargs
-
         output = pipe(
             image=[request.image for request in requests],
             prompt=[request.instruction for request in requests],
@@ -66,7 +60,7 @@ class QwenImageEditAdapter:
             width=width,
             num_inference_steps=params.num_inference_steps,
             generator=generators,
-            callback_on_step_end=on_step_end,
+            callback_on_step_end=reporting(on_step),
             max_sequence_length=MAX_SEQUENCE_LENGTH,
             output_type="pil",
         )

@@ -278,3 +278,16 @@ async def test_regenerate_of_an_upscale_upscales_again(h: Harness) -> None:
     assert key == "finish.done_upscale"  # not an instruction edit named "/upscale 2x"
     assert (await h.version(again)).parent_id == root
     assert open_image(await h.service.image(ALICE, again, full=True)).size == (128, 96)
+
+
+async def test_variations_stronger_and_subtler_of_an_upscale_are_refused_in_words(
+    h: Harness,
+) -> None:
+    await h.upload(ALICE, product())
+    upscaled, _ = await finished(h, (await h.service.upscale(ALICE)).version_id)
+    versions = await h.count_versions()
+    for ask in (h.service.variations, h.service.stronger, h.service.subtler):
+        reply = await ask(ALICE, upscaled)
+        assert reply.key == "error.nothing_to_vary", reply
+        assert "upscale" in assert_friendly(reply)
+    assert await h.count_versions() == versions  # nothing queued
