@@ -14,6 +14,7 @@ from pathlib import Path
 from PIL import Image
 
 from bot.commands.recipe import collect, output_names
+from editor.finishing.provenance import verify
 from tests.bot.test_cli import base_env
 
 TIMEOUT_S = 120
@@ -85,6 +86,10 @@ def test_applies_every_step_to_every_photo_at_full_size(tmp_path: Path) -> None:
     for index, photo in enumerate(photos):
         with Image.open(out / f"{photo.stem}.png") as result:
             assert result.format == "PNG" and result.size == (320 + index, 200)
+    # A catalogue export is a delivered file: it says it was edited with AI (C2PA).
+    findings = verify((out / f"{photos[0].stem}.png").read_bytes())
+    assert findings.manifest is not None
+    assert sum(action.startswith("c2pa.edited") for action in findings.actions) == 2  # 2 steps
     rows = _report(out)
     done = [r for r in rows if r["status"] == "done"]
     assert len(done) == 6 and {r["step"] for r in done} == {"1", "2"}
