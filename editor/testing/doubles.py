@@ -71,9 +71,13 @@ class NullEditor:
 
 def _tinted(request: EditRequest, amount: float) -> Image.Image:
     """The NullEditor's "edit": the input blended towards a colour chosen by seed and text."""
-    shade = request.params.seed % 256
+    # Each channel from other bits of the seed: two seeds almost never give a similar colour
+    # (with one shade of 256, four variations shared a picture now and then).
+    seed = request.params.seed
     tint = Image.new(
-        "RGB", request.image.size, (shade, 255 - shade, len(request.instruction) % 256)
+        "RGB",
+        request.image.size,
+        (seed % 256, (seed >> 8) % 256, (len(request.instruction) + (seed >> 16)) % 256),
     )
     return Image.blend(request.image.convert("RGB"), tint, amount)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -14,12 +15,28 @@ from tests.bot.discord.test_discord import (
     ANN,
     QUIET,
     fake,  # noqa: F401 (the fake Discord fixture)
+    original,
     response_text,
-    response_with_image,
     running_bot,
+    until,
     upload,
 )
-from tests.fakes.discord_api import FakeDiscord
+from tests.fakes.discord_api import FakeDiscord, FakeMessage
+
+
+async def result_of(fake: FakeDiscord, interaction: Any) -> FakeMessage:  # noqa: F811
+    """The result with its picture: in the command's response, or (when it finished before the
+    "queued" answer was shown) a message of its own in the channel."""
+    before = {message.id for message in fake.messages(QUIET)}
+
+    def found() -> FakeMessage | None:
+        answer = original(fake, interaction)
+        if answer is not None and answer.attachments:
+            return answer
+        later = [m for m in fake.messages(QUIET) if m.id not in before and m.attachments]
+        return later[-1] if later else None
+
+    return await until(found)
 
 
 def product(size: tuple[int, int] = (320, 256)) -> bytes:
@@ -52,14 +69,14 @@ async def test_upscale_cutout_and_white_slash_commands(
         bad = fake.slash("upscale", ANN, QUIET, {"scale": "3x"})
         assert "4x" in await response_text(fake, bad, "4x")
 
-        cut = await response_with_image(fake, fake.slash("cutout", ANN, QUIET))
+        cut = await result_of(fake, fake.slash("cutout", ANN, QUIET))
         assert cut.attachments[0].filename.endswith(".png")
         with Image.open(io.BytesIO(cut.attachments[0].data)) as cutout:
             assert cutout.mode == "RGBA"
             alpha = np.asarray(cutout)[..., 3]
             assert alpha[0, 0] == 0 and alpha.max() == 255  # a transparent border, a subject
 
-        white = await response_with_image(fake, fake.slash("white", ANN, QUIET, {"square": True}))
+        white = await result_of(fake, fake.slash("white", ANN, QUIET, {"square": True}))
         with Image.open(io.BytesIO(white.attachments[0].data)) as on_white:
             width, height = on_white.size
             assert abs(width - height) <= 1
@@ -67,7 +84,7 @@ async def test_upscale_cutout_and_white_slash_commands(
             assert corner.min() >= 250  # white (a JPEG chat copy: within rounding)
 
         # Last: the tiny random upscaler's output is near black (no subject to cut out).
-        upscaled = await response_with_image(fake, fake.slash("upscale", ANN, QUIET))
+        upscaled = await result_of(fake, fake.slash("upscale", ANN, QUIET))
         assert "2x" in upscaled.content
         with Image.open(io.BytesIO(upscaled.attachments[0].data)) as chat_copy:
             assert abs(chat_copy.size[0] / chat_copy.size[1] - 1) < 0.01  # the square one, 2x
