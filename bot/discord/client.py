@@ -193,8 +193,6 @@ class Pix2ChatClient(discord.Client):
             reply = await self.service.subtler(actor, version)
         elif action == Action.USE.value:
             reply = await self.service.pick(actor, version_id)
-        elif action == Action.UPSCALE.value:
-            reply = await self.service.upscale(actor, None, version)
         else:
             reply = Reply(key=Key.BUTTON_EXPIRED, kind=ReplyKind.ERROR)
         await self.delivery.answer_interaction(interaction, actor, reply)
@@ -344,22 +342,6 @@ def _register_commands(client: Pix2ChatClient) -> None:
     @tree.command(name="regions", description=described(Key.COMMAND_REGIONS))
     async def regions(interaction: discord.Interaction) -> None:
         await simple(interaction, service.show_regions)
-
-    @tree.command(name="upscale", description=described(Key.COMMAND_UPSCALE))
-    @app_commands.describe(scale=described(Key.OPTION_SCALE))
-    async def upscale(interaction: discord.Interaction, scale: str | None = None) -> None:
-        await interaction.response.defer(thinking=True)
-        await respond(interaction, await service.upscale(actor_of(interaction), scale))
-
-    @tree.command(name="cutout", description=described(Key.COMMAND_CUTOUT))
-    async def cutout(interaction: discord.Interaction) -> None:
-        await simple(interaction, service.cutout)
-
-    @tree.command(name="white", description=described(Key.COMMAND_WHITE))
-    @app_commands.describe(square=described(Key.OPTION_SQUARE))
-    async def white(interaction: discord.Interaction, square: bool = False) -> None:
-        await interaction.response.defer(thinking=True)
-        await respond(interaction, await service.white(actor_of(interaction), square))
 
     @tree.command(name="help", description=described(Key.COMMAND_HELP))
     async def help_command(interaction: discord.Interaction) -> None:

@@ -111,15 +111,13 @@ class DiscordDelivery(EventDelivery):
             return await self._render_candidates(actor, reply, limit, kwargs)
         if reply.show_image and reply.version_id is not None:
             try:
-                # A cut-out goes out as its lossless PNG: a JPEG would lose the transparency.
-                data = await self.service.image(actor, reply.version_id, full=reply.document)
+                data = await self.service.image(actor, reply.version_id)
             except UserError as error:
                 return {"content": render(error.key, error.args_for_message), "view": None}
             if len(data) > limit:
                 kwargs["content"] = f"{text}\n{render(Key.UPLOAD_TOO_BIG)}"
             else:
-                suffix = "png" if reply.document else "jpg"
-                name = f"pix2chat-{reply.version_id}.{suffix}"
+                name = f"pix2chat-{reply.version_id}.jpg"
                 kwargs["attachments"] = [discord.File(io.BytesIO(data), filename=name)]
         elif reply.picture is not None and len(reply.picture) <= limit:  # a region's preview
             picture = discord.File(io.BytesIO(reply.picture), filename="pix2chat-region.jpg")

@@ -26,7 +26,6 @@ BUTTON_ACTIONS = (
     Action.VARIATIONS,
     Action.STRONGER,
     Action.SUBTLER,
-    Action.UPSCALE,
 )
 STYLES = {Action.FORGET_CONFIRM.value: discord.ButtonStyle.danger}
 

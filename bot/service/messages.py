@@ -167,8 +167,6 @@ class Key(enum.StrEnum):
     COMMAND_SUBTLER = "command.subtler"
     COMMAND_MODEL = "command.model"
     OPTION_MODEL = "option.model"
-    OPTION_SCALE = "option.scale"
-    OPTION_SQUARE = "option.square"
     COMMAND_RECIPE = "command.recipe"
     COMMAND_RECIPES = "command.recipes"
     RECIPE_EXACT_SEEDS = "recipe.exact_seeds"
@@ -550,8 +548,6 @@ ENGLISH: dict[str, str | Plural] = {
     Key.COMMAND_SUBTLER: "The last edit, applied more gently",
     Key.COMMAND_MODEL: "List the edit models, or pick one",
     Key.OPTION_MODEL: "The model to edit with (leave empty to list them)",
-    Key.OPTION_SCALE: "2x or 4x (2x if left empty)",
-    Key.OPTION_SQUARE: "A 1:1 canvas, as marketplaces ask",
     Key.COMMAND_RECIPE: "Save, show or apply a recipe of edits",
     Key.COMMAND_RECIPES: "Your saved recipes",
     Key.RECIPE_EXACT_SEEDS: ", exact seeds",
