@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from editor.finishing.finisher import Finisher
 from editor.finishing.matting import Matting
@@ -31,7 +32,12 @@ def tiny_esrgan_2x(finishing_dir: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_matting(finishing_dir: Path) -> Path:
-    return export_tiny_matting(finishing_dir / "tiny-matting.onnx")
+    path = export_tiny_matting(finishing_dir / "tiny-matting.onnx")
+    # rembg imports pymatting, whose numba functions compile on their first import in a new
+    # virtualenv (tens of seconds on a busy 2-core machine): paid here, once, rather than
+    # inside the first test's wait for a cut-out.
+    Matting(str(path)).mask(Image.new("RGB", (32, 32)))
+    return path
 
 
 @pytest.fixture(scope="session")
